@@ -1,0 +1,40 @@
+# Every target sets itself up: `make demo` and `make test` work on a fresh clone.
+# The venv prefers Python 3.10 (SCF's newest Python runtime) and falls back to python3.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+LOCK := requirements/lock.txt
+BASE_PYTHON ?= $(shell scripts/find-python)
+
+.PHONY: help venv demo test lint fuzz bench package clean
+
+help:
+	@echo "make demo | test | lint | fuzz | bench | package | clean"
+
+$(VENV)/.installed: pyproject.toml $(LOCK)
+	test -x $(PY) || $(BASE_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c $(LOCK) -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) scripts/demo.py
+
+test: venv
+	$(MAKE) --no-print-directory lint
+	$(PY) -m pytest -q
+
+lint: venv
+	$(PY) -m ruff check src tests scripts benchmarks index.py
+	$(PY) -m ruff format --check src tests scripts benchmarks index.py
+	$(PY) -m mypy
+	$(PY) -m vermin --target=3.10- --no-tips --violations --eval-annotations src index.py
+
+fuzz: venv
+	$(PY) -m pytest -q -m fuzz --hypothesis-profile=fuzz tests
+
+bench: venv
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) out dist build .pytest_cache .mypy_cache .ruff_cache .hypothesis
