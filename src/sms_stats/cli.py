@@ -1,0 +1,130 @@
+"""`sms-stats`: run the handler locally, fetch one range, or start the local API stand-in."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import SmsStatsError
+
+SAMPLES = Path(__file__).resolve().parent / "samples"
+
+
+def _sample_event(name: str) -> dict[str, Any]:
+    """Built-in events, stamped with the current time so they fetch a recent hour."""
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if name == "timer":
+        return {"Type": "Timer", "TriggerName": "sms-stats-hourly", "Time": now, "Message": ""}
+    from .handler import current_settings, utcnow  # noqa: PLC0415
+    from .windows import format_hour, last_full  # noqa: PLC0415
+
+    settings = current_settings()
+    hour = format_hour(last_full(utcnow(), settings.zone)[0].start)
+    app_ids = settings.app_ids or ("1400006874",)
+    token = settings.api_tokens[0].get_secret_value() if settings.api_tokens else ""
+    return {
+        "httpMethod": "GET",
+        "path": "/stats",
+        "headers": {"authorization": f"Bearer {token}", "host": "localhost"},
+        "queryString": {"app_id": list(app_ids), "begin": hour, "end": hour},
+        "body": "",
+    }
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    from .handler import main_handler  # noqa: PLC0415
+
+    if args.event in ("timer", "http"):
+        event: Any = _sample_event(args.event)
+    else:
+        event = json.loads(Path(args.event).read_text(encoding="utf-8"))
+    context = {"request_id": "cli", "function_name": "sms-stats", "time_limit_in_ms": 900_000}
+    try:
+        answer = main_handler(event, context)
+    except SmsStatsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer, ensure_ascii=False, indent=2))
+    if isinstance(answer, dict) and isinstance(answer.get("statusCode"), int):
+        return 0 if answer["statusCode"] < 400 else 1
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from .context import Invocation  # noqa: PLC0415
+    from .handler import current_settings, utcnow  # noqa: PLC0415
+    from .jobs import Job, check_app_ids, window_between  # noqa: PLC0415
+    from .pipeline import run_job  # noqa: PLC0415
+
+    try:
+        settings = current_settings()
+        app_ids = check_app_ids(args.app_id, "--app-id", settings)
+        window = window_between(args.begin, args.end, settings, utcnow(), ("--begin", "--end"))
+        result = run_job(Job(app_ids, (window,)), settings, Invocation.begin(None), [])
+    except SmsStatsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result.summary()["records"], ensure_ascii=False, indent=2))
+    else:
+        print(table(r.to_dict() for r in result.records))
+    for failure in result.failures:
+        print(f"error: app {failure.app_id}: {failure.error}", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+def table(records: Any) -> str:
+    header = ("app", "window", "requests", "success", "rate", "billed")
+    rows = [header]
+    for r in records:
+        rate = "-" if r["success_rate"] is None else f"{r['success_rate']:.2%}"
+        rows.append(
+            (
+                r["sms_sdk_app_id"],
+                f"{r['begin_time']}-{r['end_time']}",
+                str(r["request_count"]),
+                str(r["request_success_count"]),
+                rate,
+                str(r["fee_count"]),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.rjust(w) if i > 1 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        for row in rows
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sms-stats", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    invoke = sub.add_parser("invoke", help="run an event through main_handler")
+    invoke.add_argument("event", help="an event JSON file, or 'timer' / 'http' for a built-in one")
+    invoke.set_defaults(func=_invoke)
+
+    fetch = sub.add_parser("fetch", help="fetch one range and print a table")
+    fetch.add_argument("--app-id", action="append", required=True, help="repeatable")
+    fetch.add_argument("--begin", required=True, help="yyyymmddhh")
+    fetch.add_argument("--end", required=True, help="yyyymmddhh (included)")
+    fetch.add_argument("--json", action="store_true", help="print records as JSON")
+    fetch.set_defaults(func=_fetch)
+
+    sub.add_parser("emulator", help="run the local SMS API stand-in", add_help=False)
+
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["emulator"]:
+        from .emulator import main as emulator_main  # noqa: PLC0415
+
+        return emulator_main(args_list[1:])
+    args = parser.parse_args(args_list)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

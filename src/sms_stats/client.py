@@ -1,0 +1,280 @@
+"""SendStatusStatistics through the official SDK, with our own retry and a shared rate limit.
+
+The SDK client is built once per container (lazily, keyed by what it is built from, so rotated
+role credentials get a new one) and the SDK is imported only when a call is about to be made. We
+do not use the SDK's StandardRetryer: it re-raises an old error after a successful retry and
+sleeps after the last try. Ours is bounded by attempts and by the invocation's deadline, jittered,
+and retries only what can succeed on a second try.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import UpstreamError
+from .records import Counts
+from .settings import Settings
+from .windows import Window
+
+# Codes worth another try: the request may well succeed a moment later.
+TRANSIENT_CODES = frozenset(
+    {
+        "ClientNetworkError",
+        "ServerNetworkError",
+        "InternalError",
+        "InternalError.Timeout",
+        "InternalError.SendAndRecvFail",
+        "InternalError.BadUpstreamResponse",
+    }
+)
+CLOCK_CODES = frozenset({"AuthFailure.SignatureExpire", "InternalError.RequestTimeException"})
+BAD_RESPONSE = "InternalError.BadUpstreamResponse"
+_MAX_UPSTREAM_TEXT = 300
+
+
+def is_transient(code: str) -> bool:
+    return code in TRANSIENT_CODES or code.startswith("RequestLimitExceeded")
+
+
+class RateLimiter:
+    """At most `rate` call starts in any sliding second, shared by every thread of the process.
+
+    A sliding log rather than a token bucket: a bucket lets a full burst plus the refill through
+    in one second, which is exactly what the API's 10 req/s limit refuses.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        period: float = 1.0,
+        margin: float = 0.02,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.capacity = max(1, int(rate * period))
+        self.period = self.capacity / rate + margin
+        self._starts: deque[float] = deque()
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._sleep = sleep
+
+    def acquire(self, deadline: float | None = None) -> bool:
+        """Wait for a slot; False (and no slot taken) if it would come after `deadline`."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._starts and now - self._starts[0] >= self.period:
+                    self._starts.popleft()
+                if len(self._starts) < self.capacity:
+                    self._starts.append(now)
+                    return True
+                wait = self.period - (now - self._starts[0])
+            if deadline is not None and now + wait > deadline:
+                return False
+            self._sleep(wait)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    base_delay: float = 0.2
+    max_delay: float = 2.0
+
+    def delay(self, attempt: int, rng: Callable[[], float]) -> float:
+        """Full jitter (AWS architecture blog): spreads retries of many apps apart."""
+        return rng() * min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
+
+
+_cache_lock = threading.Lock()
+_sdk_clients: dict[tuple[Any, ...], Any] = {}
+_limiters: dict[tuple[str, str, float], RateLimiter] = {}
+
+
+def limiter_for(settings: Settings, secret_id: str) -> RateLimiter:
+    """One limiter per (region, sub-account, rate): the scope Tencent counts the limit in."""
+    key = (settings.region, secret_id, settings.rate_limit)
+    with _cache_lock:
+        if key not in _limiters:
+            _limiters[key] = RateLimiter(settings.rate_limit)
+        return _limiters[key]
+
+
+def sdk_client(settings: Settings) -> Any:
+    """The SDK's SmsClient for these settings, built once per container."""
+    secret_id, secret_key, token = settings.credentials()
+    key = (secret_id, secret_key, token, settings.region, settings.endpoint, settings.timeout)
+    with _cache_lock:
+        client = _sdk_clients.get(key)
+        if client is None:
+            client = _build_sdk_client(settings, secret_id, secret_key, token)
+            _sdk_clients.clear()  # old credentials are of no more use
+            _sdk_clients[key] = client
+        return client
+
+
+def _build_sdk_client(
+    settings: Settings, secret_id: str, secret_key: str, token: str | None
+) -> Any:
+    # Imported here: a refused HTTP request or a bad event never pays for the SDK import.
+    from tencentcloud.common.credential import Credential  # noqa: PLC0415
+    from tencentcloud.common.profile.client_profile import ClientProfile  # noqa: PLC0415
+    from tencentcloud.common.profile.http_profile import HttpProfile  # noqa: PLC0415
+    from tencentcloud.sms.v20210111.sms_client import SmsClient  # noqa: PLC0415
+
+    if settings.endpoint:
+        scheme, _, host = settings.endpoint.partition("://")
+        http = HttpProfile(protocol=scheme, endpoint=host, reqTimeout=settings.timeout)
+    else:
+        http = HttpProfile(reqTimeout=settings.timeout)
+    http.keepAlive = True
+    profile = ClientProfile(httpProfile=http, language="en-US", disable_region_breaker=True)
+    client = SmsClient(Credential(secret_id, secret_key, token), settings.region, profile)
+    client.request.set_keep_alive()
+    return client
+
+
+class StatsClient:
+    """One app and window -> Counts, or an UpstreamError after the retries it deserves."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        policy: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
+        on_attempt: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy or RetryPolicy(max_attempts=settings.max_attempts)
+        self._client = sdk_client(settings)
+        self._limiter = limiter_for(settings, settings.credentials()[0])
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng
+        self._on_attempt = on_attempt
+
+    def fetch(self, app_id: str, window: Window, deadline: float | None = None) -> Counts:
+        """`deadline` is a `clock()` time: no attempt starts that its timeout could overrun."""
+        attempt = 0
+        while True:
+            attempt += 1
+            if deadline is not None and self._clock() + self.settings.timeout > deadline:
+                raise _out_of_time(app_id, window, attempt - 1)
+            if not self._limiter.acquire(deadline):
+                raise _out_of_time(app_id, window, attempt - 1)
+            started = self._clock()
+            try:
+                counts = self._call(app_id, window)
+            except UpstreamError as exc:
+                exc.attempts = attempt
+                self._report(app_id, window, attempt, started, exc.code, exc.request_id)
+                if not exc.retryable or attempt >= self.policy.max_attempts:
+                    raise
+                delay = self.policy.delay(attempt, self._rng)
+                if (
+                    deadline is not None
+                    and self._clock() + delay + self.settings.timeout > deadline
+                ):
+                    raise
+                self._sleep(delay)
+                continue
+            self._report(app_id, window, attempt, started, "OK", counts.request_id)
+            return counts
+
+    def _report(
+        self, app_id: str, window: Window, attempt: int, started: float, code: str, rid: str | None
+    ) -> None:
+        if self._on_attempt is not None:
+            self._on_attempt(
+                {
+                    "app_id": app_id,
+                    "window": str(window),
+                    "attempt": attempt,
+                    "code": code,
+                    "upstream_request_id": rid,
+                    "duration_ms": round((self._clock() - started) * 1000, 1),
+                }
+            )
+
+    def _call(self, app_id: str, window: Window) -> Counts:
+        from tencentcloud.common.exception.tencent_cloud_sdk_exception import (  # noqa: PLC0415
+            TencentCloudSDKException,
+        )
+        from tencentcloud.sms.v20210111.models import (  # noqa: PLC0415
+            SendStatusStatisticsRequest,
+        )
+
+        request = SendStatusStatisticsRequest()
+        request.SmsSdkAppId = app_id
+        request.BeginTime = window.begin_time
+        request.EndTime = window.end_time
+        request.Limit = 0
+        request.Offset = 0
+        try:
+            response = self._client.SendStatusStatistics(request)
+        except TencentCloudSDKException as exc:
+            raise map_sdk_error(exc) from None
+        stats = response.SendStatusStatistics
+        request_id = response.RequestId or ""
+        try:
+            return Counts(
+                request_count=int(stats.RequestCount),
+                request_success_count=int(stats.RequestSuccessCount),
+                fee_count=int(stats.FeeCount),
+                request_id=request_id,
+            )
+        except (AttributeError, TypeError, ValueError):
+            raise UpstreamError(
+                "the API answered without SendStatusStatistics counts",
+                code=BAD_RESPONSE,
+                request_id=request_id or None,
+                retryable=True,
+            ) from None
+
+
+def map_sdk_error(exc: Any) -> UpstreamError:
+    """A TencentCloudSDKException as an UpstreamError with a message a user can act on."""
+    code = str(exc.code or "InternalError")
+    raw = exc.message
+    message = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
+    message = " ".join(message.split())[:_MAX_UPSTREAM_TEXT]
+    request_id = exc.requestId or None
+    if code == "ServerNetworkError":
+        message = f"the API answered a non-200 HTTP status: {message or '(empty body)'}"
+    elif code == "ClientNetworkError":
+        message = f"could not reach the API: {message}"
+    elif code in CLOCK_CODES:
+        message += (
+            " (the request's timestamp was too far from Tencent Cloud's time: check the clock"
+            " of the machine running the function)"
+        )
+    elif ("." not in code and not code[:1].isupper()) or code in _PYTHON_ERRORS:
+        message = f"the API answered with a body that is not a valid response ({code}: {message})"
+        code = BAD_RESPONSE
+    return UpstreamError(
+        message or code, code=code, request_id=request_id, retryable=is_transient(code)
+    )
+
+
+# The SDK wraps a failure to read the answer in the exception's class name as the "code".
+_PYTHON_ERRORS = frozenset(
+    {"JSONDecodeError", "KeyError", "TypeError", "ValueError", "AttributeError", "IndexError"}
+)
+
+
+def _out_of_time(app_id: str, window: Window, attempts: int) -> UpstreamError:
+    return UpstreamError(
+        f"no time left in this invocation to fetch app {app_id} window {window} "
+        f"(after {attempts} attempt{'s' if attempts != 1 else ''}); it is left for the next run",
+        code="InternalError.Timeout",
+        attempts=attempts,
+        retryable=True,
+    )

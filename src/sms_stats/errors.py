@@ -1,0 +1,139 @@
+"""The exceptions sms-stats raises, and the one table that gives each its HTTP answer.
+
+Every failure a user can meet is one of these, carrying a code from the seed API's vocabulary
+(or Tencent's common codes) and a message that names the field, the rule and the value. The HTTP
+entry turns them into the contract's JSON body in `http.error_response`; timer and direct runs
+raise them so SCF records the message and retries. Messages are built from redacted values only:
+nothing here ever holds a secret.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SmsStatsError(Exception):
+    """Base class: a code, a human message and the HTTP status the code maps to."""
+
+    code: str = "InternalError"
+    status: int = 500
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message}
+
+
+class InputError(SmsStatsError):
+    """The caller sent something we will not send upstream (400 unless a code says otherwise)."""
+
+    code = "InvalidParameter"
+    status = 400
+
+
+class AccessError(SmsStatsError):
+    """The HTTP caller is not let in (401) or may not see what it asked for (403)."""
+
+    code = "AuthFailure.InvalidAuthorization"
+    status = 401
+
+
+class NotFoundError(SmsStatsError):
+    code = "ResourceNotFound"
+    status = 404
+
+
+class MethodNotAllowedError(SmsStatsError):
+    code = "UnsupportedOperation.MethodNotAllowed"
+    status = 405
+
+    def __init__(self, message: str, allow: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+
+class PayloadTooLargeError(SmsStatsError):
+    code = "InvalidParameter.BodyTooLarge"
+    status = 413
+
+
+class ConfigError(SmsStatsError):
+    """The function is set up wrong; the message says which setting to fix and how."""
+
+    code = "InternalError.Configuration"
+    status = 500
+
+
+class UpstreamError(SmsStatsError):
+    """SendStatusStatistics failed after our retries; the upstream code passes through."""
+
+    status = 502
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        request_id: str | None = None,
+        attempts: int = 1,
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(message, code=code, status=upstream_status(code))
+        self.request_id = request_id
+        self.attempts = attempts
+        self.retryable = retryable
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        if self.request_id:
+            body["upstream_request_id"] = self.request_id
+        return body
+
+
+class DeliveryError(SmsStatsError):
+    """At least one record did not reach at least one sink, after retries."""
+
+    code = "FailedOperation.DeliveryFailed"
+    status = 502
+
+
+# Upstream codes -> HTTP status of our answer. Exact codes first, then prefixes; 502 otherwise:
+# the upstream refused or failed, which is neither the HTTP caller's fault nor ours to hide.
+_EXACT_STATUS = {
+    "MissingParameter": 400,
+    "InvalidParameter": 400,
+    "FailedOperation.JsonParseFail": 400,
+    "FailedOperation.FailResolvePacket": 400,
+    "InvalidParameterValue.SdkAppIdNotExist": 404,
+    "InternalError.Timeout": 504,
+    "InternalError.SendAndRecvFail": 504,
+    "ClientNetworkError": 504,
+    "UnsupportedOperation.": 400,
+    "UnsupportedOperation": 400,
+}
+_PREFIX_STATUS = (
+    ("RequestLimitExceeded", 429),
+    ("InvalidParameterValue.", 400),
+    ("InvalidParameter.", 400),
+    ("MissingParameter.", 400),
+    ("UnauthorizedOperation.", 403),
+    ("AuthFailure.", 502),
+)
+
+
+def upstream_status(code: str) -> int:
+    if code in _EXACT_STATUS:
+        return _EXACT_STATUS[code]
+    for prefix, status in _PREFIX_STATUS:
+        if code.startswith(prefix):
+            return status
+    return 502

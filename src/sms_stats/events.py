@@ -1,0 +1,221 @@
+"""Event models for the three ways in: timer, HTTP (Function URL or classic API Gateway), direct.
+
+`parse_event` tells them apart by shape, validated: a timer event has `Type: "Timer"`, an HTTP event
+`httpMethod`, a direct invocation is the seed's request (`SmsSdkAppId`, `BeginTime`, ...) or a
+job (`app_ids`, `window`, `lookback`). Whatever fails validation becomes an `InputError` whose code
+comes from the seed's vocabulary and whose message names the field, the rule and the value.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictInt,
+    StrictStr,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+
+from .errors import InputError
+
+# Field (seed name or HTTP query name) -> the seed's error code for a bad value.
+FIELD_CODES = {
+    "BeginTime": "InvalidParameterValue.BeginTimeVerifyFail",
+    "begin": "InvalidParameterValue.BeginTimeVerifyFail",
+    "EndTime": "InvalidParameterValue.EndTimeVerifyFail",
+    "end": "InvalidParameterValue.EndTimeVerifyFail",
+    "Limit": "InvalidParameterValue.LimitVerifyFail",
+    "Offset": "InvalidParameterValue.OffsetVerifyFail",
+}
+_MAX_SHOWN = 80
+T = TypeVar("T")
+
+
+class TimerEvent(BaseModel):
+    """SCF timer trigger: `Time` is UTC; `Message` is the trigger's argument (often empty)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    Type: Literal["Timer"]
+    TriggerName: StrictStr = ""
+    Time: datetime
+    Message: StrictStr = ""
+
+    @field_validator("Time")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        # SCF writes `...Z`; a time without an offset is read as the UTC it always is.
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class HttpEvent(BaseModel):
+    """The five fields both HTTP triggers send (plus the classic one's base64 flag, when given)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    httpMethod: StrictStr
+    path: StrictStr = "/"
+    headers: dict[str, Any] | None = None
+    queryString: dict[str, Any] | None = None
+    body: StrictStr | None = None
+    isBase64Encoded: bool | StrictStr | None = None
+
+
+class StatsRequest(BaseModel):
+    """The seed API's request shape: one app, `BeginTime`..`EndTime` inclusive, Limit=Offset=0."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    SmsSdkAppId: StrictStr
+    BeginTime: StrictStr
+    EndTime: StrictStr
+    Limit: StrictInt = 0
+    Offset: StrictInt = 0
+
+    @field_validator("Limit", "Offset")
+    @classmethod
+    def _zero(cls, value: int) -> int:
+        if value != 0:
+            raise ValueError("is fixed at 0 by the API")
+        return value
+
+
+class JobRequest(BaseModel):
+    """A job: which apps (default: SMS_STATS_APP_IDS), hour or day windows, how many back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    app_ids: tuple[StrictStr, ...] | None = None
+    window: Literal["hour", "day"] = "hour"
+    lookback: StrictInt = Field(default=1, ge=1, le=24 * 366)
+
+    @field_validator("app_ids", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+
+Event = TimerEvent | HttpEvent | StatsRequest | JobRequest
+DirectRequest = StatsRequest | JobRequest
+
+
+def _kind(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return None
+    if "Type" in value:
+        return "timer"
+    if "httpMethod" in value:
+        return "http"
+    if {"SmsSdkAppId", "BeginTime", "EndTime"} & value.keys():
+        return "stats"
+    if not value or {"app_ids", "window", "lookback"} & value.keys():
+        return "job"
+    return None
+
+
+_EVENT = TypeAdapter[Event](
+    Annotated[
+        Annotated[TimerEvent, Tag("timer")]
+        | Annotated[HttpEvent, Tag("http")]
+        | Annotated[StatsRequest, Tag("stats")]
+        | Annotated[JobRequest, Tag("job")],
+        Discriminator(_kind),
+    ]
+)
+_DIRECT = TypeAdapter[DirectRequest](
+    Annotated[
+        Annotated[StatsRequest, Tag("stats")] | Annotated[JobRequest, Tag("job")],
+        Discriminator(_kind),
+    ]
+)
+
+
+def parse_event(event: Any) -> Event:
+    """Validate whatever SCF handed the function into one of the four event models."""
+    if isinstance(event, (str, bytes)):
+        event = parse_json_object(event, "event")
+    if not isinstance(event, dict):
+        raise InputError(
+            "the event must be a JSON object: a timer event, an HTTP event, a "
+            "SendStatusStatistics request or a job; got " + _show(event),
+            code="InvalidParameter",
+        )
+    return _validate(_EVENT, event)
+
+
+def parse_direct(payload: Any, source: str) -> DirectRequest:
+    """A seed request or a job, from a timer's Message or an HTTP body (`source` names which)."""
+    if not isinstance(payload, dict):
+        raise InputError(f"{source} must be a JSON object; got {_show(payload)}")
+    return _validate(_DIRECT, payload, source)
+
+
+def parse_json_object(text: str | bytes, source: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise InputError(
+            f"{source} is not valid JSON: {_show(text)}", code="FailedOperation.JsonParseFail"
+        ) from None
+
+
+def _validate(adapter: TypeAdapter[T], value: dict[str, Any], source: str = "") -> T:
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as exc:
+        raise validation_to_input_error(exc, source) from None
+    except RecursionError:
+        raise InputError(f"{source or 'event'} is nested too deeply") from None
+
+
+def validation_to_input_error(exc: ValidationError, source: str = "") -> InputError:
+    """The first problem, in the seed's vocabulary; the rest are summed up in the same message."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = [str(part) for part in first["loc"] if str(part) not in _TAGS]
+    field = loc[0] if loc else ""
+    where = ".".join(loc) or "event"
+    if source:
+        where = f"{source}.{where}"
+    if first["type"] == "missing":
+        code = "MissingParameter"
+        message = f"{where} is required"
+    elif first["type"] == "extra_forbidden":
+        code = "InvalidParameter"
+        message = f"{where} is not a known field"
+    elif first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        code = "InvalidParameter"
+        message = (
+            f"{source or 'the event'} has none of the known shapes: a timer event (Type, Time), "
+            "an HTTP event (httpMethod, path, ...), a SendStatusStatistics request (SmsSdkAppId, "
+            "BeginTime, EndTime, Limit, Offset) or a job (app_ids, window, lookback); got keys "
+            + _show(sorted(first["input"])[:10] if isinstance(first["input"], dict) else first["input"])
+        )
+    else:
+        code = FIELD_CODES.get(field, "InvalidParameter")
+        rule = first["msg"].removeprefix("Value error, ")
+        message = f"{where}: {rule}; got {_show(first['input'])}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return InputError(message, code=code)
+
+
+_TAGS = {"timer", "http", "stats", "job"}
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."

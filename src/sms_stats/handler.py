@@ -1,0 +1,170 @@
+"""`main_handler`: event in, job out, records fetched and delivered, an answer or a raise.
+
+HTTP events always get an HTTP answer (errors included, never a traceback). Timer and direct
+invocations return a summary, and raise when anything failed so that SCF retries them; every
+write is idempotent, so the retry duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from . import http
+from .context import Invocation, RuntimeContext
+from .errors import InputError, SmsStatsError
+from .events import (
+    HttpEvent,
+    JobRequest,
+    StatsRequest,
+    TimerEvent,
+    parse_direct,
+    parse_event,
+    parse_json_object,
+)
+from .jobs import Job, from_job_request, from_stats_request
+from .log import correlation, logger
+from .pipeline import RunResult, run_job
+from .settings import CONFIG_FILE_ENV, ENV_FIELDS, Settings, load_settings
+from .sinks import Sink, build_sinks
+
+_ENV_KEYS = (*ENV_FIELDS, CONFIG_FILE_ENV, "TENCENTCLOUD_REGION")
+_cache_lock = threading.Lock()
+_settings_cache: dict[tuple[str | None, ...], Settings] = {}
+_sinks_cache: dict[Settings, list[Sink]] = {}
+
+
+def utcnow() -> datetime:
+    """The clock, in one place, so tests can pin it."""
+    return datetime.now(timezone.utc)
+
+
+def current_settings() -> Settings:
+    """Settings for this container's environment, validated once per distinct environment."""
+    key = tuple(os.environ.get(name) for name in _ENV_KEYS)
+    with _cache_lock:
+        settings = _settings_cache.get(key)
+    if settings is None:
+        settings = load_settings()
+        with _cache_lock:
+            _settings_cache.clear()
+            _settings_cache[key] = settings
+    logger.set_level(settings.log_level)
+    return settings
+
+
+def sinks_for(settings: Settings) -> list[Sink]:
+    with _cache_lock:
+        sinks = _sinks_cache.get(settings)
+    if sinks is None:
+        sinks = build_sinks(settings)
+        with _cache_lock:
+            _sinks_cache.clear()
+            _sinks_cache[settings] = sinks
+    return sinks
+
+
+def trigger_kind(event: Any) -> str:
+    if isinstance(event, Mapping):
+        if event.get("Type") == "Timer":
+            return "timer"
+        if "httpMethod" in event:
+            return "http"
+    return "direct"
+
+
+def main_handler(event: Any, context: RuntimeContext | Mapping[str, Any] | None) -> dict[str, Any]:
+    invocation = Invocation.begin(context)
+    kind = trigger_kind(event)
+    with correlation(
+        request_id=invocation.request_id, function=invocation.function_name, trigger=kind
+    ):
+        logger.info("invocation.start")
+        if kind == "http":
+            answer = handle_http(event, invocation)
+            logger.info("invocation.end", outcome="ok", status=answer["statusCode"])
+            return answer
+        try:
+            result = handle_scheduled(event, invocation)
+        except SmsStatsError as exc:
+            logger.error("invocation.end", outcome="error", code=exc.code, message=exc.message)
+            raise
+        logger.info("invocation.end", outcome="ok", records=len(result["records"]))
+        return result
+
+
+def handle_http(event: Any, invocation: Invocation) -> dict[str, Any]:
+    request_id = invocation.request_id
+    try:
+        parsed = parse_event(event)
+        if not isinstance(parsed, HttpEvent):  # pragma: no cover - trigger_kind saw httpMethod
+            raise InputError("not an HTTP event")
+        settings = current_settings()
+        request = http.normalize(parsed, settings.max_body_bytes)
+        if http.route(request) == "/healthz":
+            sinks_for(settings)
+            return http.response(200, {"status": "ok"})
+        http.authorize(request, settings)
+        job = http.job_from_request(request, settings, utcnow())
+        result = _run(job, settings, invocation)
+    except SmsStatsError as exc:
+        logger.warning("http.refused", status=exc.status, code=exc.code, message=exc.message)
+        return http.error_response(exc, request_id)
+    except Exception as exc:  # a bug: answer 500 without details, log the type for the operator
+        logger.error("internal.error", error_type=type(exc).__name__)
+        return http.error_response(
+            SmsStatsError(f"unexpected internal error; quote request id {request_id}"), request_id
+        )
+    body = result.summary()
+    records = {"records": body["records"]}
+    extra = {k: body[k] for k in ("failures", "deliveries") if body[k]}
+    error = result.error()
+    if error is not None and result.failures:
+        return http.error_response(error, request_id, **records, **extra)
+    if error is not None:
+        extra["error"] = error.to_dict()
+    return http.response(200, {**records, **extra, "request_id": request_id})
+
+
+def handle_scheduled(event: Any, invocation: Invocation) -> dict[str, Any]:
+    parsed = parse_event(event)
+    settings = current_settings()
+    job = resolve_job(parsed, settings)
+    result = _run(job, settings, invocation)
+    error = result.error()
+    if error is not None:
+        raise error
+    return result.summary()
+
+
+def resolve_job(parsed: Any, settings: Settings) -> Job:
+    if isinstance(parsed, TimerEvent):
+        message = parsed.Message.strip()
+        request: StatsRequest | JobRequest = JobRequest()
+        if message.startswith("{"):
+            request = parse_direct(parse_json_object(message, "Message"), "Message")
+        now = parsed.Time
+    elif isinstance(parsed, (StatsRequest, JobRequest)):
+        request, now = parsed, utcnow()
+    else:
+        raise InputError("an HTTP event cannot be run as a scheduled job")
+    if isinstance(request, StatsRequest):
+        return from_stats_request(request, settings, now)
+    return from_job_request(request, settings, now)
+
+
+def _run(job: Job, settings: Settings, invocation: Invocation) -> RunResult:
+    sinks = sinks_for(settings)  # a bad sink URL fails here, before any API call
+    settings.credentials()  # and missing credentials too
+    logger.info("job.start", apps=len(job.app_ids), windows=len(job.windows))
+    result = run_job(job, settings, invocation, sinks)
+    logger.info(
+        "job.end",
+        records=len(result.records),
+        failures=len(result.failures),
+        failed_deliveries=len(result.failed_deliveries),
+    )
+    return result

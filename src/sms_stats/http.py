@@ -1,0 +1,225 @@
+"""The HTTP entry: Function URL and classic API Gateway events in, the contract's JSON out.
+
+Only `httpMethod`, `path`, `headers`, `queryString` and `body` are read (plus the classic
+trigger's `isBase64Encoded` when present), so both trigger kinds work. Header names are matched
+case-insensitively; a repeated query key arrives as a list and a bare key as `true`.
+`error_response` is the one place an exception becomes an HTTP answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .errors import (
+    AccessError,
+    InputError,
+    MethodNotAllowedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    SmsStatsError,
+)
+from .events import HttpEvent, StatsRequest, parse_direct, parse_json_object
+from .jobs import Job, check_app_ids, from_job_request, from_stats_request, window_between
+from .settings import Settings
+
+JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
+ROUTES: dict[str, tuple[str, ...]] = {"/stats": ("GET", "POST"), "/healthz": ("GET",)}
+# Query names, with the seed's names as aliases.
+_QUERY_ALIASES = {
+    "app_id": "app_id",
+    "SmsSdkAppId": "app_id",
+    "begin": "begin",
+    "BeginTime": "begin",
+    "end": "end",
+    "EndTime": "end",
+    "Limit": "Limit",
+    "Offset": "Offset",
+}
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    query: dict[str, list[str | bool]]
+    body: bytes
+
+
+def normalize(event: HttpEvent, max_body_bytes: int) -> HttpRequest:
+    headers: dict[str, str] = {}
+    for name, value in (event.headers or {}).items():
+        first = value[0] if isinstance(value, list) and value else value
+        headers[str(name).lower()] = "" if first is None else str(first)
+    query: dict[str, list[str | bool]] = {}
+    for name, value in (event.queryString or {}).items():
+        values = value if isinstance(value, list) else [value]
+        query[str(name)] = [v if isinstance(v, bool) else str(v) for v in values]
+    raw = event.body or ""
+    if len(raw) > max_body_bytes * 4 // 3 + 4:
+        raise PayloadTooLargeError(f"the body is larger than {max_body_bytes} bytes")
+    flag = event.isBase64Encoded
+    encoded = flag is True or (isinstance(flag, str) and flag.strip().lower() == "true")
+    if encoded:
+        try:
+            body = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise InputError(
+                "the body is marked isBase64Encoded but is not valid base64",
+                code="FailedOperation.JsonParseFail",
+            ) from None
+    else:
+        body = raw.encode("utf-8", "surrogatepass")
+    if len(body) > max_body_bytes:
+        raise PayloadTooLargeError(
+            f"the body is {len(body)} bytes; at most {max_body_bytes} (SMS_STATS_MAX_BODY_BYTES)"
+        )
+    path = "/" + event.path.strip("/")
+    return HttpRequest(event.httpMethod.upper(), path, headers, query, body)
+
+
+def route(request: HttpRequest) -> str:
+    """The route the path ends in (a gateway may put a service prefix before it)."""
+    for name, methods in ROUTES.items():
+        if request.path == name or request.path.endswith(name):
+            if request.method not in methods:
+                raise MethodNotAllowedError(
+                    f"{request.method} is not allowed on {name}; use {' or '.join(methods)}",
+                    allow=methods,
+                )
+            return name
+    raise NotFoundError(f"no such path {request.path[:100]!r}; the API is GET/POST /stats")
+
+
+def authorize(request: HttpRequest, settings: Settings) -> None:
+    """Bearer token check in constant time; no token configured refuses everyone."""
+    if not settings.api_tokens:
+        if settings.allow_anonymous:
+            return
+        raise AccessError(
+            "the HTTP entry is closed: no SMS_STATS_API_TOKEN is configured (set one, or "
+            "SMS_STATS_ALLOW_ANONYMOUS=true to open it)"
+        )
+    header = request.headers.get("authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        raise AccessError("send Authorization: Bearer <token>")
+    given = presented.strip().encode("utf-8", "surrogatepass")
+    matched = False
+    for token in settings.api_tokens:
+        matched |= hmac.compare_digest(given, token.get_secret_value().encode("utf-8"))
+    if not matched:
+        raise AccessError("the bearer token is not valid")
+
+
+def check_allowed(app_ids: Sequence[str], settings: Settings) -> None:
+    allowed = settings.http_allowlist
+    if "*" in allowed:
+        return
+    for app_id in app_ids:
+        if app_id not in allowed:
+            raise AccessError(
+                f"app {app_id} is not open to HTTP queries (SMS_STATS_HTTP_APP_IDS, "
+                "default SMS_STATS_APP_IDS)",
+                code="UnauthorizedOperation.RequestPermissionDeny",
+                status=403,
+            )
+
+
+def job_from_request(request: HttpRequest, settings: Settings, now: datetime) -> Job:
+    if request.method == "GET":
+        job = _job_from_query(request.query, settings, now)
+    else:
+        payload = parse_json_object(request.body, "body") if request.body.strip() else None
+        if payload is None:
+            raise InputError(
+                "POST /stats needs a JSON body like "
+                '{"SmsSdkAppId": "1400006874", "BeginTime": "2021050113", '
+                '"EndTime": "2021050113", "Limit": 0, "Offset": 0}',
+                code="MissingParameter",
+            )
+        direct = parse_direct(payload, "body")
+        if isinstance(direct, StatsRequest):
+            job = from_stats_request(direct, settings, now)
+        else:
+            if direct.app_ids is None:
+                raise InputError("body.app_ids is required over HTTP", code="MissingParameter")
+            job = from_job_request(direct, settings, now)
+    check_allowed(job.app_ids, settings)
+    return job
+
+
+def _job_from_query(
+    query: Mapping[str, list[str | bool]], settings: Settings, now: datetime
+) -> Job:
+    params: dict[str, list[str | bool]] = {}
+    for name, values in query.items():
+        canonical = _QUERY_ALIASES.get(name)
+        if canonical is None:
+            known = "app_id, begin, end"
+            raise InputError(f"unknown query parameter {name[:40]!r}; the parameters are {known}")
+        params.setdefault(canonical, []).extend(values)
+    for name in ("Limit", "Offset"):
+        if name in params and [str(v) for v in params[name]] != ["0"]:
+            raise InputError(
+                f"{name}: is fixed at 0 by the API; got {params[name]!r}",
+                code=f"InvalidParameterValue.{name}VerifyFail",
+            )
+    app_ids: list[str] = []
+    for value in params.get("app_id", []):
+        app_ids.extend(part.strip() for part in _text(value, "app_id").split(",") if part.strip())
+    begin = _single(params, "begin")
+    end = _single(params, "end")
+    window = window_between(begin, end, settings, now, names=("begin", "end"))
+    return Job(check_app_ids(app_ids, "app_id", settings), (window,))
+
+
+def _single(params: Mapping[str, list[str | bool]], name: str) -> str:
+    values = params.get(name)
+    if not values:
+        raise InputError(f"{name} is required (yyyymmddhh)", code="MissingParameter")
+    if len(values) > 1:
+        raise InputError(f"{name}: give it once; got {len(values)} values", code=_code(name))
+    return _text(values[0], name)
+
+
+def _text(value: str | bool, name: str) -> str:
+    if isinstance(value, bool):
+        raise InputError(f"{name}: has no value (a bare ?{name})", code=_code(name))
+    return value
+
+
+def _code(name: str) -> str:
+    return {
+        "begin": "InvalidParameterValue.BeginTimeVerifyFail",
+        "end": "InvalidParameterValue.EndTimeVerifyFail",
+    }.get(name, "InvalidParameter")
+
+
+def response(
+    status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    return {
+        "isBase64Encoded": False,
+        "statusCode": status,
+        "headers": {**JSON_HEADERS, **(headers or {})},
+        "body": json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+    }
+
+
+def error_response(exc: SmsStatsError, request_id: str, **extra: Any) -> dict[str, Any]:
+    """The contract's error body, with the status the error's code maps to."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, MethodNotAllowedError):
+        headers["Allow"] = ", ".join(exc.allow)
+    if isinstance(exc, AccessError) and exc.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="sms-stats"'
+    body: dict[str, Any] = {"error": exc.to_dict(), "request_id": request_id, **extra}
+    return response(exc.status, body, headers)

@@ -1,0 +1,113 @@
+"""Turn a validated request into a job: which apps, which windows. The checks live here once.
+
+Whatever the entry (timer, HTTP, direct), the same rules apply: app ids look like SmsSdkAppIds,
+hours are real `yyyymmddhh` hours in the settings' zone, EndTime is not before BeginTime, a span is
+not longer than `SMS_STATS_MAX_SPAN_HOURS`, a window does not lie wholly in the future.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+
+from .errors import ConfigError, InputError
+from .events import FIELD_CODES, JobRequest, StatsRequest
+from .settings import APP_ID_RE, Settings
+from .windows import Window, last_full, parse_hour
+
+
+@dataclass(frozen=True)
+class Job:
+    app_ids: tuple[str, ...]
+    windows: tuple[Window, ...]
+
+    def tasks(self) -> Iterator[tuple[str, Window]]:
+        for window in self.windows:
+            for app_id in self.app_ids:
+                yield app_id, window
+
+    def __len__(self) -> int:
+        return len(self.app_ids) * len(self.windows)
+
+
+def check_app_ids(values: Sequence[str], field: str, settings: Settings) -> tuple[str, ...]:
+    if not values:
+        raise InputError(f"{field} is required", code="MissingParameter")
+    if len(values) > settings.max_app_ids:
+        raise InputError(
+            f"{field}: at most {settings.max_app_ids} app ids per request "
+            f"(SMS_STATS_MAX_APP_IDS); got {len(values)}"
+        )
+    for value in values:
+        if not APP_ID_RE.fullmatch(value):
+            raise InputError(
+                f"{field}: must be an SmsSdkAppId, '1400' followed by 6 digits "
+                f"like 1400006874; got {value[:40]!r}"
+            )
+    return tuple(dict.fromkeys(values))  # keep order, drop repeats
+
+
+def window_between(
+    begin: str,
+    end: str,
+    settings: Settings,
+    now: datetime,
+    names: tuple[str, str] = ("BeginTime", "EndTime"),
+) -> Window:
+    """The inclusive hours `begin`..`end`, checked; errors carry the seed's codes."""
+    tz = settings.zone
+    start = _hour(begin, names[0], tz)
+    last = _hour(end, names[1], tz)
+    if last < start:
+        raise InputError(
+            f"{names[1]}: must not be before {names[0]} (both hours are included: one hour "
+            f"is {names[0]} = {names[1]}); got {names[0]}={begin!r}, {names[1]}={end!r}",
+            code=FIELD_CODES[names[1]],
+        )
+    window = Window.from_api(begin, end, tz)
+    if window.hours > settings.max_span_hours:
+        raise InputError(
+            f"{names[1]}: the span {begin}..{end} is {window.hours} hours; at most "
+            f"{settings.max_span_hours} (SMS_STATS_MAX_SPAN_HOURS)",
+            code=FIELD_CODES[names[1]],
+        )
+    if window.start > now:
+        raise InputError(
+            f"{names[0]}: {begin} ({settings.timezone}) is in the future",
+            code=FIELD_CODES[names[0]],
+        )
+    return window
+
+
+def _hour(text: str, name: str, tz: tzinfo) -> datetime:
+    try:
+        return parse_hour(text, tz)
+    except ValueError as exc:
+        raise InputError(f"{name}: {exc}", code=FIELD_CODES[name]) from None
+
+
+def from_stats_request(request: StatsRequest, settings: Settings, now: datetime) -> Job:
+    app_ids = check_app_ids([request.SmsSdkAppId], "SmsSdkAppId", settings)
+    return Job(app_ids, (window_between(request.BeginTime, request.EndTime, settings, now),))
+
+
+def from_job_request(request: JobRequest, settings: Settings, now: datetime) -> Job:
+    """Windows that ended at or before `now` (the timer's Time, or the clock when direct)."""
+    if request.app_ids is None:
+        if not settings.app_ids:
+            raise ConfigError(
+                "no app ids to collect: set SMS_STATS_APP_IDS (comma-separated SmsSdkAppIds, "
+                "e.g. 1400006874,1400006875) or give app_ids in the job"
+            )
+        app_ids = settings.app_ids
+    else:
+        app_ids = check_app_ids(request.app_ids, "app_ids", settings)
+    hours = request.lookback * (24 if request.window == "day" else 1)
+    if hours > settings.max_span_hours:
+        raise InputError(
+            f"lookback: {request.lookback} {request.window}s is {hours} hours; at most "
+            f"{settings.max_span_hours} (SMS_STATS_MAX_SPAN_HOURS)"
+        )
+    windows = last_full(now, settings.zone, request.window, request.lookback)
+    return Job(app_ids, tuple(windows))

@@ -1,0 +1,65 @@
+"""The `sms-stats/v1` record: one per app and window, the unit every sink stores or sends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from .windows import Window, isoformat
+
+SCHEMA = "sms-stats/v1"
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What SendStatusStatistics answered: submissions, accepted submissions, billed parts."""
+
+    request_count: int
+    request_success_count: int
+    fee_count: int
+    request_id: str
+
+
+@dataclass(frozen=True)
+class Record:
+    sms_sdk_app_id: str
+    window: Window
+    timezone: str
+    counts: Counts
+    fetched_at: datetime
+
+    @property
+    def success_rate(self) -> float | None:
+        if self.counts.request_count == 0:
+            return None
+        return round(self.counts.request_success_count / self.counts.request_count, 6)
+
+    @property
+    def key(self) -> str:
+        """Hive-style relative key, shared by the file and COS sinks, stable across re-runs."""
+        return (
+            f"app={self.sms_sdk_app_id}/dt={self.window.local_date.isoformat()}/"
+            f"{self.window.begin_time}-{self.window.end_time}.json"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "sms_sdk_app_id": self.sms_sdk_app_id,
+            "begin_time": self.window.begin_time,
+            "end_time": self.window.end_time,
+            "timezone": self.timezone,
+            "window_start": isoformat(self.window.start),
+            "window_end": isoformat(self.window.end),
+            "request_count": self.counts.request_count,
+            "request_success_count": self.counts.request_success_count,
+            "fee_count": self.counts.fee_count,
+            "success_rate": self.success_rate,
+            "request_id": self.counts.request_id,
+            "fetched_at": isoformat_utc(self.fetched_at),
+        }
+
+
+def isoformat_utc(moment: datetime) -> str:
+    return isoformat(moment.astimezone(timezone.utc)).replace("+00:00", "Z")

@@ -1,0 +1,157 @@
+"""Hour windows in the statistics' time zone.
+
+SendStatusStatistics counts whole hours named `yyyymmddhh` in Beijing time (the docs never say
+so, hence a setting). A window is a run of whole hours, both ends included as the API reads them;
+`window_end` is exclusive. All arithmetic goes through UTC so that a zone with daylight saving
+gets hours of real length and the right offsets, and so that month and year ends need no care.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone, tzinfo
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+HOUR = timedelta(hours=1)
+_HOUR_RE = re.compile(r"[0-9]{10}")
+Granularity = Literal["hour", "day"]
+
+
+def zone(name: str) -> ZoneInfo:
+    """Resolve a zone name, or raise ValueError saying what is wrong with it."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"unknown time zone {name!r}; use an IANA name like 'Asia/Shanghai'"
+        ) from exc
+
+
+def parse_hour(text: str, tz: tzinfo) -> datetime:
+    """`yyyymmddhh` -> the aware start of that hour; ValueError names the rule broken."""
+    if not isinstance(text, str) or not _HOUR_RE.fullmatch(text):
+        raise ValueError(f"must be 10 digits yyyymmddhh, like 2021050113; got {text!r}")
+    try:
+        naive = datetime.strptime(text[:8], "%Y%m%d")
+    except ValueError:
+        raise ValueError(f"{text[:8]} is not a calendar date (yyyymmdd); got {text!r}") from None
+    hour = int(text[8:])
+    if hour > 23:
+        raise ValueError(f"hour must be 00-23; got {text!r}")
+    if naive.year < 2000:
+        raise ValueError(f"year must be 2000 or later; got {text!r}")
+    return naive.replace(hour=hour, tzinfo=tz)
+
+
+def format_hour(moment: datetime) -> str:
+    return moment.strftime("%Y%m%d%H")
+
+
+@dataclass(frozen=True)
+class Window:
+    """Whole hours [start, end) in one zone; `begin_time`/`end_time` are what the API is sent."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("window bounds must be timezone-aware")
+        if self.end <= self.start:
+            raise ValueError("window end must be after its start")
+
+    @classmethod
+    def from_api(cls, begin_time: str, end_time: str, tz: tzinfo) -> Window:
+        """The API's inclusive `BeginTime`..`EndTime` as a window; ValueError if reversed."""
+        start = parse_hour(begin_time, tz)
+        last = parse_hour(end_time, tz)
+        if last < start:
+            raise ValueError(
+                f"EndTime {end_time} is before BeginTime {begin_time}; "
+                "both hours are included, so one hour is BeginTime = EndTime"
+            )
+        return cls(start, _shift(last, 1))
+
+    @property
+    def tz(self) -> tzinfo:
+        tz = self.start.tzinfo
+        assert tz is not None
+        return tz
+
+    @property
+    def begin_time(self) -> str:
+        return format_hour(self.start)
+
+    @property
+    def end_time(self) -> str:
+        return format_hour(_shift(self.end, -1))
+
+    @property
+    def hours(self) -> int:
+        # Through UTC: Python subtracts two times of one tzinfo as wall clocks, ignoring DST.
+        return int((self.end.astimezone(timezone.utc) - self.start.astimezone(timezone.utc)) / HOUR)
+
+    def iter_hours(self) -> Iterator[Window]:
+        moment = self.start
+        while moment < self.end:
+            after = _shift(moment, 1)
+            yield Window(moment, after)
+            moment = after
+
+    def split(self, by: Granularity) -> list[Window]:
+        """Hours, or local calendar days clipped to this window."""
+        if by == "hour":
+            return list(self.iter_hours())
+        days: list[Window] = []
+        moment = self.start
+        while moment < self.end:
+            next_day = datetime.combine(
+                moment.date() + timedelta(days=1), datetime.min.time(), self.tz
+            )
+            cut = min(next_day, self.end)
+            days.append(Window(moment, cut))
+            moment = cut
+        return days
+
+    @property
+    def local_date(self) -> date:
+        return self.start.date()
+
+    def __str__(self) -> str:
+        return f"{self.begin_time}-{self.end_time}"
+
+
+def _shift(moment: datetime, hours: int) -> datetime:
+    """Move by real hours (through UTC), landing back in the moment's own zone."""
+    tz = moment.tzinfo
+    assert tz is not None
+    return (moment.astimezone(timezone.utc) + hours * HOUR).astimezone(tz)
+
+
+def last_full(now: datetime, tz: tzinfo, by: Granularity = "hour", count: int = 1) -> list[Window]:
+    """The `count` whole hours (or local days) that ended at or before `now`, oldest first.
+
+    A timer that fires at 19:05 Beijing time collects 18:00-19:00; one that fires at exactly 19:00
+    collects the same hour, which has just ended.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    if count < 1:
+        raise ValueError("count must be at least 1")
+    local = now.astimezone(tz)
+    if by == "hour":
+        end = local.replace(minute=0, second=0, microsecond=0)
+        start = _shift(end, -count)
+        return Window(start, end).split("hour")
+    end_day = local.date()
+    start_day = end_day - timedelta(days=count)
+    start = datetime.combine(start_day, datetime.min.time(), tz)
+    end = datetime.combine(end_day, datetime.min.time(), tz)
+    return Window(start, end).split("day")
+
+
+def isoformat(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")

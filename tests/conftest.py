@@ -1,0 +1,98 @@
+"""Shared fixtures: the local SMS API stand-in on loopback, an SCF-like environment, events."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from sms_stats import client, handler
+from sms_stats.emulator import Emulator
+
+EVENTS = Path(__file__).parent / "events"
+SECRET_ID = "AKIDtestsecretid0000000000000000"
+SECRET_KEY = "test-secret-key-5f8a1c3e9b"
+SESSION_TOKEN = "test-session-token-77e2d0"
+API_TOKEN = "test-api-token"
+APP_A = "1400006874"
+APP_B = "1400006875"
+
+settings.register_profile("default", max_examples=150, deadline=None)
+settings.register_profile(
+    "fuzz", max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck)
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def load_event(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((EVENTS / name).read_text(encoding="utf-8"))
+    return data
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Emulator]:
+    emu = Emulator(credentials={SECRET_ID: SECRET_KEY}).start()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture(autouse=True)
+def _clean_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test sees another's environment, caches or injected faults."""
+    for name in list(os.environ):
+        if name.startswith(("SMS_STATS_", "TENCENTCLOUD_", "SCF_")):
+            monkeypatch.delenv(name)
+    handler._settings_cache.clear()
+    handler._sinks_cache.clear()
+    client._sdk_clients.clear()
+    client._limiters.clear()
+    yield
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def scf_env(
+    monkeypatch: pytest.MonkeyPatch, emulator: Emulator, store: Path
+) -> Iterator[dict[str, str]]:
+    """The environment an SCF function with a bound role would have, pointed at the stand-in."""
+    emulator.clear_faults()
+    env = {
+        "TENCENTCLOUD_SECRETID": SECRET_ID,
+        "TENCENTCLOUD_SECRETKEY": SECRET_KEY,
+        "TENCENTCLOUD_SESSIONTOKEN": SESSION_TOKEN,
+        "TENCENTCLOUD_REGION": "ap-guangzhou",
+        "SCF_FUNCTIONNAME": "sms-stats",
+        "SMS_STATS_ENDPOINT": emulator.endpoint,
+        "SMS_STATS_APP_IDS": f"{APP_A},{APP_B}",
+        "SMS_STATS_SINKS": f"file://{store}",
+        "SMS_STATS_API_TOKEN": API_TOKEN,
+        "SMS_STATS_TIMEOUT": "2",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    yield env
+    emulator.clear_faults()
+
+
+@pytest.fixture
+def context() -> dict[str, Any]:
+    return {
+        "request_id": "3f1c0a54-8a4b-11ef-9d2e-525400e3a1b0",
+        "function_name": "sms-stats",
+        "function_version": "$LATEST",
+        "namespace": "default",
+        "memory_limit_in_mb": 128,
+        "time_limit_in_ms": 60_000,
+        "tencentcloud_region": "ap-guangzhou",
+        "tencentcloud_appid": "1250000000",
+        "tencentcloud_uin": "100000000001",
+    }
