@@ -28,7 +28,7 @@ lint: venv
 	$(PY) -m ruff check src tests scripts benchmarks index.py
 	$(PY) -m ruff format --check src tests scripts benchmarks index.py
 	$(PY) -m mypy
-	$(PY) -m vermin --target=3.10- --no-tips --violations --eval-annotations src index.py
+	$(VENV)/bin/vermin --target=3.10- --no-tips --violations --eval-annotations src index.py
 
 fuzz: venv
 	$(PY) -m pytest -q -m fuzz --hypothesis-profile=fuzz tests

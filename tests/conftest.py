@@ -42,7 +42,7 @@ def emulator() -> Iterator[Emulator]:
 
 
 @pytest.fixture(autouse=True)
-def _clean_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _clean_state(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees another's environment, caches or injected faults."""
     for name in list(os.environ):
         if name.startswith(("SMS_STATS_", "TENCENTCLOUD_", "SCF_")):
@@ -51,7 +51,6 @@ def _clean_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     handler._sinks_cache.clear()
     client._sdk_clients.clear()
     client._limiters.clear()
-    yield
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from index import main_handler
 from pytest_mock import MockerFixture
 
-from index import main_handler
 from sms_stats.emulator import Emulator, Fault
 from sms_stats.errors import ConfigError, InputError, SmsStatsError, UpstreamError
 
@@ -73,8 +73,14 @@ class TestTimer:
     ) -> None:
         main_handler(load_event("timer_job_message.json"), context)
         names = sorted(Path(k).name for k in stored(store))
-        assert names == sorted(2 * ["2021050110-2021050110.json", "2021050111-2021050111.json",
-                                    "2021050112-2021050112.json"])
+        assert names == sorted(
+            2
+            * [
+                "2021050110-2021050110.json",
+                "2021050111-2021050111.json",
+                "2021050112-2021050112.json",
+            ]
+        )
 
     def test_given_plain_text_message_when_handled_then_settings_job_runs(
         self, scf_env: dict[str, str], store: Path, context: dict[str, Any]
@@ -124,9 +130,13 @@ class TestDirect:
     ) -> None:
         from datetime import datetime, timezone
 
-        mocker.patch("sms_stats.handler.utcnow", return_value=datetime(2021, 5, 2, 1, tzinfo=timezone.utc))
+        mocker.patch(
+            "sms_stats.handler.utcnow", return_value=datetime(2021, 5, 2, 1, tzinfo=timezone.utc)
+        )
         summary = main_handler(load_event("direct_job.json"), context)
-        assert [(r["sms_sdk_app_id"], r["begin_time"], r["end_time"]) for r in summary["records"]] == [
+        assert [
+            (r["sms_sdk_app_id"], r["begin_time"], r["end_time"]) for r in summary["records"]
+        ] == [
             (APP_A, "2021050100", "2021050123"),
             (APP_B, "2021050100", "2021050123"),
         ]
@@ -202,22 +212,46 @@ class TestHttp:
         [
             ({"begin": "2021050113", "end": "2021050113"}, 400, "MissingParameter"),
             ({"app_id": APP_A, "end": "2021050113"}, 400, "MissingParameter"),
-            ({"app_id": APP_A, "begin": "2021022913", "end": "2021022913"}, 400,
-             "InvalidParameterValue.BeginTimeVerifyFail"),
-            ({"app_id": APP_A, "begin": "2021050113", "end": "2021050124"}, 400,
-             "InvalidParameterValue.EndTimeVerifyFail"),
-            ({"app_id": APP_A, "begin": "2021050113", "end": "2021050112"}, 400,
-             "InvalidParameterValue.EndTimeVerifyFail"),
-            ({"app_id": APP_A, "begin": True, "end": "2021050113"}, 400,
-             "InvalidParameterValue.BeginTimeVerifyFail"),
-            ({"app_id": APP_A, "begin": "2021050113", "end": "2021050113", "Limit": "5"}, 400,
-             "InvalidParameterValue.LimitVerifyFail"),
-            ({"app_id": APP_A, "begin": "2021050113", "end": "2021050113", "Offset": "5"}, 400,
-             "InvalidParameterValue.OffsetVerifyFail"),
-            ({"app_id": "1400999999", "begin": "2021050113", "end": "2021050113"}, 403,
-             "UnauthorizedOperation.RequestPermissionDeny"),
-            ({"app_id": "14000", "begin": "2021050113", "end": "2021050113"}, 400,
-             "InvalidParameter"),
+            (
+                {"app_id": APP_A, "begin": "2021022913", "end": "2021022913"},
+                400,
+                "InvalidParameterValue.BeginTimeVerifyFail",
+            ),
+            (
+                {"app_id": APP_A, "begin": "2021050113", "end": "2021050124"},
+                400,
+                "InvalidParameterValue.EndTimeVerifyFail",
+            ),
+            (
+                {"app_id": APP_A, "begin": "2021050113", "end": "2021050112"},
+                400,
+                "InvalidParameterValue.EndTimeVerifyFail",
+            ),
+            (
+                {"app_id": APP_A, "begin": True, "end": "2021050113"},
+                400,
+                "InvalidParameterValue.BeginTimeVerifyFail",
+            ),
+            (
+                {"app_id": APP_A, "begin": "2021050113", "end": "2021050113", "Limit": "5"},
+                400,
+                "InvalidParameterValue.LimitVerifyFail",
+            ),
+            (
+                {"app_id": APP_A, "begin": "2021050113", "end": "2021050113", "Offset": "5"},
+                400,
+                "InvalidParameterValue.OffsetVerifyFail",
+            ),
+            (
+                {"app_id": "1400999999", "begin": "2021050113", "end": "2021050113"},
+                403,
+                "UnauthorizedOperation.RequestPermissionDeny",
+            ),
+            (
+                {"app_id": "14000", "begin": "2021050113", "end": "2021050113"},
+                400,
+                "InvalidParameter",
+            ),
         ],
     )
     def test_given_bad_query_when_handled_then_contract_error(
@@ -242,8 +276,10 @@ class TestHttp:
             ("{not json", "FailedOperation.JsonParseFail"),
             ("", "MissingParameter"),
             ('{"SmsSdkAppId": "1400006874", "EndTime": "2021050113"}', "MissingParameter"),
-            ('{"SmsSdkAppId": "1400006874", "BeginTime": "x", "EndTime": "2021050113"}',
-             "InvalidParameterValue.BeginTimeVerifyFail"),
+            (
+                '{"SmsSdkAppId": "1400006874", "BeginTime": "x", "EndTime": "2021050113"}',
+                "InvalidParameterValue.BeginTimeVerifyFail",
+            ),
             ("[1, 2]", "InvalidParameter"),
         ],
     )

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import datetime, timedelta, timezone
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -132,12 +134,10 @@ def test_property_split_by_hour_and_day_cover_the_window(moment: datetime, span:
     assert sum(d.hours for d in by_day) == span
     assert by_day[0].start == window.start
     assert by_day[-1].end == window.end
-    assert all(a.end == b.start for a, b in zip(by_day, by_day[1:], strict=False))
+    assert all(a.end == b.start for a, b in pairwise(by_day))
 
 
 @given(st.text(max_size=14))
 def test_property_parse_hour_only_raises_value_error(text: str) -> None:
-    try:
+    with suppress(ValueError):
         parse_hour(text, SHANGHAI)
-    except ValueError:
-        pass

@@ -12,9 +12,6 @@ from typing import Any
 
 from .errors import SmsStatsError
 
-SAMPLES = Path(__file__).resolve().parent / "samples"
-
-
 def _sample_event(name: str) -> dict[str, Any]:
     """Built-in events, stamped with the current time so they fetch a recent hour."""
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -95,7 +92,10 @@ def table(records: Any) -> str:
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join(
-        "  ".join(cell.rjust(w) if i > 1 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        "  ".join(
+            cell.rjust(w) if i > 1 else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
         for row in rows
     )
 
@@ -123,7 +123,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return emulator_main(args_list[1:])
     args = parser.parse_args(args_list)
-    return int(args.func(args))
+    from .log import logger  # noqa: PLC0415
+
+    logger.set_stream(sys.stderr)  # stdout is for the answer, so it can be piped
+    try:
+        return int(args.func(args))
+    finally:
+        logger.set_stream(None)
 
 
 if __name__ == "__main__":

@@ -69,12 +69,12 @@ class RateLimiter:
         while True:
             with self._lock:
                 now = self._clock()
-                while self._starts and now - self._starts[0] >= self.period:
+                while self._starts and now - self._starts[0] >= self.period - 1e-9:
                     self._starts.popleft()
                 if len(self._starts) < self.capacity:
                     self._starts.append(now)
                     return True
-                wait = self.period - (now - self._starts[0])
+                wait = max(self.period - (now - self._starts[0]), 1e-3)
             if deadline is not None and now + wait > deadline:
                 return False
             self._sleep(wait)

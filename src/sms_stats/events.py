@@ -202,7 +202,9 @@ def validation_to_input_error(exc: ValidationError, source: str = "") -> InputEr
             f"{source or 'the event'} has none of the known shapes: a timer event (Type, Time), "
             "an HTTP event (httpMethod, path, ...), a SendStatusStatistics request (SmsSdkAppId, "
             "BeginTime, EndTime, Limit, Offset) or a job (app_ids, window, lookback); got keys "
-            + _show(sorted(first["input"])[:10] if isinstance(first["input"], dict) else first["input"])
+            + _show(
+                sorted(first["input"])[:10] if isinstance(first["input"], dict) else first["input"]
+            )
         )
     else:
         code = FIELD_CODES.get(field, "InvalidParameter")

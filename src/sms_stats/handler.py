@@ -78,6 +78,7 @@ def trigger_kind(event: Any) -> str:
 
 def main_handler(event: Any, context: RuntimeContext | Mapping[str, Any] | None) -> dict[str, Any]:
     invocation = Invocation.begin(context)
+    logger.set_level(os.environ.get("SMS_STATS_LOG_LEVEL", "INFO"))
     kind = trigger_kind(event)
     with correlation(
         request_id=invocation.request_id, function=invocation.function_name, trigger=kind

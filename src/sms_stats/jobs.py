@@ -16,6 +16,9 @@ from .events import FIELD_CODES, JobRequest, StatsRequest
 from .settings import APP_ID_RE, Settings
 from .windows import Window, last_full, parse_hour
 
+BEGIN_CODE = FIELD_CODES["BeginTime"]
+END_CODE = FIELD_CODES["EndTime"]
+
 
 @dataclass(frozen=True)
 class Job:
@@ -57,34 +60,34 @@ def window_between(
 ) -> Window:
     """The inclusive hours `begin`..`end`, checked; errors carry the seed's codes."""
     tz = settings.zone
-    start = _hour(begin, names[0], tz)
-    last = _hour(end, names[1], tz)
+    start = _hour(begin, names[0], BEGIN_CODE, tz)
+    last = _hour(end, names[1], END_CODE, tz)
     if last < start:
         raise InputError(
             f"{names[1]}: must not be before {names[0]} (both hours are included: one hour "
             f"is {names[0]} = {names[1]}); got {names[0]}={begin!r}, {names[1]}={end!r}",
-            code=FIELD_CODES[names[1]],
+            code=END_CODE,
         )
     window = Window.from_api(begin, end, tz)
     if window.hours > settings.max_span_hours:
         raise InputError(
             f"{names[1]}: the span {begin}..{end} is {window.hours} hours; at most "
             f"{settings.max_span_hours} (SMS_STATS_MAX_SPAN_HOURS)",
-            code=FIELD_CODES[names[1]],
+            code=END_CODE,
         )
     if window.start > now:
         raise InputError(
             f"{names[0]}: {begin} ({settings.timezone}) is in the future",
-            code=FIELD_CODES[names[0]],
+            code=BEGIN_CODE,
         )
     return window
 
 
-def _hour(text: str, name: str, tz: tzinfo) -> datetime:
+def _hour(text: str, name: str, code: str, tz: tzinfo) -> datetime:
     try:
         return parse_hour(text, tz)
     except ValueError as exc:
-        raise InputError(f"{name}: {exc}", code=FIELD_CODES[name]) from None
+        raise InputError(f"{name}: {exc}", code=code) from None
 
 
 def from_stats_request(request: StatsRequest, settings: Settings, now: datetime) -> Job:

@@ -28,6 +28,10 @@ class Logger:
         self.level = LEVELS.get(level.upper(), 20)
         self._lock = threading.Lock()
 
+    def set_stream(self, stream: TextIO | None) -> None:
+        """None = stdout at the time of writing (what SCF collects)."""
+        self._stream = stream
+
     def set_level(self, level: str) -> None:
         self.level = LEVELS.get(level.upper(), 20)
 

@@ -211,7 +211,7 @@ def _read_config_file(env: Mapping[str, str]) -> dict[str, Any]:
             raise ConfigError(f"{CONFIG_FILE_ENV}: no such file: {explicit}")
         return {}
     if sys.version_info >= (3, 11):
-        import tomllib  # noqa: PLC0415 - only when a file is bundled
+        import tomllib  # noqa: PLC0415  # novermin - guarded by the version check
     else:
         import tomli as tomllib  # noqa: PLC0415
     try:

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sms_stats.cli import main
+from sms_stats.emulator import Emulator
+
+from .conftest import APP_A, APP_B, EVENTS
+
+
+def test_given_range_when_fetch_then_table_with_stand_in_counts(
+    scf_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fetch", "--app-id", APP_A, "--begin", "2021050113", "--end", "2021050118"]) == 0
+    out = capsys.readouterr().out
+    expected = Emulator.expected(APP_A, "2021050113", "2021050118")
+    line = next(line for line in out.splitlines() if line.startswith(APP_A))
+    assert line.split()[:4] == [
+        APP_A,
+        "2021050113-2021050118",
+        str(expected["RequestCount"]),
+        str(expected["RequestSuccessCount"]),
+    ]
+
+
+def test_given_json_flag_when_fetch_then_records_on_stdout(
+    scf_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "fetch",
+        "--app-id",
+        APP_A,
+        "--app-id",
+        APP_B,
+        "--begin",
+        "2021050113",
+        "--end",
+        "2021050113",
+        "--json",
+    ]
+    assert main(args) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["sms_sdk_app_id"] for r in records] == [APP_A, APP_B]
+
+
+def test_given_bad_hour_when_fetch_then_exit_1_and_rule_named(
+    scf_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fetch", "--app-id", APP_A, "--begin", "2021050125", "--end", "2021050125"]) == 1
+    assert "--begin: hour must be 00-23" in capsys.readouterr().err
+
+
+def test_given_event_file_when_invoke_then_handler_answer_printed(
+    scf_env: dict[str, str], capsys: pytest.CaptureFixture[str], store: Path
+) -> None:
+    assert main(["invoke", str(EVENTS / "function_url_get.json")]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["statusCode"] == 200
+
+
+def test_given_builtin_timer_when_invoke_then_records_stored(
+    scf_env: dict[str, str], store: Path
+) -> None:
+    assert main(["invoke", "timer"]) == 0
+    assert len(list(store.rglob("*.json"))) == 2

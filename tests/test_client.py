@@ -1,0 +1,223 @@
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from pytest_mock import MockerFixture
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+
+from sms_stats.client import RateLimiter, RetryPolicy, StatsClient, is_transient, map_sdk_error
+from sms_stats.emulator import Emulator, Fault
+from sms_stats.errors import UpstreamError
+from sms_stats.settings import load_settings
+from sms_stats.windows import Window, zone
+
+from .conftest import APP_A
+
+
+def window() -> Window:
+    return Window.from_api("2021050113", "2021050113", zone("Asia/Shanghai"))
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+class TestRateLimiter:
+    def test_given_rate_10_when_30_acquired_then_never_more_than_10_in_any_second(self) -> None:
+        clock = FakeClock()
+        limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
+        starts = []
+        for _ in range(30):
+            assert limiter.acquire()
+            starts.append(clock.now)
+        for start in starts:
+            assert sum(1 for s in starts if start <= s < start + 1.0) <= 10
+        assert starts[-1] - starts[0] >= 2.0
+
+    def test_given_deadline_before_next_slot_when_acquired_then_false_and_no_sleep(self) -> None:
+        clock = FakeClock()
+        limiter = RateLimiter(1, clock=clock, sleep=clock.sleep)
+        assert limiter.acquire()
+        assert not limiter.acquire(deadline=clock.now + 0.5)
+        assert clock.slept == []
+
+
+class TestRetryPolicy:
+    def test_given_attempts_when_delayed_then_exponential_capped_full_jitter(self) -> None:
+        policy = RetryPolicy(base_delay=0.2, max_delay=1.0)
+        assert [policy.delay(n, lambda: 1.0) for n in (1, 2, 3, 4, 5)] == [0.2, 0.4, 0.8, 1.0, 1.0]
+        assert policy.delay(3, lambda: 0.0) == 0.0
+
+
+class TestClassification:
+    @pytest.mark.parametrize(
+        "code",
+        [
+            "ClientNetworkError",
+            "ServerNetworkError",
+            "RequestLimitExceeded",
+            "RequestLimitExceeded.UinLimitExceeded",
+            "InternalError.Timeout",
+            "InternalError.SendAndRecvFail",
+        ],
+    )
+    def test_given_transient_code_then_retried(self, code: str) -> None:
+        assert is_transient(code)
+
+    @pytest.mark.parametrize(
+        "code",
+        [
+            "AuthFailure.SignatureFailure",
+            "InvalidParameter",
+            "MissingParameter",
+            "UnauthorizedOperation.RequestPermissionDeny",
+            "InvalidParameterValue.SdkAppIdNotExist",
+            "FailedOperation.JsonParseFail",
+        ],
+    )
+    def test_given_permanent_code_then_not_retried(self, code: str) -> None:
+        assert not is_transient(code)
+
+    def test_given_server_network_error_with_bytes_when_mapped_then_readable_text(self) -> None:
+        error = map_sdk_error(
+            TencentCloudSDKException("ServerNetworkError", b"<h1>502 Bad Gateway</h1>")
+        )
+        assert error.code == "ServerNetworkError"
+        assert "502 Bad Gateway" in error.message
+        assert error.retryable
+        assert error.status == 502
+
+    def test_given_clock_skew_code_when_mapped_then_message_says_check_the_clock(self) -> None:
+        error = map_sdk_error(
+            TencentCloudSDKException("AuthFailure.SignatureExpire", "Signature expired", "rid-1")
+        )
+        assert "check the clock" in error.message
+        assert error.request_id == "rid-1"
+        assert not error.retryable
+
+    def test_given_sdk_wrapped_python_error_when_mapped_then_bad_upstream_response(self) -> None:
+        error = map_sdk_error(TencentCloudSDKException("JSONDecodeError", "Expecting value"))
+        assert error.code == "InternalError.BadUpstreamResponse"
+        assert error.retryable
+
+
+@pytest.fixture
+def stats_client(scf_env: dict[str, str], mocker: MockerFixture) -> tuple[StatsClient, list[Any]]:
+    attempts: list[Any] = []
+    sleep = mocker.Mock()
+    client = StatsClient(load_settings(), sleep=sleep, rng=lambda: 0.5, on_attempt=attempts.append)
+    return client, attempts
+
+
+class TestStatsClientAgainstStandIn:
+    def test_given_healthy_api_when_fetched_then_counts_equal_stand_in(
+        self, stats_client: tuple[StatsClient, list[Any]]
+    ) -> None:
+        client, attempts = stats_client
+        counts = client.fetch(APP_A, window())
+        expected = Emulator.expected(APP_A, "2021050113", "2021050113")
+        assert counts.request_count == expected["RequestCount"]
+        assert counts.request_success_count == expected["RequestSuccessCount"]
+        assert counts.fee_count == expected["FeeCount"]
+        assert counts.request_id
+        assert [a["code"] for a in attempts] == ["OK"]
+
+    @pytest.mark.parametrize(
+        "fault",
+        [
+            Fault(error_code="RequestLimitExceeded", times=2),
+            Fault(error_code="InternalError.Timeout", times=2),
+            Fault(http_status=502, times=2),
+            Fault(html=True, times=2),
+            Fault(no_response_key=True, times=2),
+        ],
+    )
+    def test_given_two_transient_failures_when_fetched_then_third_attempt_succeeds(
+        self, stats_client: tuple[StatsClient, list[Any]], emulator: Emulator, fault: Fault
+    ) -> None:
+        client, attempts = stats_client
+        emulator.set_fault(fault, APP_A)
+        client.fetch(APP_A, window())
+        assert len(attempts) == 3
+        assert attempts[-1]["code"] == "OK"
+
+    def test_given_permanent_error_when_fetched_then_one_attempt_and_code_passes(
+        self, stats_client: tuple[StatsClient, list[Any]], emulator: Emulator
+    ) -> None:
+        client, attempts = stats_client
+        emulator.set_fault(Fault(error_code="UnauthorizedOperation.SmsSdkAppIdVerifyFail"), APP_A)
+        with pytest.raises(UpstreamError) as caught:
+            client.fetch(APP_A, window())
+        assert caught.value.code == "UnauthorizedOperation.SmsSdkAppIdVerifyFail"
+        assert caught.value.request_id
+        assert len(attempts) == 1
+
+    def test_given_always_failing_when_fetched_then_gives_up_after_max_attempts(
+        self, stats_client: tuple[StatsClient, list[Any]], emulator: Emulator
+    ) -> None:
+        client, attempts = stats_client
+        emulator.set_fault(Fault(error_code="InternalError.SendAndRecvFail"), APP_A)
+        with pytest.raises(UpstreamError) as caught:
+            client.fetch(APP_A, window())
+        assert caught.value.attempts == 3
+        assert len(attempts) == 3
+
+    def test_given_wrong_secret_key_when_fetched_then_signature_failure_not_retried(
+        self, scf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("TENCENTCLOUD_SECRETKEY", "not-the-key")
+        with pytest.raises(UpstreamError) as caught:
+            StatsClient(load_settings()).fetch(APP_A, window())
+        assert caught.value.code == "AuthFailure.SignatureFailure"
+        assert caught.value.attempts == 1
+
+    def test_given_hanging_api_when_fetched_then_client_network_error_after_timeout(
+        self,
+        stats_client: tuple[StatsClient, list[Any]],
+        emulator: Emulator,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setenv("SMS_STATS_TIMEOUT", "0.3")
+        monkeypatch.setenv("SMS_STATS_MAX_ATTEMPTS", "2")
+        emulator.set_fault(Fault(hang=True), APP_A)
+        client = StatsClient(load_settings(), sleep=lambda s: None)
+        started = time.monotonic()
+        with pytest.raises(UpstreamError) as caught:
+            client.fetch(APP_A, window())
+        assert caught.value.code == "ClientNetworkError"
+        assert caught.value.status == 504
+        assert caught.value.attempts == 2
+        assert time.monotonic() - started < 5
+
+    def test_given_deadline_too_close_when_fetched_then_no_call_and_left_for_next_run(
+        self, stats_client: tuple[StatsClient, list[Any]], emulator: Emulator
+    ) -> None:
+        client, attempts = stats_client
+        before = len(emulator.requests)
+        with pytest.raises(UpstreamError, match="next run"):
+            client.fetch(APP_A, window(), deadline=time.monotonic() + 0.5)
+        assert len(emulator.requests) == before
+        assert attempts == []
+
+    def test_given_retry_would_overrun_deadline_when_fetched_then_stops_early(
+        self, scf_env: dict[str, str], emulator: Emulator
+    ) -> None:
+        emulator.set_fault(Fault(error_code="InternalError.Timeout"), APP_A)
+        clock = FakeClock()
+        settings = load_settings()
+        client = StatsClient(settings, clock=clock, sleep=clock.sleep, rng=lambda: 1.0)
+        with pytest.raises(UpstreamError) as caught:
+            client.fetch(APP_A, window(), deadline=clock.now + settings.timeout + 0.1)
+        assert caught.value.attempts == 1
+        assert clock.slept == []

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from index import main_handler
+
+from sms_stats.errors import (
+    AccessError,
+    InputError,
+    MethodNotAllowedError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
+from sms_stats.events import HttpEvent
+from sms_stats.http import authorize, normalize, route
+from sms_stats.settings import load_settings
+
+from .conftest import load_event
+
+
+def event(**fields: Any) -> HttpEvent:
+    return HttpEvent.model_validate({"httpMethod": "GET", "path": "/stats", **fields})
+
+
+class TestNormalize:
+    def test_given_mixed_case_and_list_headers_when_normalized_then_lower_first_value(self) -> None:
+        request = normalize(event(headers={"Authorization": ["Bearer a", "Bearer b"]}), 1024)
+        assert request.headers == {"authorization": "Bearer a"}
+
+    def test_given_repeated_and_bare_query_keys_when_normalized_then_lists(self) -> None:
+        request = normalize(event(queryString={"app_id": ["1", "2"], "begin": True}), 1024)
+        assert request.query == {"app_id": ["1", "2"], "begin": [True]}
+
+    @pytest.mark.parametrize("flag", [True, "true", "TRUE"])
+    def test_given_base64_flag_when_normalized_then_body_decoded(self, flag: Any) -> None:
+        encoded = base64.b64encode(b'{"a": 1}').decode()
+        request = normalize(event(httpMethod="POST", body=encoded, isBase64Encoded=flag), 1024)
+        assert request.body == b'{"a": 1}'
+
+    @pytest.mark.parametrize("flag", [False, "false", None])
+    def test_given_no_base64_flag_when_normalized_then_body_as_is(self, flag: Any) -> None:
+        request = normalize(
+            event(httpMethod="POST", body="eyJhIjoxfQ==", isBase64Encoded=flag), 1024
+        )
+        assert request.body == b"eyJhIjoxfQ=="
+
+    def test_given_broken_base64_when_normalized_then_json_parse_fail(self) -> None:
+        with pytest.raises(InputError) as caught:
+            normalize(event(body="%%%not-base64", isBase64Encoded=True), 1024)
+        assert caught.value.code == "FailedOperation.JsonParseFail"
+
+    def test_given_body_over_limit_when_normalized_then_413(self) -> None:
+        with pytest.raises(PayloadTooLargeError) as caught:
+            normalize(event(httpMethod="POST", body="x" * 2000), 1024)
+        assert caught.value.status == 413
+
+
+class TestRoute:
+    @pytest.mark.parametrize("path", ["/stats", "/stats/", "/release/sms-stats/stats", "stats"])
+    def test_given_stats_path_with_or_without_prefix_when_routed_then_stats(
+        self, path: str
+    ) -> None:
+        assert route(normalize(event(path=path), 1024)) == "/stats"
+
+    def test_given_put_when_routed_then_405_lists_allowed(self) -> None:
+        with pytest.raises(MethodNotAllowedError) as caught:
+            route(normalize(event(httpMethod="put"), 1024))
+        assert caught.value.allow == ("GET", "POST")
+
+    def test_given_other_path_when_routed_then_404(self) -> None:
+        with pytest.raises(NotFoundError):
+            route(normalize(event(path="/"), 1024))
+
+
+class TestAuthorize:
+    def settings(self, **env: str) -> Any:
+        return load_settings(env)
+
+    def test_given_rotation_tokens_when_either_presented_then_allowed(self) -> None:
+        settings = self.settings(SMS_STATS_API_TOKEN="old-token,new-token")
+        for token in ("old-token", "new-token"):
+            authorize(
+                normalize(event(headers={"authorization": f"bearer {token}"}), 1024), settings
+            )
+
+    @pytest.mark.parametrize(
+        "header", [None, "", "Bearer", "Bearer ", "Basic b2xkLXRva2Vu", "Bearer old-token2"]
+    )
+    def test_given_bad_authorization_when_checked_then_401(self, header: str | None) -> None:
+        headers = {} if header is None else {"Authorization": header}
+        with pytest.raises(AccessError) as caught:
+            authorize(
+                normalize(event(headers=headers), 1024),
+                self.settings(SMS_STATS_API_TOKEN="old-token"),
+            )
+        assert caught.value.status == 401
+
+    def test_given_no_token_and_anonymous_switched_on_when_checked_then_allowed(self) -> None:
+        authorize(normalize(event(), 1024), self.settings(SMS_STATS_ALLOW_ANONYMOUS="true"))
+
+    def test_given_no_token_when_checked_then_closed(self) -> None:
+        with pytest.raises(AccessError, match="closed"):
+            authorize(normalize(event(), 1024), self.settings())
+
+
+query_values = st.one_of(
+    st.text(max_size=20),
+    st.booleans(),
+    st.lists(st.text(max_size=12), max_size=3),
+    st.sampled_from(["2021050113", "2021022913", "2021050124", "1400006874", "0"]),
+)
+http_events = st.fixed_dictionaries(
+    {
+        "httpMethod": st.sampled_from(["GET", "POST", "get", "PUT", "OPTIONS"]),
+        "path": st.sampled_from(["/stats", "/healthz", "/", "/x/stats", "/%00"]),
+        "headers": st.dictionaries(
+            st.sampled_from(["Authorization", "authorization", "AUTHORIZATION", "x-other"]),
+            st.sampled_from(["Bearer test-api-token", "Bearer nope", "", "Bearer"]),
+        ),
+        "queryString": st.dictionaries(
+            st.sampled_from(["app_id", "begin", "end", "Limit", "Offset", "junk", "BeginTime"]),
+            query_values,
+            max_size=5,
+        ),
+        "body": st.one_of(st.none(), st.text(max_size=60), st.just('{"SmsSdkAppId": 1}')),
+        "isBase64Encoded": st.one_of(st.booleans(), st.sampled_from(["true", "false", "yes"])),
+    }
+)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(http_events)
+def test_property_any_http_event_gets_a_contract_answer_never_a_500(
+    scf_env: dict[str, str], context: dict[str, Any], http_event: dict[str, Any]
+) -> None:
+    answer = main_handler(http_event, context)
+    assert answer["statusCode"] < 500
+    body = json.loads(answer["body"])
+    if answer["statusCode"] >= 400:
+        assert body["error"]["code"]
+        assert body["error"]["message"]
+        assert body["request_id"] == context["request_id"]
+
+
+def test_given_captured_event_with_junk_fields_when_handled_then_only_five_fields_read(
+    scf_env: dict[str, str], context: dict[str, Any]
+) -> None:
+    captured = load_event("apigw_get.json")
+    captured["requestContext"] = {"httpMethod": "ANY", "weird": [1, 2, 3]}
+    captured["stageVariables"] = None
+    captured["queryString"] = {**captured["queryString"]}
+    assert main_handler(captured, context)["statusCode"] == 200

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sms_stats.errors import ConfigError
+from sms_stats.settings import load_settings
+
+from .conftest import SECRET_KEY
+
+
+class TestDefaults:
+    def test_given_empty_environment_when_loaded_then_contract_defaults(self) -> None:
+        settings = load_settings({})
+        assert settings.region == "ap-guangzhou"
+        assert settings.timezone == "Asia/Shanghai"
+        assert settings.app_ids == ()
+        assert settings.sinks == ()
+        assert settings.api_tokens == ()
+        assert settings.endpoint is None
+        assert settings.http_allowlist == ()
+
+    def test_given_scf_region_when_loaded_then_it_is_the_default_region(self) -> None:
+        assert load_settings({"TENCENTCLOUD_REGION": "ap-shanghai"}).region == "ap-shanghai"
+        both = {"TENCENTCLOUD_REGION": "ap-shanghai", "SMS_STATS_REGION": "ap-beijing"}
+        assert load_settings(both).region == "ap-beijing"
+
+    def test_given_comma_lists_when_loaded_then_trimmed_tuples(self) -> None:
+        settings = load_settings(
+            {"SMS_STATS_APP_IDS": " 1400006874, 1400006875 ,", "SMS_STATS_API_TOKEN": "a,b"}
+        )
+        assert settings.app_ids == ("1400006874", "1400006875")
+        assert [t.get_secret_value() for t in settings.api_tokens] == ["a", "b"]
+        assert settings.http_allowlist == ("1400006874", "1400006875")
+
+    def test_given_star_http_app_ids_when_loaded_then_any_app(self) -> None:
+        assert load_settings({"SMS_STATS_HTTP_APP_IDS": "*"}).http_allowlist == ("*",)
+
+
+class TestErrors:
+    @pytest.mark.parametrize(
+        ("env", "words"),
+        [
+            ({"SMS_STATS_APP_IDS": "1400006874,12345"}, "SMS_STATS_APP_IDS: item 1"),
+            ({"SMS_STATS_TIMEZONE": "Beijing"}, "SMS_STATS_TIMEZONE: unknown time zone"),
+            ({"SMS_STATS_ENDPOINT": "127.0.0.1:9000"}, "SMS_STATS_ENDPOINT: must be scheme://"),
+            ({"SMS_STATS_ENDPOINT": "http://h:9000/path"}, "SMS_STATS_ENDPOINT: must be only"),
+            ({"SMS_STATS_REGION": "Guangzhou"}, "SMS_STATS_REGION: must be a region"),
+            ({"SMS_STATS_TIMEOUT": "0"}, "SMS_STATS_TIMEOUT"),
+            ({"SMS_STATS_HTTP_APP_IDS": "all"}, "SMS_STATS_HTTP_APP_IDS"),
+            ({"SMS_STATS_LOG_LEVEL": "LOUD"}, "SMS_STATS_LOG_LEVEL"),
+            ({"SMS_STATS_WEBHOOK_SECRET": "plain-secret"}, "SMS_STATS_WEBHOOK_SECRET: must be"),
+        ],
+    )
+    def test_given_bad_setting_when_loaded_then_variable_and_rule_named(
+        self, env: dict[str, str], words: str
+    ) -> None:
+        with pytest.raises(ConfigError) as caught:
+            load_settings(env)
+        assert words in caught.value.message
+
+    def test_given_bad_secret_when_reported_then_value_is_redacted(self) -> None:
+        with pytest.raises(ConfigError) as caught:
+            load_settings(
+                {"SMS_STATS_WEBHOOK_SECRET": "whsec_!!notbase64", "SMS_STATS_TIMEOUT": "x"}
+            )
+        assert "notbase64" not in caught.value.message
+        assert "<redacted>" in caught.value.message
+        assert "SMS_STATS_TIMEOUT" in caught.value.message
+
+    def test_given_missing_key_when_credentials_asked_then_names_the_variable(self) -> None:
+        settings = load_settings({"TENCENTCLOUD_SECRETID": "AKIDx"})
+        with pytest.raises(ConfigError, match="TENCENTCLOUD_SECRETKEY not set"):
+            settings.credentials()
+
+    def test_given_empty_token_when_credentials_asked_then_token_is_none(self) -> None:
+        settings = load_settings(
+            {
+                "TENCENTCLOUD_SECRETID": "AKIDx",
+                "TENCENTCLOUD_SECRETKEY": SECRET_KEY,
+                "TENCENTCLOUD_SESSIONTOKEN": "",
+            }
+        )
+        assert settings.credentials() == ("AKIDx", SECRET_KEY, None)
+
+
+class TestConfigFile:
+    def test_given_toml_file_when_loaded_then_env_overrides_it(self, tmp_path: Path) -> None:
+        path = tmp_path / "sms_stats.toml"
+        path.write_text(
+            'SMS_STATS_APP_IDS = ["1400006874", "1400006875"]\n'
+            'SMS_STATS_SINKS = ["file:out", "file:///tmp/other"]\n'
+            'SMS_STATS_TIMEZONE = "UTC"\n',
+            encoding="utf-8",
+        )
+        settings = load_settings(
+            {"SMS_STATS_CONFIG": str(path), "SMS_STATS_TIMEZONE": "Asia/Tokyo"}
+        )
+        assert settings.app_ids == ("1400006874", "1400006875")
+        assert settings.sinks == ("file:out", "file:///tmp/other")
+        assert settings.timezone == "Asia/Tokyo"
+
+    def test_given_unknown_key_in_file_when_loaded_then_error_lists_known_keys(
+        self, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "sms_stats.toml"
+        path.write_text('SMS_STATS_APPIDS = "1400006874"\n', encoding="utf-8")
+        with pytest.raises(ConfigError, match="unknown keys SMS_STATS_APPIDS"):
+            load_settings({"SMS_STATS_CONFIG": str(path)})
+
+    def test_given_broken_toml_when_loaded_then_error_names_the_file(self, tmp_path: Path) -> None:
+        path = tmp_path / "sms_stats.toml"
+        path.write_text("SMS_STATS_APP_IDS = [", encoding="utf-8")
+        with pytest.raises(ConfigError, match="not a readable TOML file"):
+            load_settings({"SMS_STATS_CONFIG": str(path)})
+
+    def test_given_missing_explicit_file_when_loaded_then_error(self) -> None:
+        with pytest.raises(ConfigError, match="no such file"):
+            load_settings({"SMS_STATS_CONFIG": "/nonexistent/sms_stats.toml"})
