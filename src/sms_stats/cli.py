@@ -12,6 +12,7 @@ from typing import Any
 
 from .errors import SmsStatsError
 
+
 def _sample_event(name: str) -> dict[str, Any]:
     """Built-in events, stamped with the current time so they fetch a recent hour."""
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

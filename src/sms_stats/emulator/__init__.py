@@ -1,0 +1,27 @@
+"""Local stand-in for Tencent Cloud's SMS SendStatusStatistics endpoint (standard library only).
+
+Start it in-process (``Emulator().start()``) or as ``python -m sms_stats.emulator``; point the
+official SDK at ``HttpProfile(protocol="http", endpoint="127.0.0.1:PORT")``.
+"""
+
+from .cli import main
+from .server import (
+    ACTION,
+    DEFAULT_CREDENTIALS,
+    SERVICE,
+    UNAUTHORIZED_APP_ID,
+    VERSION,
+    Emulator,
+    Fault,
+)
+
+__all__ = [
+    "ACTION",
+    "DEFAULT_CREDENTIALS",
+    "SERVICE",
+    "UNAUTHORIZED_APP_ID",
+    "VERSION",
+    "Emulator",
+    "Fault",
+    "main",
+]

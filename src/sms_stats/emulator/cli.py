@@ -1,0 +1,131 @@
+"""Command line for the emulator, for running it beside a process under test.
+
+It announces readiness twice: a JSON line on stdout for callers that read pipes, and an
+atomically renamed port file for callers (shell scripts, other test runners) that can only poll
+the file system. Both appear only once the socket is listening.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from .server import DEFAULT_CREDENTIALS, Emulator, Fault
+
+
+def _parse_fault(spec: str) -> tuple[str | None, Fault]:
+    """``APPID:CODE``; APPID ``*`` means every app; CODE is an error code, an HTTP status
+    (3 digits), ``html``, ``no-response`` or ``hang``."""
+    app_id, sep, code = spec.partition(":")
+    if not sep or not app_id or not code:
+        raise argparse.ArgumentTypeError(f"expected APPID:CODE, got {spec!r}")
+    target = None if app_id == "*" else app_id
+    if code.isdigit():
+        return target, Fault(http_status=int(code))
+    special = {
+        "html": Fault(html=True),
+        "no-response": Fault(no_response_key=True),
+        "hang": Fault(hang=True),
+    }
+    return target, special.get(code, Fault(error_code=code))
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sms_stats.emulator",
+        description="Local stand-in for Tencent Cloud SMS SendStatusStatistics (API 3.0).",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9000, help="0 picks a free port")
+    parser.add_argument("--secret-id", action="append", default=[], help="repeatable")
+    parser.add_argument(
+        "--secret-key", action="append", default=[], help="repeatable, paired by position"
+    )
+    parser.add_argument("--rate-limit", type=float, default=None, help="requests/s per key")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added per answer")
+    parser.add_argument("--max-skew", type=int, default=300, help="allowed clock skew, seconds")
+    parser.add_argument(
+        "--fault-app",
+        action="append",
+        default=[],
+        type=_parse_fault,
+        metavar="APPID:CODE",
+        help="inject a fault; APPID '*' = all; CODE: error code, HTTP status, html, "
+        "no-response or hang (repeatable)",
+    )
+    parser.add_argument("--port-file", help="write the bound port here once listening")
+    parser.add_argument("--quiet", action="store_true", help="no JSON request log on stderr")
+    return parser
+
+
+def _credentials(
+    parser: argparse.ArgumentParser, ids: Sequence[str], keys: Sequence[str]
+) -> dict[str, str]:
+    if len(ids) != len(keys):
+        parser.error("--secret-id and --secret-key must be given the same number of times")
+    credentials = dict(zip(ids, keys, strict=True))
+    env_id = os.environ.get("TENCENTCLOUD_SECRETID")
+    env_key = os.environ.get("TENCENTCLOUD_SECRETKEY")
+    if env_id and env_key:
+        credentials.setdefault(env_id, env_key)
+    return credentials or dict(DEFAULT_CREDENTIALS)
+
+
+def _write_port_file(path: str, port: int) -> None:
+    """Rename into place so a poller never reads a half-written number."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w", encoding="ascii") as handle:
+        handle.write(f"{port}\n")
+    os.replace(temporary, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    emulator = Emulator(
+        credentials=_credentials(parser, args.secret_id, args.secret_key),
+        host=args.host,
+        port=args.port,
+        rate_limit=args.rate_limit,
+        latency_s=args.latency,
+        max_skew_s=args.max_skew,
+        log_stream=None if args.quiet else sys.stderr,
+    )
+    for app_id, fault in args.fault_app:
+        emulator.set_fault(fault, app_id)
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {
+        signum: signal.signal(signum, _on_signal) for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        emulator.start()
+        try:
+            if args.port_file:
+                _write_port_file(args.port_file, emulator.port)
+            event = {"event": "listening", "endpoint": emulator.endpoint, "port": emulator.port}
+            print(json.dumps(event), flush=True)
+            while not stop.wait(1.0):
+                pass
+        finally:
+            emulator.stop()
+            if args.port_file:
+                # A stale file would point the next poller at a dead port.
+                with contextlib.suppress(OSError):
+                    os.remove(args.port_file)
+        print(json.dumps({"event": "stopped"}), flush=True)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0

@@ -1,0 +1,749 @@
+"""A local stand-in for Tencent Cloud's SMS API 3.0 endpoint, SendStatusStatistics only.
+
+Why it exists: the real endpoint cannot be called from CI, and mocking the SDK would hide the
+traps that matter (signature drift, exact Content-Type, errors delivered as HTTP 200, transport
+failures). So this speaks the wire protocol the official SDK speaks and verifies what it
+receives the way the service does; tests drive the real SDK against it.
+
+Standard library only, so starting it costs a socket and a thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import re
+import socket
+import socketserver
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import formatdate
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, TextIO, cast
+from urllib.parse import SplitResult, parse_qsl, urlsplit
+
+from . import counts as _counts
+from . import tc3
+
+SERVICE = "sms"
+ACTION = "SendStatusStatistics"
+VERSION = "2021-01-11"
+DEFAULT_CREDENTIALS: dict[str, str] = {"AKIDEMULATOR": "emulator-secret-key"}
+UNAUTHORIZED_APP_ID = "1400000000"
+"""A well-formed SmsSdkAppId that "belongs to another account", for permission-error tests."""
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+"""TC3 POST bodies are capped at 10 MB by the API docs."""
+
+HANG_CAP_S = 60.0
+"""A hanging fault gives up after this long so a forgotten emulator cannot pin a thread forever."""
+
+IDLE_TIMEOUT_S = 30.0
+"""Keep-alive connections idle this long are closed, as a real front end would."""
+
+_REGION = re.compile(r"^[a-z]+-[a-z]+(-[0-9]+)?$")
+_APP_ID = re.compile(r"^1400[0-9]{6}$")
+_PARAMETERS = ("SmsSdkAppId", "BeginTime", "EndTime", "Limit", "Offset")
+_JSON = "application/json"
+
+_MESSAGES: dict[str, str] = {
+    "AuthFailure.SignatureFailure": (
+        "The provided credentials could not be validated. Please check your signature is correct."
+    ),
+    "AuthFailure.SecretIdNotFound": (
+        "The SecretId is not found, please ensure that your SecretId is correct."
+    ),
+    "AuthFailure.TokenFailure": "The session token is invalid or has expired.",
+    "RequestLimitExceeded": "Your request rate exceeds the frequency limit. Please slow down.",
+    "InternalError": "An internal error occurred. Please retry later.",
+    "InternalError.Timeout": "The request timed out in the backend. Please retry later.",
+    "InternalError.OtherError": "Other error. Please retry later or contact SMS Helper.",
+    "InternalError.SendAndRecvFail": "The backend timed out sending or receiving the request.",
+    "InternalError.UnknownError": "Unknown error.",
+    "FailedOperation.JsonParseFail": "Failed to parse the request body as a JSON object.",
+    "UnauthorizedOperation.SmsSdkAppIdVerifyFail": (
+        "Failed to verify SmsSdkAppId: it does not belong to the account of this SecretId."
+    ),
+    "UnauthorizedOperation.RequestPermissionDeny": "The request does not have permission.",
+    "UnauthorizedOperation.SdkAppIdIsDisabled": "This SdkAppId is disabled.",
+    "UnauthorizedOperation.ServiceSuspendDueToArrears": "The service is suspended for arrears.",
+}
+
+
+@dataclass
+class Fault:
+    """Injected misbehaviour, matched by the request body's SmsSdkAppId or applied globally.
+
+    Faults act after signature verification and the rate limit, like an upstream failure
+    behind a healthy gateway. When several behaviours are set, ``latency_s`` always applies
+    first, then the first of hang, http_status, html, no_response_key, error_code wins.
+    A fault with only ``latency_s`` slows the request and then answers normally.
+    """
+
+    error_code: str | None = None
+    http_status: int | None = None
+    latency_s: float = 0.0
+    hang: bool = False
+    times: int | None = None
+    html: bool = False
+    no_response_key: bool = False
+
+
+class ApiError(Exception):
+    """An answer in Tencent's error envelope: HTTP 200, ``Response.Error.{Code,Message}``."""
+
+    def __init__(self, code: str, message: str | None = None) -> None:
+        super().__init__(code)
+        self.code = code
+        self.message = message or _MESSAGES.get(code, f"Error {code} (injected by the emulator).")
+
+
+@dataclass
+class _Reply:
+    status: int
+    content_type: str
+    body: bytes
+    code: str
+    hang: bool = False
+
+
+@dataclass
+class _Armed:
+    fault: Fault
+    remaining: int | None
+
+
+def _json_reply(payload: dict[str, Any], code: str) -> _Reply:
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _Reply(HTTPStatus.OK, _JSON, body, code)
+
+
+def _error_reply(error: ApiError, request_id: str) -> _Reply:
+    envelope = {"Error": {"Code": error.code, "Message": error.message}, "RequestId": request_id}
+    return _json_reply({"Response": envelope}, error.code)
+
+
+def _missing(name: str) -> ApiError:
+    return ApiError("MissingParameter", f"The request is missing a required parameter `{name}`.")
+
+
+class _SlidingWindow:
+    """Per-key sliding-log limiter.
+
+    A sliding log, not a token bucket: a bucket lets a full burst through on top of its refill,
+    so a client could get 2x the documented rate inside one second and never learn to pace
+    itself. Here no window of ``window_s`` ever holds more than ``capacity`` admissions.
+    """
+
+    def __init__(self, rate: float) -> None:
+        if rate <= 0:
+            raise ValueError("rate_limit must be positive")
+        if rate >= 1:
+            self.window_s, self.capacity = 1.0, int(rate)
+        else:
+            self.window_s, self.capacity = 1.0 / rate, 1
+        self._admitted: dict[tuple[str, str, str], deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, key: tuple[str, str, str]) -> tuple[bool, float]:
+        """Return (admitted, decision time); the time is read under the lock so logs agree."""
+        with self._lock:
+            now = time.monotonic()
+            admitted = self._admitted.setdefault(key, deque())
+            while admitted and admitted[0] <= now - self.window_s:
+                admitted.popleft()
+            if len(admitted) >= self.capacity:
+                return False, now
+            admitted.append(now)
+            return True, now
+
+
+class Emulator:
+    """Serves SendStatusStatistics on a local port; see the module docstring for why."""
+
+    def __init__(
+        self,
+        credentials: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        rate_limit: float | None = None,
+        latency_s: float = 0.0,
+        max_skew_s: int = 300,
+        log_stream: TextIO | None = None,
+    ) -> None:
+        self._credentials = dict(DEFAULT_CREDENTIALS if credentials is None else credentials)
+        self._host = host
+        self._requested_port = port
+        self._limiter = None if rate_limit is None else _SlidingWindow(rate_limit)
+        self._latency_s = latency_s
+        self._max_skew_s = max_skew_s
+        self._log_stream = log_stream
+        self._lock = threading.Lock()
+        self._log_lock = threading.Lock()
+        self._faults: dict[str | None, _Armed] = {}
+        self._log: deque[dict[str, Any]] = deque(maxlen=100_000)
+        self._rejected = 0
+        self._connections: set[socket.socket] = set()
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> Emulator:
+        """Bind, then serve from a daemon thread; returns once the socket is listening."""
+        if self._server is not None:
+            raise RuntimeError("emulator already started")
+        self._stopping.clear()
+        server = _Server((self._host, self._requested_port), self)
+        serving = threading.Event()
+
+        def _serve() -> None:
+            serving.set()
+            server.serve_forever(poll_interval=0.05)
+
+        self._server = server
+        self._thread = threading.Thread(target=_serve, name="sms-emulator", daemon=True)
+        self._thread.start()
+        serving.wait()
+        return self
+
+    def stop(self) -> None:
+        """Stop promptly: wake hanging handlers, drop idle keep-alive connections, close."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):  # already closed by its handler
+                connection.shutdown(socket.SHUT_RDWR)
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> Emulator:
+        return self if self._server is not None else self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("emulator not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def endpoint(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
+
+    # -- control ---------------------------------------------------------------------------
+
+    def set_fault(self, fault: Fault, app_id: str | None = None) -> None:
+        """Replace the fault for ``app_id`` (``None``: every request without its own fault)."""
+        if fault.times is not None and fault.times < 0:
+            raise ValueError("Fault.times must be >= 0 or None")
+        if fault.latency_s < 0:
+            raise ValueError("Fault.latency_s must be >= 0")
+        if fault.http_status is not None and not 100 <= fault.http_status <= 599:
+            raise ValueError("Fault.http_status must be an HTTP status code")
+        with self._lock:
+            self._faults[app_id] = _Armed(fault, fault.times)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(entry) for entry in self._log]
+
+    @property
+    def rejected_count(self) -> int:
+        with self._lock:
+            return self._rejected
+
+    @staticmethod
+    def counts(app_id: str, hour: str) -> dict[str, int]:
+        return _counts.hour_counts(app_id, hour)
+
+    @staticmethod
+    def expected(app_id: str, begin: str, end: str) -> dict[str, int]:
+        return _counts.range_counts(app_id, begin, end)
+
+    # -- request processing (called from handler threads) ----------------------------------
+
+    def _track(self, connection: socket.socket, *, add: bool) -> None:
+        with self._lock:
+            if not add:
+                self._connections.discard(connection)
+                return
+            self._connections.add(connection)
+        if self._stopping.is_set():  # accepted while stop() was running: release it now
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep that stop() can cut short, so injected latency never delays shutdown."""
+        if seconds > 0:
+            self._stopping.wait(seconds)
+
+    def _hang(self) -> None:
+        self._stopping.wait(HANG_CAP_S)
+
+    def _respond(
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+        read_body: Callable[[], bytes],
+    ) -> tuple[_Reply, dict[str, Any]]:
+        request_id = str(uuid.uuid4())
+        split = urlsplit(target)
+        entry: dict[str, Any] = {
+            "ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "method": method,
+            "path": split.path,
+            "action": headers.get("x-tc-action"),
+            "region": headers.get("x-tc-region"),
+            "secret_id": None,
+            "token": bool(headers.get("x-tc-token")),
+            "app_id": None,
+            "begin": None,
+            "end": None,
+            "status": None,
+            "code": None,
+            "request_id": request_id,
+            "latency_ms": None,
+            "t": time.monotonic(),
+        }
+        try:
+            reply = self._process(method, split, headers, read_body, entry, request_id)
+        except ApiError as error:
+            reply = _error_reply(error, request_id)
+        except Exception:  # an emulator bug must read as a server error, not a dead socket
+            reply = _error_reply(ApiError("InternalError"), request_id)
+        return reply, entry
+
+    def _process(
+        self,
+        method: str,
+        split: SplitResult,
+        headers: Mapping[str, str],
+        read_body: Callable[[], bytes],
+        entry: dict[str, Any],
+        request_id: str,
+    ) -> _Reply:
+        body = read_body()  # always drained, so a keep-alive connection stays in sync
+        if split.path != "/":
+            return _Reply(HTTPStatus.NOT_FOUND, "text/plain", b"404 page not found\n", "HTTP404")
+        if method not in ("GET", "POST"):
+            raise ApiError(
+                "UnsupportedProtocol",
+                f"The HTTP method {method} is not supported; use GET or POST.",
+            )
+        action = headers.get("x-tc-action")
+        if not action:
+            raise _missing("Action")
+        version = headers.get("x-tc-version")
+        if not version:
+            raise _missing("Version")
+        if action != ACTION:
+            raise ApiError("InvalidAction", f"The requested action `{action}` does not exist.")
+        if version != VERSION:
+            raise ApiError(
+                "NoSuchVersion",
+                f"The requested version `{version}` of action `{action}` does not exist.",
+            )
+        self._authenticate(method, split, headers, body, entry)
+        region = headers.get("x-tc-region")
+        if not region:
+            raise _missing("Region")
+        if not _REGION.match(region):
+            raise ApiError(
+                "UnsupportedRegion", f"The action does not support the region `{region}`."
+            )
+        self._admit(action, region, entry)
+
+        params, parse_error = _parse_parameters(method, split.query, headers, body)
+        for key, field in (("app_id", "SmsSdkAppId"), ("begin", "BeginTime"), ("end", "EndTime")):
+            value = params.get(field)
+            entry[key] = value if isinstance(value, str) else None
+        fault = self._take_fault(entry["app_id"])
+        if fault is not None:
+            faulted = self._apply(fault, request_id)
+            if faulted is not None:
+                return faulted
+        if parse_error is not None:
+            raise parse_error
+        app_id, begin, end = _validate(params)
+        figures = _counts.range_counts(app_id, begin, end)
+        statistics = {
+            "FeeCount": figures["FeeCount"],
+            "RequestCount": figures["RequestCount"],
+            "RequestSuccessCount": figures["RequestSuccessCount"],
+        }
+        return _json_reply(
+            {"Response": {"SendStatusStatistics": statistics, "RequestId": request_id}}, "OK"
+        )
+
+    def _authenticate(
+        self,
+        method: str,
+        split: SplitResult,
+        headers: Mapping[str, str],
+        body: bytes,
+        entry: dict[str, Any],
+    ) -> None:
+        raw = headers.get("authorization")
+        if not raw:
+            raise ApiError(
+                "AuthFailure.InvalidAuthorization", "The Authorization header is missing."
+            )
+        try:
+            auth = tc3.parse_authorization(raw)
+        except tc3.AuthorizationFormatError as exc:
+            raise ApiError(
+                "AuthFailure.InvalidAuthorization",
+                f"The Authorization header does not follow the TC3-HMAC-SHA256 standard: {exc}.",
+            ) from None
+        entry["secret_id"] = auth.secret_id
+        secret_key = self._credentials.get(auth.secret_id)
+        if secret_key is None:
+            raise ApiError("AuthFailure.SecretIdNotFound")
+        stamp = headers.get("x-tc-timestamp")
+        if not stamp:
+            raise _missing("Timestamp")
+        if not (stamp.isascii() and stamp.isdigit()):
+            raise ApiError("InvalidParameter", "X-TC-Timestamp must be an integer Unix time.")
+        timestamp = int(stamp)
+        skew = abs(time.time() - timestamp)
+        if skew > self._max_skew_s:
+            raise ApiError(
+                "AuthFailure.SignatureExpire",
+                f"Signature expired: the timestamp {stamp} differs from server time by more "
+                f"than {self._max_skew_s} seconds. Please check your local clock.",
+            )
+        if auth.service != SERVICE:
+            raise ApiError(
+                "AuthFailure.SignatureFailure",
+                f"The credential scope service `{auth.service}` must be `{SERVICE}`.",
+            )
+        utc_date = datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d")
+        if auth.date != utc_date:
+            raise ApiError(
+                "AuthFailure.SignatureFailure",
+                f"The credential scope date `{auth.date}` must be the UTC date of "
+                f"X-TC-Timestamp ({utc_date}).",
+            )
+        signed: list[tuple[str, str]] = []
+        for name in auth.header_names:
+            value = headers.get(name)
+            if value is None:
+                raise ApiError(
+                    "AuthFailure.SignatureFailure", f"The signed header `{name}` is missing."
+                )
+            signed.append((name, value))
+        payload = b"" if method == "GET" else body
+        if headers.get("x-tc-content-sha256") == tc3.UNSIGNED_PAYLOAD:
+            payload = tc3.UNSIGNED_PAYLOAD.encode()
+        canonical = tc3.canonical_request(
+            method, split.path, split.query, signed, auth.signed_headers, payload
+        )
+        expected = tc3.signature(
+            secret_key, auth.date, auth.service, tc3.string_to_sign(stamp, auth.scope, canonical)
+        )
+        if not hmac.compare_digest(expected, auth.signature):
+            raise ApiError("AuthFailure.SignatureFailure")
+
+    def _admit(self, action: str, region: str, entry: dict[str, Any]) -> None:
+        if self._limiter is None:
+            entry["t"] = time.monotonic()
+            return
+        admitted, decided_at = self._limiter.admit((action, region, str(entry["secret_id"])))
+        entry["t"] = decided_at
+        if not admitted:
+            with self._lock:
+                self._rejected += 1
+            limit = self._limiter
+            raise ApiError(
+                "RequestLimitExceeded",
+                f"Your request rate exceeds the frequency limit of {limit.capacity} per "
+                f"{limit.window_s:g} s for this action, region and SecretId. "
+                "Please reduce the frequency of calls.",
+            )
+
+    def _take_fault(self, app_id: str | None) -> Fault | None:
+        keys: tuple[str | None, ...] = (app_id, None) if app_id is not None else (None,)
+        with self._lock:
+            for key in keys:
+                armed = self._faults.get(key)
+                if armed is None:
+                    continue
+                if armed.remaining is not None:
+                    if armed.remaining <= 0:
+                        del self._faults[key]
+                        continue
+                    armed.remaining -= 1
+                return armed.fault
+        return None
+
+    def _apply(self, fault: Fault, request_id: str) -> _Reply | None:
+        self._pause(fault.latency_s)
+        if fault.hang:
+            return _Reply(0, "", b"", "Fault.Hang", hang=True)
+        if fault.http_status is not None:
+            reason = _reason(fault.http_status)
+            text = f"{fault.http_status} {reason}\n".encode()
+            return _Reply(fault.http_status, "text/plain", text, f"HTTP{fault.http_status}")
+        if fault.html:
+            page = (
+                "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
+                "<body><h1>502 Bad Gateway</h1><hr><p>stgw</p></body></html>\n"
+            )
+            return _Reply(HTTPStatus.OK, "text/html", page.encode(), "Fault.Html")
+        if fault.no_response_key:
+            return _json_reply({"Unexpected": {}}, "Fault.NoResponseKey")
+        if fault.error_code is not None:
+            return _error_reply(ApiError(fault.error_code), request_id)
+        return None
+
+    def _record(self, entry: dict[str, Any], reply: _Reply, started: float) -> None:
+        """Log before the reply is written, so a caller that just got its answer sees it."""
+        entry["status"] = None if reply.hang else reply.status
+        entry["code"] = reply.code
+        entry["latency_ms"] = round((time.monotonic() - started) * 1000, 3)
+        with self._lock:
+            self._log.append(entry)
+        if self._log_stream is None:
+            return
+        line = json.dumps({k: v for k, v in entry.items() if k != "t"}, separators=(",", ":"))
+        with self._log_lock:
+            try:
+                self._log_stream.write(line + "\n")
+                self._log_stream.flush()
+            except (OSError, ValueError):
+                pass  # a closed log stream must not take the server down
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+def _parse_parameters(
+    method: str, query: str, headers: Mapping[str, str], body: bytes
+) -> tuple[dict[str, Any], ApiError | None]:
+    """Return the action parameters, or an empty dict plus the error to raise later.
+
+    The error is deferred so that a global fault still fires on an unparseable body.
+    """
+    if method == "GET":
+        params: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
+        for name in ("Limit", "Offset"):
+            value = params.get(name)
+            # GET carries everything as text; integers arrive as digit strings.
+            if isinstance(value, str) and value.isascii() and value.isdigit():
+                params[name] = int(value)
+        return params, None
+    media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != _JSON:
+        return {}, ApiError(
+            "InvalidParameter",
+            f"Content-Type `{media_type}` is not supported here; "
+            "POST with TC3-HMAC-SHA256 must send application/json.",
+        )
+    try:
+        decoded = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return {}, ApiError("FailedOperation.JsonParseFail")
+    if not isinstance(decoded, dict):
+        return {}, ApiError("FailedOperation.JsonParseFail")
+    return decoded, None
+
+
+def _validate(params: Mapping[str, Any]) -> tuple[str, str, str]:
+    """Check the parameters in the order the seed documents them; first failure wins."""
+    for name in params:
+        if name not in _PARAMETERS:
+            raise ApiError("UnknownParameter", f"The parameter `{name}` is not recognized.")
+    for name in _PARAMETERS:
+        if params.get(name) is None:
+            raise _missing(name)
+    app_id, begin, end = params["SmsSdkAppId"], params["BeginTime"], params["EndTime"]
+    if not isinstance(app_id, str) or not _APP_ID.match(app_id):
+        raise ApiError(
+            "InvalidParameterValue.SdkAppIdNotExist", f"The SdkAppId `{app_id}` does not exist."
+        )
+    if not _is_hour(begin):
+        raise ApiError(
+            "InvalidParameterValue.BeginTimeVerifyFail",
+            "BeginTime must be a real hour written as yyyymmddhh, e.g. 2021050113.",
+        )
+    if not _is_hour(end):
+        raise ApiError(
+            "InvalidParameterValue.EndTimeVerifyFail",
+            "EndTime must be a real hour written as yyyymmddhh, e.g. 2021050118.",
+        )
+    if end < begin:  # same-width digit strings order like the hours they name
+        raise ApiError(
+            "InvalidParameterValue.EndTimeVerifyFail", "EndTime must not be earlier than BeginTime."
+        )
+    if _counts.range_hours(begin, end) > _counts.MAX_RANGE_HOURS:
+        raise ApiError(
+            "InvalidParameterValue.EndTimeVerifyFail",
+            "The range from BeginTime to EndTime must not exceed 31 days.",
+        )
+    for name, code in (
+        ("Limit", "InvalidParameterValue.LimitVerifyFail"),
+        ("Offset", "InvalidParameterValue.OffsetVerifyFail"),
+    ):
+        value = params[name]
+        if type(value) is not int or value != 0:
+            raise ApiError(code, f"{name} is currently fixed at 0.")
+    if app_id == UNAUTHORIZED_APP_ID:
+        raise ApiError("UnauthorizedOperation.SmsSdkAppIdVerifyFail")
+    return app_id, begin, end
+
+
+def _is_hour(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        _counts.parse_hour(value)
+    except ValueError:
+        return False
+    return True
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # server_close() must not join handler threads: a connection accepted just before
+    # shutdown could idle for IDLE_TIMEOUT_S. stop() releases handlers itself instead.
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
+        self.emulator = emulator
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves the FQDN of the host, which can stall for seconds
+        # on a machine with slow reverse DNS; the name is never used here.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "sms-stats-emulator"
+    timeout = IDLE_TIMEOUT_S
+
+    def _emulator(self) -> Emulator:
+        return cast(_Server, self.server).emulator
+
+    def setup(self) -> None:
+        super().setup()
+        self._emulator()._track(self.connection, add=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self._emulator()._track(self.connection, add=False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silenced: every request is logged as one JSON line by the emulator instead."""
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._serve("PATCH")
+
+    def _serve(self, method: str) -> None:
+        emulator = self._emulator()
+        started = time.monotonic()
+        headers: dict[str, str] = {}
+        for name, value in self.headers.items():
+            headers.setdefault(name.lower(), value)
+        reply, entry = emulator._respond(method, self.path, headers, self._read_body)
+        if reply.hang:
+            emulator._record(entry, reply, started)
+            emulator._hang()
+            self.close_connection = True
+            return
+        emulator._pause(emulator._latency_s)
+        emulator._record(entry, reply, started)
+        self._write(reply)
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            raise ApiError("InvalidParameter", "Chunked request bodies are not supported.")
+        length = self.headers.get("Content-Length")
+        if length is None:
+            return b""
+        if not (length.isascii() and length.isdigit()):
+            self.close_connection = True
+            raise ApiError("InvalidParameter", "Content-Length must be a non-negative integer.")
+        size = int(length)
+        if size > MAX_BODY_BYTES:
+            self.close_connection = True
+            raise ApiError("RequestSizeLimitExceeded", "The request body exceeds 10 MB.")
+        return self.rfile.read(size)
+
+    def _write(self, reply: _Reply) -> None:
+        """Write status line, headers and body in a single send.
+
+        Some HTTP clients (and the SDK's expectations built on them) misbehave when a response
+        arrives in fragments; one buffer, one sendall, mirrors a real front end.
+        """
+        lines = [
+            f"{self.protocol_version} {reply.status} {_reason(reply.status)}",
+            f"Content-Type: {reply.content_type}",
+            f"Content-Length: {len(reply.body)}",
+            f"Date: {formatdate(usegmt=True)}",
+            f"Server: {self.server_version}",
+        ]
+        if self.close_connection:
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        try:
+            self.wfile.write(head + reply.body)
+        except OSError:
+            self.close_connection = True  # the client went away; nothing left to tell it
