@@ -25,8 +25,8 @@ test: venv
 	$(PY) -m pytest -q
 
 lint: venv
-	$(PY) -m ruff check src tests scripts benchmarks index.py
-	$(PY) -m ruff format --check src tests scripts benchmarks index.py
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(VENV)/bin/vermin --target=3.10- --no-tips --violations --eval-annotations src index.py
 
