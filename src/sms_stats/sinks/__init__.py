@@ -1,22 +1,38 @@
 """Sinks: parse `SMS_STATS_SINKS` once, then hand every record to every sink.
 
+A sink kind is a module with `build(url, settings, transport) -> Sink`; the factory picks it by
+the URL's scheme, by a `kind+` prefix (`wecom+http://127.0.0.1:8080/...` reaches a bot through a
+proxy or a test receiver), or, for plain http(s), by the well-known host of each chat platform.
+Modules are imported only when configured: a COS sink's SDK costs nothing to those without one.
 A bad URL is a ConfigError at start, before any API call. A failing sink never stops the others;
 each (app, window, sink) gets an outcome, so the caller can say exactly what did not arrive.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 from ..records import Record
 from ..settings import Settings
 from .base import Sink, SinkError
+from .transport import Transport
 
-__all__ = ["Delivery", "Sink", "SinkError", "build_sinks", "deliver_all"]
+__all__ = ["Delivery", "Sink", "SinkError", "build_sinks", "deliver_all", "sink_kind"]
+
+KINDS = ("file", "cos", "webhook", "wecom", "dingtalk", "feishu", "slack")
+# Chat platforms by the host their webhook URLs use.
+BOT_HOSTS = {
+    "qyapi.weixin.qq.com": "wecom",
+    "oapi.dingtalk.com": "dingtalk",
+    "open.feishu.cn": "feishu",
+    "open.larksuite.com": "feishu",
+    "hooks.slack.com": "slack",
+}
+_ALIASES = {"lark": "feishu", "http": "webhook", "https": "webhook"}
 
 
 @dataclass(frozen=True)
@@ -39,51 +55,73 @@ class Delivery:
         return out
 
 
-def build_sinks(settings: Settings) -> list[Sink]:
-    sinks = []
-    for index, url in enumerate(settings.sinks):
-        try:
-            sinks.append(_build(url, settings))
-        except ValueError as exc:
-            raise ConfigError(f"SMS_STATS_SINKS item {index + 1}: {exc}") from None
-    return sinks
-
-
-def _build(url: str, settings: Settings) -> Sink:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme == "file":
-        from .file import FileSink  # noqa: PLC0415
-
-        raw = parts.path if not parts.netloc else None
-        if raw is None:
+def sink_kind(url: str) -> tuple[str, str]:
+    """(kind, the URL to use): `wecom+https://...` -> ('wecom', 'https://...')."""
+    scheme, sep, _ = url.partition(":")
+    if not sep or not scheme:
+        raise ValueError(f"{redact(url)!r} is not a URL")
+    scheme = scheme.lower()
+    if "+" in scheme:
+        kind, _, inner = scheme.partition("+")
+        kind = _ALIASES.get(kind, kind)
+        if kind not in KINDS or inner not in ("http", "https"):
             raise ValueError(
-                f"file URL {url!r} has a host; use file:///absolute/dir or file:relative/dir"
+                f"unknown sink kind {scheme!r}; use one of "
+                + ", ".join(f"{k}+https://" for k in KINDS[2:])
             )
-        if not raw:
-            raise ValueError(f"file URL {url!r} names no directory")
-        path = Path(unquote(raw))
-        return FileSink(path, name=f"file:{path}")
+        return kind, url.partition("+")[2]
+    if scheme in ("file", "cos"):
+        return scheme, url
+    if scheme in ("http", "https"):
+        host = (urlsplit(url).hostname or "").lower()
+        return BOT_HOSTS.get(host, "webhook"), url
     raise ValueError(
-        f"unknown sink scheme in {_redact(url)!r}; use file:///dir, cos://bucket-appid/prefix, "
-        "or an http(s) webhook or chat-bot URL"
+        f"unknown sink scheme {scheme!r} in {redact(url)!r}; use file:///dir, "
+        "cos://bucket-appid/prefix, or an http(s) webhook or chat-bot URL"
     )
 
 
-def _redact(url: str) -> str:
-    """A URL with nothing after the host: what is safe to put in a message."""
+def build_sinks(settings: Settings, transport: Transport | None = None) -> list[Sink]:
+    transport = transport or Transport(timeout=settings.timeout, max_attempts=settings.max_attempts)
+    sinks = []
+    for index, url in enumerate(settings.sinks):
+        try:
+            kind, target = sink_kind(url)
+            module = importlib.import_module(f"{__name__}.{kind}")
+            sinks.append(module.build(target, settings, transport))
+        except ValueError as exc:
+            raise ConfigError(f"SMS_STATS_SINKS item {index + 1}: {exc}") from None
+    names = [sink.name for sink in sinks]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"SMS_STATS_SINKS: the same sink is listed twice: {duplicates[0]}")
+    return sinks
+
+
+def redact(url: str) -> str:
+    """A URL cut after its host: what is safe to put in a message or a log line."""
     parts = urlsplit(url)
     host = parts.hostname or ""
-    return f"{parts.scheme}://{host}/..." if parts.scheme else "<unparseable>"
+    port = f":{parts.port}" if _port(url) else ""
+    return f"{parts.scheme}://{host}{port}/..." if parts.scheme and host else parts.scheme + ":..."
 
 
-def deliver_all(records: Sequence[Record], sinks: Sequence[Sink]) -> list[Delivery]:
+def _port(url: str) -> int | None:
+    try:
+        return urlsplit(url).port
+    except ValueError:
+        return None
+
+
+def deliver_all(
+    records: Sequence[Record], sinks: Sequence[Sink], deadline: float | None = None
+) -> list[Delivery]:
     outcomes: list[Delivery] = []
     for sink in sinks:
         for batch in sink.batches(records):
             error: str | None = None
             try:
-                sink.deliver(batch)
+                sink.deliver(batch, deadline)
             except SinkError as exc:
                 error = str(exc)
             outcomes.extend(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 from ..records import Record
 
@@ -24,8 +26,25 @@ class Sink(Protocol):
 
     def batches(self, records: Sequence[Record]) -> list[Sequence[Record]]: ...
 
-    def deliver(self, batch: Sequence[Record]) -> None: ...
+    def deliver(self, batch: Sequence[Record], deadline: float | None = None) -> None:
+        """Deliver or raise SinkError; `deadline` (a time.monotonic() value) bounds retries."""
+        ...
 
 
 def one_per_record(records: Sequence[Record]) -> list[Sequence[Record]]:
     return [[record] for record in records]
+
+
+def label(kind: str, url: str) -> str:
+    """A sink's name for logs and reports: kind, host and a short hash of the whole URL.
+
+    Paths and queries of webhook and bot URLs hold keys and tokens, so they never appear; the
+    hash tells two sinks on one host apart without revealing anything.
+    """
+    parts = urlsplit(url)
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    digest = hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{kind}:{parts.hostname or ''}{port}#{digest}"

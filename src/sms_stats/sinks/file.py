@@ -7,9 +7,25 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from ..records import Record
+from ..settings import Settings
 from .base import SinkError, one_per_record
+from .transport import Transport
+
+
+def build(url: str, settings: Settings, transport: Transport) -> FileSink:
+    """`file:///abs/dir` or `file:rel/dir` (relative to the working directory)."""
+    parts = urlsplit(url)
+    if parts.netloc:
+        raise ValueError(f"file URL {url!r} has a host; use file:///absolute/dir or file:rel/dir")
+    if parts.query or parts.fragment:
+        raise ValueError(f"file URL {url!r} takes no query or fragment")
+    if not parts.path:
+        raise ValueError(f"file URL {url!r} names no directory")
+    path = Path(unquote(parts.path))
+    return FileSink(path, name=f"file:{path}")
 
 
 class FileSink:
@@ -20,12 +36,9 @@ class FileSink:
     def batches(self, records: Sequence[Record]) -> list[Sequence[Record]]:
         return one_per_record(records)
 
-    def deliver(self, batch: Sequence[Record]) -> None:
+    def deliver(self, batch: Sequence[Record], deadline: float | None = None) -> None:
         for record in batch:
             write_atomic(self.root / record.key, encode(record))
-
-    def path_for(self, record: Record) -> Path:
-        return self.root / record.key
 
 
 def encode(record: Record) -> bytes:

@@ -1,0 +1,78 @@
+"""Generic webhook: POST `{"records": [record]}` signed per Standard Webhooks.
+
+One message per (app, window), so `webhook-id` can be the same on every retry of that window,
+across SCF's own retries too: a receiver that de-duplicates by id sees each window once.
+`webhook-timestamp` and the signature are fresh on every attempt, as the spec asks.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from urllib.parse import urlsplit
+
+from .. import __version__
+from ..records import Record
+from ..settings import Settings
+from ..signing import decode_whsec, sign
+from .base import label, one_per_record
+from .transport import Transport
+
+USER_AGENT = f"sms-stats/{__version__}"
+
+
+def build(url: str, settings: Settings, transport: Transport) -> WebhookSink:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("a webhook URL must be http(s)://host/...")
+    if parts.username or parts.password:
+        raise ValueError("a webhook URL must not carry user:password; sign with a secret instead")
+    _ = parts.port  # ValueError on a bad port
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    return WebhookSink(url, label("webhook", url), transport, secret)
+
+
+def message_id(record: Record) -> str:
+    return f"msg_{record.sms_sdk_app_id}_{record.window.begin_time}_{record.window.end_time}"
+
+
+def encode(records: Sequence[Record]) -> bytes:
+    payload = {"records": [r.to_dict() for r in records]}
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class WebhookSink:
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        transport: Transport,
+        secret: str | None = None,
+    ) -> None:
+        self.url = url
+        self.name = name
+        self.transport = transport
+        self._key = decode_whsec(secret) if secret else None
+
+    def batches(self, records: Sequence[Record]) -> list[Sequence[Record]]:
+        return one_per_record(records)
+
+    def headers(self, msg_id: str, body: bytes, timestamp: int) -> dict[str, str]:
+        headers = {
+            "User-Agent": USER_AGENT,
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(timestamp),
+        }
+        if self._key is not None:
+            headers["webhook-signature"] = sign(self._key, msg_id, timestamp, body)
+        return headers
+
+    def deliver(self, batch: Sequence[Record], deadline: float | None = None) -> None:
+        body = encode(batch)
+        msg_id = message_id(batch[0])
+
+        def prepare() -> tuple[str, bytes, Mapping[str, str]]:
+            return self.url, body, self.headers(msg_id, body, int(time.time()))
+
+        self.transport.post(self.url, body, {}, name=self.name, deadline=deadline, prepare=prepare)
