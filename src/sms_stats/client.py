@@ -38,6 +38,10 @@ BAD_RESPONSE = "InternalError.BadUpstreamResponse"
 _MAX_UPSTREAM_TEXT = 300
 
 
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)  # looked up per call, so a test can patch this module's time.sleep
+
+
 def is_transient(code: str) -> bool:
     return code in TRANSIENT_CODES or code.startswith("RequestLimitExceeded")
 
@@ -148,7 +152,7 @@ class StatsClient:
         *,
         policy: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = _sleep,
         rng: Callable[[], float] = random.random,
         on_attempt: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:

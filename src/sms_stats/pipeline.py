@@ -105,7 +105,7 @@ def run_job(
             continue
         result.records.append(Record(app_id, window, settings.timezone, counts, now()))
     if sinks and result.records:
-        result.deliveries = deliver_all(result.records, sinks)
+        result.deliveries = deliver_all(result.records, sinks, invocation.deadline)
         for delivery in result.deliveries:
             log = logger.info if delivery.ok else logger.error
             log("delivery", **delivery.to_dict())

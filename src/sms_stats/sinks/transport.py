@@ -34,6 +34,10 @@ OK = Verdict()
 Check = Callable[[int, bytes], Verdict]
 
 
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)  # looked up per call, so a test can patch this module's time.sleep
+
+
 def accept_2xx(status: int, body: bytes) -> Verdict:
     return OK
 
@@ -45,7 +49,7 @@ class Transport:
     base_delay: float = 0.5
     max_delay: float = 8.0
     clock: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], None] = _sleep
     rng: Callable[[], float] = random.random
     session: Any = None
 
