@@ -151,7 +151,7 @@ class TestRetries:
     ) -> None:
         receiver.fault = Fault(hang=True)
         started = time.monotonic()
-        with pytest.raises(SinkError, match="no answer within 0.3 s"):
+        with pytest.raises(SinkError, match=r"no answer within 0\.3 s"):
             sink(receiver, sleep, timeout=0.3, attempts=2).deliver([record()])
         assert time.monotonic() - started < 5
 
