@@ -1,11 +1,14 @@
 """`make demo`: the function's main job, locally, with no Tencent account.
 
-Starts the local SMS API stand-in on a free port, points the function at it, runs a timer event
-and an HTTP GET through `index.main_handler`, writes records into ./out and shows them.
+Starts the local SMS API stand-in and a webhook receiver on free ports, points the function at
+them, runs a timer event and an HTTP GET through `index.main_handler`, writes records into ./out,
+posts them to the receiver signed per Standard Webhooks (checked there with the
+`standardwebhooks` package), and shows what arrived.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -16,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from index import main_handler
+from tests.standins.webhook import WebhookReceiver
 
 from sms_stats.cli import table
 from sms_stats.emulator import DEFAULT_CREDENTIALS, Emulator
@@ -23,24 +27,27 @@ from sms_stats.windows import format_hour, last_full, zone
 
 APPS = ["1400006874", "1400006875"]
 TOKEN = "demo-token"
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"demo-secret-0123456789abcdef").decode()
 
 
 def main() -> int:
     out = ROOT / "out"
     secret_id, secret_key = next(iter(DEFAULT_CREDENTIALS.items()))
-    with Emulator() as emulator:
+    with Emulator() as emulator, WebhookReceiver(secret=WEBHOOK_SECRET) as receiver:
         os.environ.update(
             {
                 "TENCENTCLOUD_SECRETID": secret_id,
                 "TENCENTCLOUD_SECRETKEY": secret_key,
                 "SMS_STATS_ENDPOINT": emulator.endpoint,
                 "SMS_STATS_APP_IDS": ",".join(APPS),
-                "SMS_STATS_SINKS": f"file://{out}",
+                "SMS_STATS_SINKS": f"file://{out},{receiver.url}",
+                "SMS_STATS_WEBHOOK_SECRET": WEBHOOK_SECRET,
                 "SMS_STATS_API_TOKEN": TOKEN,
                 "SMS_STATS_LOG_LEVEL": "WARNING",
             }
         )
-        print(f"local SMS API stand-in on {emulator.endpoint}\n")
+        print(f"local SMS API stand-in on {emulator.endpoint}")
+        print(f"webhook receiver on {receiver.url}\n")
         context = {"request_id": "demo", "function_name": "sms-stats", "time_limit_in_ms": 60_000}
 
         now = datetime.now(timezone.utc)
@@ -54,7 +61,8 @@ def main() -> int:
         summary = main_handler(timer, context)
         print(table(summary["records"]))
         for delivery in summary["deliveries"]:
-            print(f"   stored by {delivery['sink']}: app {delivery['sms_sdk_app_id']}")
+            outcome = "ok" if delivery["ok"] else f"FAILED: {delivery['error']}"
+            print(f"   app {delivery['sms_sdk_app_id']} -> {delivery['sink']}: {outcome}")
 
         hours = last_full(now, zone("Asia/Shanghai"), "hour", 6)
         begin, end = format_hour(hours[0].start), format_hour(hours[-1].start)
@@ -70,8 +78,16 @@ def main() -> int:
         print(f"   HTTP {answer['statusCode']}")
         print(table(json.loads(answer["body"])["records"]))
         print(f"\n   stand-in served {len(emulator.requests)} signed requests")
+        print(f"\n3. the webhook receiver got {len(receiver.received)} messages:")
+        for message in receiver.received:
+            (record,) = message.json["records"]
+            print(
+                f"   webhook-id {message.headers['webhook-id']}  signature "
+                f"{'verified' if message.verified else 'REJECTED'}  "
+                f"app {record['sms_sdk_app_id']} {record['begin_time']}-{record['end_time']}"
+            )
 
-    print(f"\n3. the store ({out}):")
+    print(f"\n4. the store ({out}):")
     for path in sorted(out.rglob("*.json")):
         print(f"   {path.relative_to(ROOT)}")
     return 0
