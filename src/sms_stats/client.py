@@ -35,6 +35,7 @@ TRANSIENT_CODES = frozenset(
 )
 CLOCK_CODES = frozenset({"AuthFailure.SignatureExpire", "InternalError.RequestTimeException"})
 BAD_RESPONSE = "InternalError.BadUpstreamResponse"
+OUT_OF_TIME = "FailedOperation.OutOfTime"  # ours: the invocation's time ran out before the call
 _MAX_UPSTREAM_TEXT = 300
 
 
@@ -278,7 +279,7 @@ def _out_of_time(app_id: str, window: Window, attempts: int) -> UpstreamError:
     return UpstreamError(
         f"no time left in this invocation to fetch app {app_id} window {window} "
         f"(after {attempts} attempt{'s' if attempts != 1 else ''}); it is left for the next run",
-        code="InternalError.Timeout",
+        code=OUT_OF_TIME,
         attempts=attempts,
-        retryable=True,
+        retryable=False,
     )

@@ -117,6 +117,7 @@ _EXACT_STATUS = {
     "InternalError.Timeout": 504,
     "InternalError.SendAndRecvFail": 504,
     "ClientNetworkError": 504,
+    "FailedOperation.OutOfTime": 504,
     "UnsupportedOperation.": 400,
     "UnsupportedOperation": 400,
 }

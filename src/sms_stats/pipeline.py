@@ -1,25 +1,31 @@
 """Run a job: fetch every (app, window), turn answers into records, hand them to every sink.
 
-What was collected is always delivered and returned, even when other fetches failed: a failed
-app never costs the records of the apps that worked. The result says what failed, so the entry
-can answer or raise (and SCF retry; keys and webhook ids are stable, so a retry duplicates nothing).
+Calls run concurrently under the process-wide rate limiter, and a window's records go to the
+sinks as soon as every app of that window is in, so deliveries overlap the calls still running.
+What was collected is always delivered and returned, even when other fetches failed: a failed app
+never costs the records of the apps that worked. The result says what failed and what was left
+for the next run, so the entry can answer or raise (and SCF retry: keys and webhook ids are
+stable, so a retry duplicates nothing).
 """
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .client import StatsClient
+from .client import OUT_OF_TIME, StatsClient
 from .context import Invocation
 from .errors import DeliveryError, SmsStatsError, UpstreamError
 from .jobs import Job
 from .log import logger
-from .records import Record
+from .records import Counts, Record
 from .settings import Settings
 from .sinks import Delivery, Sink, deliver_all
+from .windows import Window
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,10 @@ class FetchFailure:
     app_id: str
     window: str
     error: UpstreamError
+
+    @property
+    def out_of_time(self) -> bool:
+        return self.error.code == OUT_OF_TIME
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,13 +58,20 @@ class RunResult:
         return [d for d in self.deliveries if not d.ok]
 
     @property
+    def left_for_next_run(self) -> list[FetchFailure]:
+        return [f for f in self.failures if f.out_of_time]
+
+    @property
     def ok(self) -> bool:
         return not self.failures and not self.failed_deliveries
 
     def summary(self) -> dict[str, Any]:
         return {
             "records": [r.to_dict() for r in self.records],
-            "failures": [f.to_dict() for f in self.failures],
+            "failures": [f.to_dict() for f in self.failures if not f.out_of_time],
+            "left_for_next_run": [
+                {"sms_sdk_app_id": f.app_id, "window": f.window} for f in self.left_for_next_run
+            ],
             "deliveries": [d.to_dict() for d in self.deliveries],
             "ok": self.ok,
         }
@@ -66,10 +83,7 @@ class RunResult:
         parts = [
             f"app {f.app_id} window {f.window}: {f.error.code}: {f.error.message}"
             for f in self.failures
-        ] + [
-            f"delivery to {d.sink} of app {d.app_id} window {d.window}: {d.error}"
-            for d in self.failed_deliveries
-        ]
+        ] + [f"app {d.app_id} window {d.window}: {d.error}" for d in self.failed_deliveries]
         total = len(self.records) + len(self.failures)
         head = (
             f"{len(self.failures)} of {total} fetches failed, "
@@ -93,23 +107,68 @@ def run_job(
     sinks: Sequence[Sink],
     *,
     clock: Callable[[], datetime] | None = None,
+    client: StatsClient | None = None,
 ) -> RunResult:
     now = clock or (lambda: datetime.now(timezone.utc))
-    client = StatsClient(settings, on_attempt=_log_attempt)
+    client = client or StatsClient(settings, on_attempt=_log_attempt)
     result = RunResult()
-    for app_id, window in job.tasks():
-        try:
-            counts = client.fetch(app_id, window, invocation.deadline)
-        except UpstreamError as exc:
-            result.failures.append(FetchFailure(app_id, str(window), exc))
-            continue
-        result.records.append(Record(app_id, window, settings.timezone, counts, now()))
-    if sinks and result.records:
-        result.deliveries = deliver_all(result.records, sinks, invocation.deadline)
-        for delivery in result.deliveries:
-            log = logger.info if delivery.ok else logger.error
-            log("delivery", **delivery.to_dict())
+    waiting = {window: len(job.app_ids) for window in job.windows}  # fetches still out
+    done: dict[Window, list[Record]] = {window: [] for window in job.windows}
+    workers = max(1, min(settings.concurrency, len(job)))
+
+    def fetch(app_id: str, window: Window) -> Counts:
+        return client.fetch(app_id, window, invocation.deadline)
+
+    def deliver(records: list[Record]) -> list[Delivery]:
+        return deliver_all(records, sinks, invocation.deadline)
+
+    with (
+        ThreadPoolExecutor(workers, thread_name_prefix="fetch") as fetchers,
+        ThreadPoolExecutor(workers, thread_name_prefix="deliver") as deliverers,
+    ):
+        futures: dict[Future[Counts], tuple[str, Window]] = {
+            _submit(fetchers, fetch, app_id, window): (app_id, window)
+            for app_id, window in job.tasks()
+        }
+        deliveries: list[Future[list[Delivery]]] = []
+        for future in as_completed(futures):
+            app_id, window = futures[future]
+            try:
+                counts = future.result()
+            except UpstreamError as exc:
+                result.failures.append(FetchFailure(app_id, str(window), exc))
+            else:
+                record = Record(app_id, window, settings.timezone, counts, now())
+                done[window].append(record)
+            waiting[window] -= 1
+            if waiting[window] == 0 and done[window] and sinks:
+                deliveries.append(_submit(deliverers, deliver, _in_job_order(done[window], job)))
+        for delivered in deliveries:
+            result.deliveries.extend(delivered.result())
+    result.records = [r for window in job.windows for r in _in_job_order(done[window], job)]
+    order = {(app, str(window)): i for i, (app, window) in enumerate(job.tasks())}
+    result.failures.sort(key=lambda f: order[(f.app_id, f.window)])
+    sink_rank = {sink.name: i for i, sink in enumerate(sinks)}
+    result.deliveries.sort(key=lambda d: (sink_rank[d.sink], order[(d.app_id, d.window)]))
+    for delivery in result.deliveries:
+        (logger.info if delivery.ok else logger.error)("delivery", **delivery.to_dict())
+    if result.left_for_next_run:
+        logger.warning(
+            "job.out_of_time",
+            left=[f"{f.app_id}:{f.window}" for f in result.left_for_next_run],
+        )
     return result
+
+
+def _submit(pool: ThreadPoolExecutor, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    """Run in the pool with this thread's context, so log lines keep the correlation fields."""
+    context = contextvars.copy_context()
+    return pool.submit(context.run, fn, *args)
+
+
+def _in_job_order(records: list[Record], job: Job) -> list[Record]:
+    rank = {app_id: i for i, app_id in enumerate(job.app_ids)}
+    return sorted(records, key=lambda r: rank[r.sms_sdk_app_id])
 
 
 def _log_attempt(fields: dict[str, Any]) -> None:

@@ -1,0 +1,111 @@
+"""The job runner: concurrency under the shared limiter, ordering, remaining-time cut-off."""
+
+from __future__ import annotations
+
+import json
+import time
+from itertools import pairwise
+from typing import Any
+
+import pytest
+
+from sms_stats.context import Invocation
+from sms_stats.emulator import Emulator, Fault
+from sms_stats.jobs import Job
+from sms_stats.log import correlation
+from sms_stats.pipeline import run_job
+from sms_stats.settings import load_settings
+from sms_stats.sinks import build_sinks
+from sms_stats.windows import Window, zone
+
+from .conftest import APP_A, APP_B
+
+SHANGHAI = zone("Asia/Shanghai")
+
+
+def windows(begin: str, end: str) -> tuple[Window, ...]:
+    return tuple(Window.from_api(begin, end, SHANGHAI).split("hour"))
+
+
+def invocation(seconds: float | None = None) -> Invocation:
+    started = time.monotonic()
+    return Invocation("test", "sms-stats", started, None if seconds is None else started + seconds)
+
+
+def test_given_many_apps_and_hours_when_run_concurrently_then_records_in_job_order(
+    scf_env: dict[str, str], emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMS_STATS_CONCURRENCY", "4")
+    emulator.set_fault(Fault(latency_s=0.05))
+    job = Job((APP_A, APP_B), windows("2021050100", "2021050105"))
+    settings = load_settings()
+    before = len(emulator.requests)
+    result = run_job(job, settings, invocation(), build_sinks(settings))
+    log = emulator.requests[before:]
+    assert [(r.sms_sdk_app_id, r.window.begin_time) for r in result.records] == [
+        (app, w.begin_time) for w in job.windows for app in job.app_ids
+    ]
+    for r in result.records:
+        expected = Emulator.expected(r.sms_sdk_app_id, r.window.begin_time, r.window.end_time)
+        assert r.counts.request_count == expected["RequestCount"]
+    assert result.ok
+    assert len(result.deliveries) == 12
+    # Calls overlapped: some request arrived while another was still being answered.
+    spans = sorted((e["t"], e["t"] + e["latency_ms"] / 1000) for e in log)
+    assert any(later[0] < earlier[1] for earlier, later in pairwise(spans))
+
+
+def test_given_rate_limit_when_many_calls_then_stand_in_never_sees_more_than_limit_per_second(
+    scf_env: dict[str, str], emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMS_STATS_RATE_LIMIT", "5")
+    monkeypatch.setenv("SMS_STATS_CONCURRENCY", "8")
+    monkeypatch.setenv("SMS_STATS_SINKS", "")
+    before = len(emulator.requests)
+    job = Job((APP_A, APP_B), windows("2021050100", "2021050105"))
+    result = run_job(job, load_settings(), invocation(), [])
+    assert len(result.records) == 12
+    starts = sorted(entry["t"] for entry in emulator.requests[before:])
+    assert len(starts) == 12
+    for first in starts:
+        assert sum(1 for t in starts if first <= t < first + 1.0) <= 5
+
+
+def test_given_little_time_left_when_run_then_no_call_started_and_windows_reported(
+    scf_env: dict[str, str], emulator: Emulator
+) -> None:
+    before = len(emulator.requests)
+    job = Job((APP_A,), windows("2021050100", "2021050102"))
+    result = run_job(job, load_settings(), invocation(seconds=0.5), [])
+    assert len(emulator.requests) == before
+    assert [f.window for f in result.left_for_next_run] == [str(w) for w in job.windows]
+    summary = result.summary()
+    assert summary["failures"] == []
+    assert [w["window"] for w in summary["left_for_next_run"]] == [str(w) for w in job.windows]
+    error = result.error()
+    assert error is not None
+    assert "next run" in error.message
+
+
+def test_given_one_failing_window_when_run_then_other_windows_delivered(
+    scf_env: dict[str, str], emulator: Emulator, store: Any
+) -> None:
+    emulator.set_fault(Fault(error_code="UnauthorizedOperation.SdkAppIdIsDisabled"), APP_B)
+    settings = load_settings()
+    job = Job((APP_A, APP_B), windows("2021050100", "2021050101"))
+    result = run_job(job, settings, invocation(), build_sinks(settings))
+    assert [r.sms_sdk_app_id for r in result.records] == [APP_A, APP_A]
+    assert [f.app_id for f in result.failures] == [APP_B, APP_B]
+    assert len(list(store.rglob("*.json"))) == 2
+
+
+def test_given_correlation_when_worker_threads_log_then_lines_carry_request_id(
+    scf_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = Job((APP_A, APP_B), windows("2021050100", "2021050100"))
+    with correlation(request_id="req-42", trigger="direct"):
+        run_job(job, load_settings(), invocation(), [])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    calls = [line for line in lines if line["event"] == "upstream.call"]
+    assert len(calls) == 2
+    assert all(line["request_id"] == "req-42" for line in calls)
