@@ -76,6 +76,88 @@ def _fetch(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _backfill_settings(args: argparse.Namespace) -> tuple[Any, list[Any], list[str]]:
+    from .handler import current_settings  # noqa: PLC0415
+    from .sinks import build_sinks  # noqa: PLC0415
+
+    settings = current_settings()
+    if args.sink:
+        settings = settings.model_copy(update={"sinks": tuple(args.sink)})
+    sinks = build_sinks(settings)
+    app_ids = args.app_id or list(settings.app_ids)
+    return settings, sinks, app_ids
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    from . import backfill  # noqa: PLC0415
+    from .handler import utcnow  # noqa: PLC0415
+
+    try:
+        settings, sinks, app_ids = _backfill_settings(args)
+        if not sinks:
+            raise SmsStatsError(
+                "no sinks: set SMS_STATS_SINKS or pass --sink (e.g. --sink file:out)",
+                code="MissingParameter",
+            )
+        plan = backfill.plan(
+            app_ids, args.begin, args.end, args.by, settings, sinks, utcnow(), force=args.force
+        )
+    except SmsStatsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    store = plan.store.name if plan.store else "none (nothing can be skipped)"
+    print(
+        f"backfill {len(plan.job.app_ids)} app(s) x {len(plan.job.windows)} {args.by} window(s): "
+        f"{plan.stored} already stored in {store}, {plan.todo} to fetch",
+        file=sys.stderr,
+    )
+    try:
+        result = backfill.run(plan, settings, sinks, progress=backfill.Progress(plan.todo))
+    except KeyboardInterrupt:
+        print(
+            "interrupted: what was fetched is stored; run the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
+    failed_deliveries = len(result.failed_deliveries)
+    print(
+        f"done: {len(result.records)} fetched, {len(result.failures)} failed, "
+        f"{len(result.deliveries) - failed_deliveries} delivered, {failed_deliveries} deliveries "
+        f"failed, {len(result.left_for_next_run)} left",
+        file=sys.stderr,
+    )
+    for failure in result.failures:
+        print(f"error: app {failure.app_id} {failure.window}: {failure.error}", file=sys.stderr)
+    for delivery in result.failed_deliveries:
+        print(
+            f"error: delivery {delivery.app_id} {delivery.window}: {delivery.error}",
+            file=sys.stderr,
+        )
+    return 0 if result.ok else 1
+
+
+def _gaps(args: argparse.Namespace) -> int:
+    from . import backfill  # noqa: PLC0415
+    from .handler import utcnow  # noqa: PLC0415
+
+    try:
+        settings, sinks, app_ids = _backfill_settings(args)
+        store = backfill.find_store(sinks)
+        if store is None:
+            raise SmsStatsError(
+                "no store to check: give --sink file:DIR or cos://..., or set SMS_STATS_SINKS",
+                code="MissingParameter",
+            )
+        missing = backfill.gaps(app_ids, args.begin, args.end, settings, store, utcnow())
+    except SmsStatsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for app_id, hour in missing:
+        print(f"{app_id} {hour}")
+    print(f"{len(missing)} hour(s) missing from {store.name}", file=sys.stderr)
+    return 1 if missing else 0
+
+
 def table(records: Any) -> str:
     header = ("app", "window", "requests", "success", "rate", "billed")
     rows = [header]
@@ -115,6 +197,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     fetch.add_argument("--end", required=True, help="yyyymmddhh (included)")
     fetch.add_argument("--json", action="store_true", help="print records as JSON")
     fetch.set_defaults(func=_fetch)
+
+    for name, func, text in (
+        ("backfill", _backfill, "fetch a range into the sinks, skipping what the store has"),
+        ("gaps", _gaps, "list hours missing from the store"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--app-id", action="append", help="repeatable; default SMS_STATS_APP_IDS")
+        cmd.add_argument("--from", dest="begin", required=True, help="yyyymmddhh (included)")
+        cmd.add_argument("--to", dest="end", required=True, help="yyyymmddhh (included)")
+        cmd.add_argument(
+            "--sink", action="append", help="sink URL (repeatable); default SMS_STATS_SINKS"
+        )
+        if name == "backfill":
+            cmd.add_argument("--by", choices=("hour", "day"), default="hour")
+            cmd.add_argument("--force", action="store_true", help="fetch stored windows again")
+        cmd.set_defaults(func=func)
 
     sub.add_parser("emulator", help="run the local SMS API stand-in", add_help=False)
 

@@ -22,25 +22,32 @@ END_CODE = FIELD_CODES["EndTime"]
 
 @dataclass(frozen=True)
 class Job:
+    """Apps x windows, minus the pairs in `skip` (already stored, when a backfill resumes)."""
+
     app_ids: tuple[str, ...]
     windows: tuple[Window, ...]
+    skip: frozenset[tuple[str, Window]] = frozenset()
 
     def tasks(self) -> Iterator[tuple[str, Window]]:
         for window in self.windows:
             for app_id in self.app_ids:
-                yield app_id, window
+                if (app_id, window) not in self.skip:
+                    yield app_id, window
 
     def __len__(self) -> int:
-        return len(self.app_ids) * len(self.windows)
+        return sum(1 for _ in self.tasks())
 
 
-def check_app_ids(values: Sequence[str], field: str, settings: Settings) -> tuple[str, ...]:
+def check_app_ids(
+    values: Sequence[str], field: str, settings: Settings, limit: int | None = None
+) -> tuple[str, ...]:
     if not values:
         raise InputError(f"{field} is required", code="MissingParameter")
-    if len(values) > settings.max_app_ids:
+    most = settings.max_app_ids if limit is None else limit
+    if len(values) > most:
         raise InputError(
-            f"{field}: at most {settings.max_app_ids} app ids per request "
-            f"(SMS_STATS_MAX_APP_IDS); got {len(values)}"
+            f"{field}: at most {most} app ids per request (SMS_STATS_MAX_APP_IDS); "
+            f"got {len(values)}"
         )
     for value in values:
         if not APP_ID_RE.fullmatch(value):

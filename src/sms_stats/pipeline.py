@@ -108,11 +108,15 @@ def run_job(
     *,
     clock: Callable[[], datetime] | None = None,
     client: StatsClient | None = None,
+    on_fetched: Callable[[str, Window, bool], None] | None = None,
 ) -> RunResult:
+    """`on_fetched(app_id, window, ok)` is called as each fetch ends (a progress bar's hook)."""
     now = clock or (lambda: datetime.now(timezone.utc))
     client = client or StatsClient(settings, on_attempt=_log_attempt)
     result = RunResult()
-    waiting = {window: len(job.app_ids) for window in job.windows}  # fetches still out
+    waiting = dict.fromkeys(job.windows, 0)  # fetches still out, per window
+    for _, window in job.tasks():
+        waiting[window] += 1
     done: dict[Window, list[Record]] = {window: [] for window in job.windows}
     workers = max(1, min(settings.concurrency, len(job)))
 
@@ -131,18 +135,26 @@ def run_job(
             for app_id, window in job.tasks()
         }
         deliveries: list[Future[list[Delivery]]] = []
-        for future in as_completed(futures):
-            app_id, window = futures[future]
-            try:
-                counts = future.result()
-            except UpstreamError as exc:
-                result.failures.append(FetchFailure(app_id, str(window), exc))
-            else:
-                record = Record(app_id, window, settings.timezone, counts, now())
-                done[window].append(record)
-            waiting[window] -= 1
-            if waiting[window] == 0 and done[window] and sinks:
-                deliveries.append(_submit(deliverers, deliver, _in_job_order(done[window], job)))
+        try:
+            for future in as_completed(futures):
+                app_id, window = futures[future]
+                try:
+                    counts = future.result()
+                except UpstreamError as exc:
+                    result.failures.append(FetchFailure(app_id, str(window), exc))
+                else:
+                    done[window].append(Record(app_id, window, settings.timezone, counts, now()))
+                waiting[window] -= 1
+                if on_fetched is not None:
+                    on_fetched(app_id, window, future.exception() is None)
+                if waiting[window] == 0 and done[window] and sinks:
+                    deliveries.append(
+                        _submit(deliverers, deliver, _in_job_order(done[window], job))
+                    )
+        except BaseException:  # Ctrl-C in a backfill: start nothing new, finish what runs
+            for pending in futures:
+                pending.cancel()
+            raise
         for delivered in deliveries:
             result.deliveries.extend(delivered.result())
     result.records = [r for window in job.windows for r in _in_job_order(done[window], job)]

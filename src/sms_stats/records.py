@@ -37,11 +37,7 @@ class Record:
 
     @property
     def key(self) -> str:
-        """Hive-style relative key, shared by the file and COS sinks, stable across re-runs."""
-        return (
-            f"app={self.sms_sdk_app_id}/dt={self.window.local_date.isoformat()}/"
-            f"{self.window.begin_time}-{self.window.end_time}.json"
-        )
+        return store_key(self.sms_sdk_app_id, self.window)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +55,14 @@ class Record:
             "request_id": self.counts.request_id,
             "fetched_at": isoformat_utc(self.fetched_at),
         }
+
+
+def store_key(app_id: str, window: Window) -> str:
+    """Hive-style relative key, shared by the file and COS sinks, stable across re-runs."""
+    return (
+        f"app={app_id}/dt={window.local_date.isoformat()}/"
+        f"{window.begin_time}-{window.end_time}.json"
+    )
 
 
 def isoformat_utc(moment: datetime) -> str:

@@ -44,6 +44,7 @@ ENV_FIELDS: dict[str, str] = {
     "SMS_STATS_RATE_LIMIT": "rate_limit",
     "SMS_STATS_CONCURRENCY": "concurrency",
     "SMS_STATS_MAX_SPAN_HOURS": "max_span_hours",
+    "SMS_STATS_MAX_BACKFILL_HOURS": "max_backfill_hours",
     "SMS_STATS_MAX_APP_IDS": "max_app_ids",
     "SMS_STATS_MAX_BODY_BYTES": "max_body_bytes",
     "SMS_STATS_LOG_LEVEL": "log_level",
@@ -89,6 +90,7 @@ class Settings(BaseModel):
     rate_limit: float = Field(default=10.0, gt=0, le=1000)
     concurrency: int = Field(default=4, ge=1, le=32)
     max_span_hours: int = Field(default=744, ge=1, le=24 * 366)
+    max_backfill_hours: int = Field(default=24 * 366, ge=1, le=24 * 366 * 5)
     max_app_ids: int = Field(default=20, ge=1, le=1000)
     max_body_bytes: int = Field(default=65536, ge=256, le=6 * 1024 * 1024)
     log_level: str = "INFO"

@@ -8,6 +8,7 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from ..records import Record
+from ..windows import Window
 
 
 class SinkError(Exception):
@@ -29,6 +30,13 @@ class Sink(Protocol):
     def deliver(self, batch: Sequence[Record], deadline: float | None = None) -> None:
         """Deliver or raise SinkError; `deadline` (a time.monotonic() value) bounds retries."""
         ...
+
+
+@runtime_checkable
+class Store(Sink, Protocol):
+    """A sink that keeps records under stable keys, so a backfill can skip what it holds."""
+
+    def exists(self, app_id: str, window: Window) -> bool: ...
 
 
 def one_per_record(records: Sequence[Record]) -> list[Sequence[Record]]:

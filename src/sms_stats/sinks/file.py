@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from ..records import Record
+from ..records import Record, store_key
 from ..settings import Settings
+from ..windows import Window
 from .base import SinkError, one_per_record
 from .transport import Transport
 
@@ -35,6 +36,9 @@ class FileSink:
 
     def batches(self, records: Sequence[Record]) -> list[Sequence[Record]]:
         return one_per_record(records)
+
+    def exists(self, app_id: str, window: Window) -> bool:
+        return (self.root / store_key(app_id, window)).is_file()
 
     def deliver(self, batch: Sequence[Record], deadline: float | None = None) -> None:
         for record in batch:

@@ -1,0 +1,167 @@
+"""Backfill and gaps against the stand-in and a real local store."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from sms_stats import backfill
+from sms_stats.cli import main
+from sms_stats.emulator import Emulator
+from sms_stats.errors import InputError
+from sms_stats.settings import load_settings
+from sms_stats.sinks import build_sinks
+
+from .conftest import APP_A, APP_B
+
+NOW = datetime(2021, 5, 10, tzinfo=timezone.utc)
+
+
+class Interrupt:
+    """A progress hook that presses Ctrl-C after `after` fetches."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+        self.done = 0
+
+    def step(self, ok: bool) -> None:
+        self.done += 1
+        if self.done == self.after:
+            raise KeyboardInterrupt
+
+    def finish(self) -> None:
+        pass
+
+
+def stored(store: Path) -> list[str]:
+    return sorted(str(p.relative_to(store)) for p in store.rglob("*.json"))
+
+
+def test_given_range_when_backfilled_then_every_hour_stored_with_stand_in_counts(
+    scf_env: dict[str, str], store: Path
+) -> None:
+    settings = load_settings()
+    sinks = build_sinks(settings)
+    plan = backfill.plan([APP_A, APP_B], "2021050100", "2021050105", "hour", settings, sinks, NOW)
+    assert (plan.todo, plan.stored) == (12, 0)
+    result = backfill.run(plan, settings, sinks)
+    assert result.ok
+    assert len(stored(store)) == 12
+    record = json.loads(
+        (store / f"app={APP_A}/dt=2021-05-01/2021050103-2021050103.json").read_text()
+    )
+    assert (
+        record["request_count"]
+        == Emulator.expected(APP_A, "2021050103", "2021050103")["RequestCount"]
+    )
+
+
+def test_given_partly_stored_range_when_planned_then_stored_windows_skipped_unless_forced(
+    scf_env: dict[str, str], store: Path
+) -> None:
+    settings = load_settings()
+    sinks = build_sinks(settings)
+    first = backfill.plan([APP_A], "2021050100", "2021050103", "hour", settings, sinks, NOW)
+    backfill.run(first, settings, sinks)
+    again = backfill.plan([APP_A, APP_B], "2021050100", "2021050107", "hour", settings, sinks, NOW)
+    assert (again.stored, again.todo) == (4, 12)
+    forced = backfill.plan(
+        [APP_A, APP_B], "2021050100", "2021050107", "hour", settings, sinks, NOW, force=True
+    )
+    assert (forced.stored, forced.todo) == (0, 16)
+
+
+def test_given_ctrl_c_mid_run_when_resumed_then_store_consistent_and_complete(
+    scf_env: dict[str, str], store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMS_STATS_RATE_LIMIT", "200")
+    settings = load_settings()
+    sinks = build_sinks(settings)
+    plan = backfill.plan([APP_A, APP_B], "2021050100", "2021050211", "hour", settings, sinks, NOW)
+    with pytest.raises(KeyboardInterrupt):
+        backfill.run(plan, settings, sinks, progress=Interrupt(after=10), chunk_windows=4)  # type: ignore[arg-type]
+    partial = stored(store)
+    assert 0 < len(partial) < 72
+    for name in partial:
+        json.loads((store / name).read_text(encoding="utf-8"))  # every file whole
+    assert not list(store.rglob(".tmp-*"))
+    resumed = backfill.plan(
+        [APP_A, APP_B], "2021050100", "2021050211", "hour", settings, sinks, NOW
+    )
+    assert resumed.stored == len(partial)
+    backfill.run(resumed, settings, sinks)
+    assert len(stored(store)) == 72
+
+
+def test_given_day_backfill_when_gaps_checked_then_days_cover_their_hours(
+    scf_env: dict[str, str], store: Path
+) -> None:
+    settings = load_settings()
+    sinks = build_sinks(settings)
+    plan = backfill.plan([APP_A], "2021050100", "2021050223", "day", settings, sinks, NOW)
+    backfill.run(plan, settings, sinks)
+    assert stored(store) == [
+        f"app={APP_A}/dt=2021-05-01/2021050100-2021050123.json",
+        f"app={APP_A}/dt=2021-05-02/2021050200-2021050223.json",
+    ]
+    store_sink = backfill.find_store(sinks)
+    assert store_sink is not None
+    assert backfill.gaps([APP_A], "2021050100", "2021050223", settings, store_sink, NOW) == []
+    missing = backfill.gaps([APP_A], "2021050100", "2021050301", settings, store_sink, NOW)
+    assert missing == [(APP_A, "2021050300"), (APP_A, "2021050301")]
+
+
+@pytest.mark.parametrize(
+    ("begin", "end", "words"),
+    [
+        ("2021050200", "2021050100", "before --from"),
+        ("2021050100", "2031050100", "has not ended yet"),
+        ("2021050100", "2021050124", "hour must be 00-23"),
+        ("2021022900", "2021030100", "not a calendar date"),
+    ],
+)
+def test_given_bad_range_when_planned_then_clear_error_before_any_call(
+    scf_env: dict[str, str], emulator: Emulator, begin: str, end: str, words: str
+) -> None:
+    settings = load_settings()
+    before = len(emulator.requests)
+    with pytest.raises(InputError, match=words):
+        backfill.plan([APP_A], begin, end, "hour", settings, build_sinks(settings), NOW)
+    assert len(emulator.requests) == before
+
+
+def test_given_range_over_configured_maximum_when_planned_then_error(
+    scf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMS_STATS_MAX_BACKFILL_HOURS", "24")
+    settings = load_settings()
+    with pytest.raises(InputError, match="SMS_STATS_MAX_BACKFILL_HOURS"):
+        backfill.plan([APP_A], "2021050100", "2021050200", "hour", settings, [], NOW)
+
+
+def test_given_cli_backfill_then_gaps_when_run_then_exit_codes_and_summary(
+    scf_env: dict[str, str], store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--app-id", APP_A, "--from", "2021050100", "--to", "2021050103"]
+    assert main(["backfill", *args]) == 0
+    err = capsys.readouterr().err
+    assert "0 already stored" in err
+    assert "done: 4 fetched, 0 failed" in err
+    assert main(["gaps", *args]) == 0
+    (store / f"app={APP_A}/dt=2021-05-01/2021050102-2021050102.json").unlink()
+    assert main(["gaps", *args]) == 1
+    assert capsys.readouterr().out.split() == [APP_A, "2021050102"]
+    assert main(["backfill", *args]) == 0
+    assert "3 already stored" in capsys.readouterr().err
+
+
+def test_given_cli_backfill_with_bad_app_id_when_run_then_exit_1_with_rule(
+    scf_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["backfill", "--app-id", "12345", "--from", "2021050100", "--to", "2021050101"]) == 1
+    )
+    assert "'1400' followed by 6 digits" in capsys.readouterr().err
