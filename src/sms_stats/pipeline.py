@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -126,10 +126,7 @@ def run_job(
     def deliver(records: list[Record]) -> list[Delivery]:
         return deliver_all(records, sinks, invocation.deadline)
 
-    with (
-        ThreadPoolExecutor(workers, thread_name_prefix="fetch") as fetchers,
-        ThreadPoolExecutor(workers, thread_name_prefix="deliver") as deliverers,
-    ):
+    with _pool(workers, "fetch") as fetchers, _pool(workers, "deliver") as deliverers:
         futures: dict[Future[Counts], tuple[str, Window]] = {
             _submit(fetchers, fetch, app_id, window): (app_id, window)
             for app_id, window in job.tasks()
@@ -172,7 +169,23 @@ def run_job(
     return result
 
 
-def _submit(pool: ThreadPoolExecutor, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+class _Inline(Executor):
+    """Runs each call at once in this thread: one fetch needs no thread (warm-path cost)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+
+def _pool(workers: int, name: str) -> Executor:
+    return ThreadPoolExecutor(workers, thread_name_prefix=name) if workers > 1 else _Inline()
+
+
+def _submit(pool: Executor, fn: Callable[..., Any], *args: Any) -> Future[Any]:
     """Run in the pool with this thread's context, so log lines keep the correlation fields."""
     context = contextvars.copy_context()
     return pool.submit(context.run, fn, *args)

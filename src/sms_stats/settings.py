@@ -23,7 +23,7 @@ from .errors import ConfigError
 from .windows import zone
 
 APP_ID_RE = re.compile(r"1400[0-9]{6}")
-_REGION_RE = re.compile(r"[a-z]+(-[a-z]+)+(-[0-9]+)?")
+REGION_RE = re.compile(r"[a-z]+(-[a-z]+)+(-[0-9]+)?")
 
 # Environment variable -> field. The same names are the keys of the bundled TOML file.
 ENV_FIELDS: dict[str, str] = {
@@ -103,7 +103,7 @@ class Settings(BaseModel):
     @field_validator("region")
     @classmethod
     def _region(cls, value: str) -> str:
-        if not _REGION_RE.fullmatch(value):
+        if not REGION_RE.fullmatch(value):
             raise ValueError("must be a region like ap-guangzhou")
         return value
 

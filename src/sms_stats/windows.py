@@ -35,15 +35,15 @@ def parse_hour(text: str, tz: tzinfo) -> datetime:
     if not isinstance(text, str) or not _HOUR_RE.fullmatch(text):
         raise ValueError(f"must be 10 digits yyyymmddhh, like 2021050113; got {text!r}")
     try:
-        naive = datetime.strptime(text[:8], "%Y%m%d")
+        day = date(int(text[:4]), int(text[4:6]), int(text[6:8]))
     except ValueError:
         raise ValueError(f"{text[:8]} is not a calendar date (yyyymmdd); got {text!r}") from None
     hour = int(text[8:])
     if hour > 23:
         raise ValueError(f"hour must be 00-23; got {text!r}")
-    if naive.year < 2000:
+    if day.year < 2000:
         raise ValueError(f"year must be 2000 or later; got {text!r}")
-    return naive.replace(hour=hour, tzinfo=tz)
+    return datetime(day.year, day.month, day.day, hour, tzinfo=tz)
 
 
 def format_hour(moment: datetime) -> str:

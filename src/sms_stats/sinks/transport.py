@@ -13,7 +13,6 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from .base import SinkError
@@ -127,6 +126,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     value = value.strip()
     if value.isdigit():
         return float(value)
+    from email.utils import parsedate_to_datetime  # noqa: PLC0415 - rare; kept off cold start
+
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

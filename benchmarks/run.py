@@ -1,0 +1,355 @@
+"""`make bench`: speed and memory, each as a ratio to a baseline measured in the same run.
+
+Machines here are noisy, so every figure is paired with its floor, measured alternately in the
+same run, and the ratio is what counts; absolute numbers are printed for context.
+
+- cold start: a fresh process that imports `index` and handles one timer event (one app, `file:`
+  sink) against the local stand-in, vs a fresh process that imports pydantic and the SMS SDK and
+  makes the same single call (target <= 1.15x);
+- peak RSS of that cold invocation (target <= 50 MB), and with a COS sink (target <= 64 MB);
+- warm: median of 200 HTTP GETs through `main_handler` vs the same raw SDK call (target <= 1.2x);
+- backfill: 2 apps x 100 hours, stand-in enforcing 10 req/s with 150 ms latency: wall time vs the
+  20 s the rate limit allows (target <= 1.10x) and vs a plain sequential loop;
+- deployment zip size vs the same zip with the monolithic SDK (when `make package` has run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sms_stats.emulator import DEFAULT_CREDENTIALS, Emulator
+
+SECRET_ID, SECRET_KEY = next(iter(DEFAULT_CREDENTIALS.items()))
+APP = "1400006874"
+APPS = ("1400006874", "1400006875")
+TIMER = {"Type": "Timer", "TriggerName": "bench", "Time": "2021-05-01T05:05:00Z", "Message": ""}
+
+# Child programs: each prints one JSON line {"t": seconds in the program, "rss_kb": peak RSS}.
+OURS = textwrap.dedent(
+    """
+    import time
+    t0 = time.perf_counter()
+    import index
+    index.main_handler({timer}, {{"request_id": "bench", "time_limit_in_ms": 60000}})
+    t = time.perf_counter() - t0
+    import json, resource, sys
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    sys.__stderr__.write(json.dumps({{"t": t, "rss_kb": rss}}) + "\\n")
+    """
+).format(timer=json.dumps(TIMER))
+FLOOR = textwrap.dedent(
+    """
+    import time
+    t0 = time.perf_counter()
+    import json, os
+    import pydantic
+    from tencentcloud.common.credential import Credential
+    from tencentcloud.common.profile.client_profile import ClientProfile
+    from tencentcloud.common.profile.http_profile import HttpProfile
+    from tencentcloud.sms.v20210111 import models, sms_client
+    scheme, _, host = os.environ["SMS_STATS_ENDPOINT"].partition("://")
+    profile = ClientProfile(httpProfile=HttpProfile(protocol=scheme, endpoint=host, reqTimeout=5))
+    client = sms_client.SmsClient(
+        Credential(os.environ["TENCENTCLOUD_SECRETID"], os.environ["TENCENTCLOUD_SECRETKEY"]),
+        "ap-guangzhou", profile)
+    req = models.SendStatusStatisticsRequest()
+    req.from_json_string(json.dumps({{"SmsSdkAppId": "{app}", "BeginTime": "2021050112",
+                                      "EndTime": "2021050112", "Limit": 0, "Offset": 0}}))
+    client.SendStatusStatistics(req)
+    t = time.perf_counter() - t0
+    import resource, sys
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    sys.stderr.write(json.dumps({{"t": t, "rss_kb": rss}}) + "\\n")
+    """
+).format(app=APP)
+
+
+def env_for(emulator: Emulator, sinks: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMS_STATS_", "TENCENTCLOUD_"))}
+    env.update(
+        {
+            "TENCENTCLOUD_SECRETID": SECRET_ID,
+            "TENCENTCLOUD_SECRETKEY": SECRET_KEY,
+            "SMS_STATS_ENDPOINT": emulator.endpoint,
+            "SMS_STATS_APP_IDS": APP,
+            "SMS_STATS_SINKS": sinks,
+            "SMS_STATS_HTTP_APP_IDS": "*",
+            "SMS_STATS_API_TOKEN": "bench-token",
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}",
+            "PYTHONDONTWRITEBYTECODE": "",
+        }
+    )
+    return env
+
+
+def child(program: str, env: dict[str, str]) -> dict[str, float]:
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"child failed:\n{done.stderr[-2000:]}")
+    figures: dict[str, float] = json.loads(done.stderr.strip().splitlines()[-1])
+    figures["wall"] = wall
+    return figures
+
+
+def cold_start(emulator: Emulator, runs: int, store: Path) -> dict[str, Any]:
+    env = env_for(emulator, f"file://{store}")
+    child(OURS, env)  # warm the OS file cache and .pyc files for both
+    child(FLOOR, env)
+    ours, floor = [], []
+    for _ in range(runs):  # alternate, so drift on a noisy machine hits both alike
+        ours.append(child(OURS, env))
+        floor.append(child(FLOOR, env))
+    return {
+        name: {k: statistics.median(r[k] for r in rows) for k in ("t", "wall", "rss_kb")}
+        for name, rows in (("ours", ours), ("floor", floor))
+    }
+
+
+def cold_rss_with_cos(emulator: Emulator, runs: int) -> float | None:
+    try:
+        from tests.standins.cos import CosStandIn  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    bucket = "bench-1250000000"
+    with CosStandIn(credentials={SECRET_ID: SECRET_KEY}, buckets={bucket}) as cos:
+        env = env_for(emulator, f"cos://{bucket}/stats?region=ap-guangzhou&endpoint={cos.endpoint}")
+        return statistics.median(child(OURS, env)["rss_kb"] for _ in range(runs))
+
+
+def warm(emulator: Emulator, calls: int) -> dict[str, float]:
+    from tencentcloud.common.credential import Credential
+    from tencentcloud.common.profile.client_profile import ClientProfile
+    from tencentcloud.common.profile.http_profile import HttpProfile
+    from tencentcloud.sms.v20210111 import models, sms_client
+
+    os.environ.update(env_for(emulator, ""))
+    os.environ["SMS_STATS_RATE_LIMIT"] = "1000"
+    from index import main_handler
+
+    from sms_stats.log import logger
+
+    logger.set_stream(open(os.devnull, "w"))  # noqa: SIM115 - lives for the benchmark
+    event = {
+        "httpMethod": "GET",
+        "path": "/stats",
+        "headers": {"authorization": "Bearer bench-token"},
+        "queryString": {"app_id": APP, "begin": "2021050112", "end": "2021050112"},
+        "body": "",
+    }
+    context = {"request_id": "bench", "time_limit_in_ms": 60000}
+    scheme, _, host = emulator.endpoint.partition("://")
+    http = HttpProfile(protocol=scheme, endpoint=host, reqTimeout=5)
+    http.keepAlive = True
+    client = sms_client.SmsClient(
+        Credential(SECRET_ID, SECRET_KEY), "ap-guangzhou", ClientProfile(httpProfile=http)
+    )
+    client.request.set_keep_alive()
+    body = {
+        "SmsSdkAppId": APP,
+        "BeginTime": "2021050112",
+        "EndTime": "2021050112",
+        "Limit": 0,
+        "Offset": 0,
+    }
+
+    def raw() -> None:
+        req = models.SendStatusStatisticsRequest()
+        req.from_json_string(json.dumps(body))
+        client.SendStatusStatistics(req)
+
+    def ours() -> None:
+        answer = main_handler(event, context)
+        assert answer["statusCode"] == 200, answer
+
+    ours()
+    raw()
+    times: dict[str, list[float]] = {"ours": [], "raw": []}
+    for _ in range(calls):
+        for name, fn in (("ours", ours), ("raw", raw)):
+            started = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def backfill_bench(hours: int) -> dict[str, float]:
+    from datetime import datetime, timezone
+
+    from sms_stats import backfill
+    from sms_stats.handler import current_settings
+    from sms_stats.sinks import build_sinks
+
+    with Emulator(rate_limit=10, latency_s=0.15) as emulator, tempfile.TemporaryDirectory() as tmp:
+        os.environ.update(env_for(emulator, f"file://{tmp}"))
+        os.environ["SMS_STATS_RATE_LIMIT"] = "10"
+        settings = current_settings()
+        sinks = build_sinks(settings)
+        now = datetime(2021, 6, 1, tzinfo=timezone.utc)
+        end_hour = f"202105{1 + (hours - 1) // 24:02d}{(hours - 1) % 24:02d}"
+        plan = backfill.plan(APPS, "2021050100", end_hour, "hour", settings, sinks, now)
+        started = time.perf_counter()
+        result = backfill.run(plan, settings, sinks)
+        ours = time.perf_counter() - started
+        assert len(result.records) == 2 * hours, result.failures[:3]
+        rejected_ours = emulator.rejected_count
+
+        from tencentcloud.common.credential import Credential
+        from tencentcloud.common.profile.client_profile import ClientProfile
+        from tencentcloud.common.profile.http_profile import HttpProfile
+        from tencentcloud.sms.v20210111 import models, sms_client
+
+        scheme, _, host = emulator.endpoint.partition("://")
+        client = sms_client.SmsClient(
+            Credential(SECRET_ID, SECRET_KEY),
+            "ap-guangzhou",
+            ClientProfile(httpProfile=HttpProfile(protocol=scheme, endpoint=host, reqTimeout=5)),
+        )
+        started = time.perf_counter()
+        for window in plan.job.windows:
+            for app in APPS:
+                req = models.SendStatusStatisticsRequest()
+                params = {
+                    "SmsSdkAppId": app,
+                    "BeginTime": window.begin_time,
+                    "EndTime": window.end_time,
+                    "Limit": 0,
+                    "Offset": 0,
+                }
+                req.from_json_string(json.dumps(params))
+                client.SendStatusStatistics(req)
+        sequential = time.perf_counter() - started
+    floor = 2 * hours / 10
+    return {"ours": ours, "floor": floor, "sequential": sequential, "rejected": rejected_ours}
+
+
+def zip_sizes() -> dict[str, int] | None:
+    ours = ROOT / "dist" / "sms-stats.zip"
+    mono = ROOT / "dist" / "sms-stats-monolith.zip"
+    if not ours.exists():
+        return None
+    sizes = {"ours": ours.stat().st_size}
+    if mono.exists():
+        sizes["monolith"] = mono.stat().st_size
+    return sizes
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=15, help="cold-start processes per side")
+    parser.add_argument("--calls", type=int, default=200, help="warm invocations per side")
+    parser.add_argument("--hours", type=int, default=100, help="backfill hours per app")
+    parser.add_argument("--skip-backfill", action="store_true")
+    args = parser.parse_args()
+
+    rows: list[tuple[str, str, str, str]] = []
+    with Emulator() as emulator, tempfile.TemporaryDirectory() as store:
+        cold = cold_start(emulator, args.runs, Path(store))
+        ratio_t = cold["ours"]["t"] / cold["floor"]["t"]
+        ratio_wall = cold["ours"]["wall"] / cold["floor"]["wall"]
+        ours, floor = cold["ours"], cold["floor"]
+        rows.append(
+            (
+                "cold start (in process)",
+                f"{ratio_t:.2f}x",
+                "<= 1.15x",
+                f"{ours['t'] * 1000:.0f} ms vs {floor['t'] * 1000:.0f} ms",
+            )
+        )
+        rows.append(
+            (
+                "cold start (whole process)",
+                f"{ratio_wall:.2f}x",
+                "<= 1.15x",
+                f"{ours['wall'] * 1000:.0f} ms vs {floor['wall'] * 1000:.0f} ms",
+            )
+        )
+        rss = cold["ours"]["rss_kb"] / 1024
+        rows.append(
+            (
+                "peak RSS, cold, file sink",
+                f"{rss:.1f} MB",
+                "<= 50 MB",
+                f"floor {cold['floor']['rss_kb'] / 1024:.1f} MB",
+            )
+        )
+        cos_rss = cold_rss_with_cos(emulator, max(3, args.runs // 3))
+        rows.append(
+            (
+                "peak RSS, cold, COS sink",
+                "n/a" if cos_rss is None else f"{cos_rss / 1024:.1f} MB",
+                "<= 64 MB",
+                "" if cos_rss is None else f"{cos_rss / cold['floor']['rss_kb']:.2f}x floor",
+            )
+        )
+        medians = warm(emulator, args.calls)
+        ours_ms, raw_ms = medians["ours"] * 1000, medians["raw"] * 1000
+        rows.append(
+            (
+                "warm HTTP GET (median)",
+                f"{ours_ms / raw_ms:.2f}x",
+                "<= 1.2x",
+                f"{ours_ms:.2f} ms vs {raw_ms:.2f} ms",
+            )
+        )
+    if not args.skip_backfill:
+        b = backfill_bench(args.hours)
+        rows.append(
+            (
+                "backfill 2x100 h vs rate floor",
+                f"{b['ours'] / b['floor']:.2f}x",
+                "<= 1.10x",
+                f"{b['ours']:.1f} s vs {b['floor']:.0f} s; {b['rejected']:.0f} rejected",
+            )
+        )
+        rows.append(
+            (
+                "backfill vs sequential loop",
+                f"{b['sequential'] / b['ours']:.2f}x faster",
+                "~1.5x",
+                f"{b['sequential']:.1f} s sequential",
+            )
+        )
+    sizes = zip_sizes()
+    if sizes:
+        mono = sizes.get("monolith")
+        rows.append(
+            (
+                "deployment zip",
+                f"{sizes['ours'] / 2**20:.1f} MiB",
+                "",
+                f"monolith {mono / 2**20:.1f} MiB ({mono / sizes['ours']:.1f}x)"
+                if mono
+                else "monolith not built (make bench-zip)",
+            )
+        )
+    width = max(len(r[0]) for r in rows)
+    print(f"{'figure':<{width}}  {'ratio/value':>14}  {'target':>9}  context")
+    for name, value, target, context in rows:
+        print(f"{name:<{width}}  {value:>14}  {target:>9}  {context}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
