@@ -1,0 +1,118 @@
+"""Slack incoming webhook: the window's summary as Block Kit, with a plain-text fallback.
+
+`https://hooks.slack.com/services/T.../B.../SECRET`: the whole path is the credential. Slack
+answers 200 with the body `ok`; a refusal is a 4xx with a short code as the body
+(`invalid_payload`, `no_service`, `invalid_blocks`), final; 429 carries Retry-After, which the
+transport honours. Block Kit limits: 50 blocks a message, 3000 characters a section, 150 a
+header; rows are packed into sections, and sections into messages, within them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from ..settings import Settings
+from .base import label
+from .summary import (
+    SEP,
+    SLACK,
+    ChatSink,
+    Part,
+    Row,
+    Summary,
+    chunk_lines,
+    encode,
+    figures,
+    heading,
+    pack,
+    row_line,
+    snippet,
+    split_url,
+    total_line,
+    window_line,
+)
+from .transport import OK, Transport, Verdict
+
+PLATFORM = "Slack incoming webhook"
+PATH = re.compile(r"/services/([A-Za-z0-9]+)/([A-Za-z0-9]+)/([A-Za-z0-9]+)")
+EXAMPLE = "https://hooks.slack.com/services/T000/B000/XXXX"
+MAX_BLOCKS = 50
+MAX_SECTION_CHARS = 3000
+MAX_HEADER_CHARS = 150
+# Slack truncates a message past 40,000 characters; count every block's text against that.
+MAX_MESSAGE_CHARS = 40_000
+
+
+def build(url: str, settings: Settings, transport: Transport) -> SlackSink:
+    parts = split_url(url, PLATFORM, EXAMPLE)
+    match = PATH.fullmatch(parts.path)
+    if match is None:
+        raise ValueError(
+            f"a {PLATFORM} URL must have the path /services/T.../B.../SECRET, like {EXAMPLE}"
+        )
+    return SlackSink(url, label("slack", url), transport, (match.group(3), parts.path))
+
+
+def section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def payload(summary: Summary, rows: Sequence[Row], part: Part) -> dict[str, Any]:
+    head = [window_line(summary, SLACK)]
+    total = total_line(summary, SLACK)
+    if total:
+        head.append(total)
+    lines = [row_line(row, SLACK) for row in rows]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": heading(part), "emoji": False}},
+        section("\n".join(head)),
+        {"type": "divider"},
+        *(section(text) for text in chunk_lines(lines, MAX_SECTION_CHARS)),
+    ]
+    return {"text": fallback(summary, part), "blocks": blocks}
+
+
+def fallback(summary: Summary, part: Part) -> str:
+    """What notifications and old clients show: the headline figures, not every row."""
+    apps = len(summary.rows)
+    who = f"{apps} apps" if apps > 1 else SLACK.escape(summary.rows[0].app_id)
+    return f"{heading(part)}: {SLACK.escape(summary.window)}{SEP}{who}{SEP}{figures(summary.total)}"
+
+
+def fits(message: dict[str, Any]) -> bool:
+    blocks: list[dict[str, Any]] = message["blocks"]
+    texts = [block["text"]["text"] for block in blocks if "text" in block]
+    sections = [b["text"]["text"] for b in blocks if b["type"] == "section"]
+    return (
+        len(blocks) <= MAX_BLOCKS
+        and all(len(text) <= MAX_SECTION_CHARS for text in sections)
+        and len(blocks[0]["text"]["text"]) <= MAX_HEADER_CHARS
+        and sum(map(len, texts)) + len(message["text"]) <= MAX_MESSAGE_CHARS
+    )
+
+
+def messages(summary: Summary) -> list[dict[str, Any]]:
+    parts = pack(summary.rows, lambda rows, part: fits(payload(summary, rows, part)))
+    return [payload(summary, rows, Part(i, len(parts))) for i, rows in enumerate(parts, 1)]
+
+
+def check(status: int, body: bytes) -> Verdict:
+    if body.strip() == b"ok":
+        return OK
+    return Verdict(f"unexpected answer: {snippet(body)}")
+
+
+class SlackSink(ChatSink):
+    def __init__(self, url: str, name: str, transport: Transport, secrets: Sequence[str]) -> None:
+        super().__init__(name, transport, secrets)
+        self.url = url
+
+    def messages(self, summary: Summary) -> list[dict[str, Any]]:
+        return messages(summary)
+
+    def send(self, payload: dict[str, Any], deadline: float | None) -> None:
+        self.transport.post(
+            self.url, encode(payload), {}, name=self.name, check=check, deadline=deadline
+        )
