@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -86,15 +87,36 @@ def main_handler(event: Any, context: RuntimeContext | Mapping[str, Any] | None)
         logger.info("invocation.start")
         if kind == "http":
             answer = handle_http(event, invocation)
-            logger.info("invocation.end", outcome="ok", status=answer["statusCode"])
+            status = answer["statusCode"]
+            logger.info(
+                "invocation.end",
+                outcome="ok" if status < 400 else "refused" if status < 500 else "error",
+                status=status,
+                duration_ms=_since(invocation),
+            )
             return answer
         try:
             result = handle_scheduled(event, invocation)
         except SmsStatsError as exc:
-            logger.error("invocation.end", outcome="error", code=exc.code, message=exc.message)
+            logger.error(
+                "invocation.end",
+                outcome="error",
+                code=exc.code,
+                message=exc.message,
+                duration_ms=_since(invocation),
+            )
             raise
-        logger.info("invocation.end", outcome="ok", records=len(result["records"]))
+        logger.info(
+            "invocation.end",
+            outcome="ok",
+            records=len(result["records"]),
+            duration_ms=_since(invocation),
+        )
         return result
+
+
+def _since(invocation: Invocation) -> float:
+    return round((time.monotonic() - invocation.started) * 1000, 1)
 
 
 def handle_http(event: Any, invocation: Invocation) -> dict[str, Any]:
@@ -160,12 +182,16 @@ def resolve_job(parsed: Any, settings: Settings) -> Job:
 def _run(job: Job, settings: Settings, invocation: Invocation) -> RunResult:
     sinks = sinks_for(settings)  # a bad sink URL fails here, before any API call
     settings.credentials()  # and missing credentials too
-    logger.info("job.start", apps=len(job.app_ids), windows=len(job.windows))
+    started = time.monotonic()
     result = run_job(job, settings, invocation, sinks)
     logger.info(
         "job.end",
+        apps=len(job.app_ids),
+        windows=len(job.windows),
         records=len(result.records),
         failures=len(result.failures),
         failed_deliveries=len(result.failed_deliveries),
+        left_for_next_run=len(result.left_for_next_run),
+        duration_ms=round((time.monotonic() - started) * 1000, 1),
     )
     return result

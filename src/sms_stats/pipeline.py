@@ -160,7 +160,9 @@ def run_job(
     sink_rank = {sink.name: i for i, sink in enumerate(sinks)}
     result.deliveries.sort(key=lambda d: (sink_rank[d.sink], order[(d.app_id, d.window)]))
     for delivery in result.deliveries:
-        (logger.info if delivery.ok else logger.error)("delivery", **delivery.to_dict())
+        (logger.info if delivery.ok else logger.error)(
+            "delivery", **delivery.to_dict(), duration_ms=delivery.duration_ms
+        )
     if result.left_for_next_run:
         logger.warning(
             "job.out_of_time",

@@ -11,6 +11,7 @@ each (app, window, sink) gets an outcome, so the caller can say exactly what did
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -42,6 +43,7 @@ class Delivery:
     sink: str
     ok: bool
     error: str | None = None
+    duration_ms: float = 0.0  # logged, not answered
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -120,12 +122,14 @@ def deliver_all(
     for sink in sinks:
         for batch in sink.batches(records):
             error: str | None = None
+            started = time.monotonic()
             try:
                 sink.deliver(batch, deadline)
             except SinkError as exc:
                 error = str(exc)
+            took = round((time.monotonic() - started) * 1000, 1)
             outcomes.extend(
-                Delivery(r.sms_sdk_app_id, str(r.window), sink.name, error is None, error)
+                Delivery(r.sms_sdk_app_id, str(r.window), sink.name, error is None, error, took)
                 for r in batch
             )
     return outcomes
