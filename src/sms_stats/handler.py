@@ -146,6 +146,7 @@ def handle_http(event: Any, invocation: Invocation) -> dict[str, Any]:
     extra = {k: body[k] for k in ("failures", "deliveries") if body[k]}
     error = result.error()
     if error is not None and result.failures:
+        logger.warning("http.refused", status=error.status, code=error.code, message=error.message)
         return http.error_response(error, request_id, **records, **extra)
     if error is not None:
         extra["error"] = error.to_dict()
