@@ -31,10 +31,14 @@ lint: venv
 	$(VENV)/bin/vermin --target=3.10- --no-tips --violations --eval-annotations src index.py
 
 fuzz: venv
-	$(PY) -m pytest -q -m fuzz --hypothesis-profile=fuzz tests
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/test_fuzz.py tests/test_events.py tests/test_windows.py
 
 bench: venv
 	$(PY) benchmarks/run.py
+
+# dist/package (serverless.yml's src) and dist/sms-stats.zip, for SCF's Python 3.10 runtime.
+package: venv
+	$(PY) scripts/package
 
 clean:
 	rm -rf $(VENV) out dist build .pytest_cache .mypy_cache .ruff_cache .hypothesis

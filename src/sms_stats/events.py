@@ -50,6 +50,8 @@ class TimerEvent(BaseModel):
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
         # SCF writes `...Z`; a time without an offset is read as the UTC it always is.
+        if not 2000 <= value.year <= 2100:
+            raise ValueError("must be a time between the years 2000 and 2100")
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)
