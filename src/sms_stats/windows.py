@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -81,11 +82,11 @@ class Window:
         assert tz is not None
         return tz
 
-    @property
+    @cached_property
     def begin_time(self) -> str:
         return format_hour(self.start)
 
-    @property
+    @cached_property
     def end_time(self) -> str:
         return format_hour(_shift(self.end, -1))
 
