@@ -77,13 +77,23 @@ class RunResult:
         }
 
     def error(self) -> SmsStatsError | None:
-        """One exception that says everything that went wrong, or None."""
+        """One exception that says what went wrong: the first few problems, then a count."""
         if self.ok:
             return None
+        late = self.left_for_next_run
+        failed = [f for f in self.failures if not f.out_of_time]
         parts = [
-            f"app {f.app_id} window {f.window}: {f.error.code}: {f.error.message}"
-            for f in self.failures
-        ] + [f"app {d.app_id} window {d.window}: {d.error}" for d in self.failed_deliveries]
+            f"app {f.app_id} window {f.window}: {f.error.code}: {f.error.message}" for f in failed
+        ]
+        parts += [f"app {d.app_id} window {d.window}: {d.error}" for d in self.failed_deliveries]
+        if late:
+            shown = ", ".join(f"{f.app_id}:{f.window}" for f in late[:_SHOWN])
+            more = f" and {len(late) - _SHOWN} more" if len(late) > _SHOWN else ""
+            parts.append(
+                f"no time left for {len(late)} fetches, left for the next run: {shown}{more}"
+            )
+        if len(parts) > _SHOWN:
+            parts = [*parts[:_SHOWN], f"... {len(parts) - _SHOWN} more (see the summary and logs)"]
         total = len(self.records) + len(self.failures)
         head = (
             f"{len(self.failures)} of {total} fetches failed, "
@@ -98,6 +108,9 @@ class RunResult:
         if not self.failures:
             return DeliveryError(message)
         return SmsStatsError(message, code="FailedOperation.PartialFailure", status=502)
+
+
+_SHOWN = 5
 
 
 def run_job(
