@@ -23,10 +23,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from sms_stats.emulator.loopback import LoopbackHandler, LoopbackService
 
 PLATFORMS = ("wecom", "dingtalk", "feishu", "slack")
 WECOM_KEY = "wk-3b0c7e52-51f4-4c1e-9a55-d1c7e0f0a001"
@@ -137,7 +137,10 @@ def feishu_sign(secret: str, timestamp: str) -> str:
     return base64.b64encode(digest).decode()
 
 
-class BotReceiver:
+class BotReceiver(LoopbackService):
+    """All four platforms on one free loopback port; `start`, `stop`, `port` and the context
+    manager come from `LoopbackService`."""
+
     def __init__(
         self,
         *,
@@ -149,6 +152,7 @@ class BotReceiver:
         slack_path: str = SLACK_PATH,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(_Handler, label="receiver", poll_interval_s=0.01)
         self.wecom_key = wecom_key
         self.dingtalk_token = dingtalk_token
         self.dingtalk_secret = dingtalk_secret
@@ -160,71 +164,6 @@ class BotReceiver:
         self._faults: dict[str, BotFault] = {}
         self._messages: list[Message] = []
         self._attempts: list[Attempt] = []
-        self._released = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-
-    # -- lifecycle -------------------------------------------------------------------------
-
-    def start(self) -> BotReceiver:
-        """Bind a free port and serve from a daemon thread; returns once serving."""
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                reply = receiver._handle(self.path, body)
-                self.close_connection = True  # one request per connection: nothing lingers
-                if reply.hang:
-                    return
-                self.send_response(reply.status)
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", f"{reply.content_type}; charset=utf-8")
-                self.send_header("Content-Length", str(len(reply.body)))
-                self.send_header("Connection", "close")
-                self.end_headers()
-                self.wfile.write(reply.body)
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        server.block_on_close = False
-        serving = threading.Event()
-
-        def serve() -> None:
-            serving.set()
-            server.serve_forever(poll_interval=0.01)
-
-        self._server = server
-        threading.Thread(target=serve, name="bot-receiver", daemon=True).start()
-        serving.wait()
-        return self
-
-    def stop(self) -> None:
-        """Wake hanging and slow handlers, then close; never waits on a client."""
-        self._released.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> BotReceiver:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "receiver not started"
-        return int(self._server.server_address[1])
 
     def url(
         self,
@@ -235,7 +174,7 @@ class BotReceiver:
         signed: bool = True,
     ) -> str:
         """The `kind+http://127.0.0.1:PORT/...` sink URL; `key`/`secret` override the right ones."""
-        base = f"{platform}+http://127.0.0.1:{self.port}"
+        base = f"{platform}+{self.endpoint}"
         if platform == "wecom":
             return f"{base}/cgi-bin/webhook/send?key={key or self.wecom_key}"
         if platform == "dingtalk":
@@ -337,10 +276,9 @@ class BotReceiver:
                     del self._faults[platform]
                     return None
                 fault.times -= 1
-        if fault.latency_s:
-            self._released.wait(fault.latency_s)
+        self._pause(fault.latency_s)
         if fault.hang:
-            self._released.wait(HANG_CAP_S)
+            self._pause(HANG_CAP_S)
             return _Reply(0, b"", hang=True)
         if fault.http_status is not None:
             extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
@@ -497,3 +435,23 @@ class BotReceiver:
                 and 0 < len(text["text"]) <= SLACK_MAX_SECTION
             )
         return False
+
+
+class _Handler(LoopbackHandler[BotReceiver]):
+    methods = ("POST",)
+
+    def _serve(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        reply = self.owner._handle(self.path, body)
+        self.close_connection = True  # one request per connection: nothing lingers
+        if reply.hang:
+            return
+        self.send_response(reply.status)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", f"{reply.content_type}; charset=utf-8")
+        self.send_header("Content-Length", str(len(reply.body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(reply.body)

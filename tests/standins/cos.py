@@ -40,19 +40,17 @@ import hashlib
 import hmac
 import re
 import socket
-import socketserver
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from xml.sax.saxutils import escape
+
+from sms_stats.emulator.loopback import LoopbackHandler, LoopbackService, reason
 
 HANG_CAP_S = 60.0
 """A hanging fault gives up after this long, so a forgotten stand-in cannot pin a thread."""
@@ -175,8 +173,11 @@ class _Credential:
     token: str | None
 
 
-class CosStandIn:
-    """COS on a free loopback port; see the module docstring for what it checks and why."""
+class CosStandIn(LoopbackService):
+    """COS on a free loopback port; see the module docstring for what it checks and why.
+
+    `start`, `stop`, `port`, `endpoint` and the context manager come from `LoopbackService`.
+    """
 
     def __init__(
         self,
@@ -186,6 +187,7 @@ class CosStandIn:
         region: str = "ap-guangzhou",
         host: str = "127.0.0.1",
     ) -> None:
+        super().__init__(_Handler, host=host)
         self.region = region
         self.buckets: set[str] = set(buckets)
         self.objects: dict[tuple[str, str], StoredObject] = {}
@@ -193,68 +195,10 @@ class CosStandIn:
         for secret_id, value in (credentials or {}).items():
             key, token = value if isinstance(value, tuple) else (value, None)
             self.add_credential(secret_id, key, token)
-        self._host = host
         self._lock = threading.Lock()
         self._logged = threading.Condition(self._lock)
         self._faults: dict[str | None, _Armed] = {}
         self._log: list[LoggedRequest] = []
-        self._connections: set[socket.socket] = set()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle -------------------------------------------------------------------------
-
-    def start(self) -> CosStandIn:
-        """Bind and serve from a daemon thread; the socket listens before this returns."""
-        if self._server is not None:
-            raise RuntimeError("stand-in already started")
-        self._stopping.clear()
-        self._server = _Server((self._host, 0), self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Promptly: wake hanging handlers, cut open connections, close the socket."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        with self._lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> CosStandIn:
-        return self if self._server is not None else self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("stand-in not started")
-        return int(self._server.server_address[1])
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://{self._host}:{self.port}"
 
     # -- control ---------------------------------------------------------------------------
 
@@ -292,16 +236,6 @@ class CosStandIn:
             return self._logged.wait_for(lambda: len(self._log) >= count, timeout)
 
     # -- request processing (handler threads) ----------------------------------------------
-
-    def _track(self, connection: socket.socket, *, add: bool) -> None:
-        with self._lock:
-            if add:
-                self._connections.add(connection)
-            else:
-                self._connections.discard(connection)
-        if add and self._stopping.is_set():
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
 
     def _handle(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes
@@ -475,13 +409,6 @@ class CosStandIn:
                 return armed.fault
         return None
 
-    def _pause(self, seconds: float) -> None:
-        if seconds > 0:
-            self._stopping.wait(seconds)
-
-    def _hang(self) -> None:
-        self._stopping.wait(HANG_CAP_S)
-
 
 def closed_port(host: str = "127.0.0.1") -> int:
     """A port nothing listens on (bound, then released): connecting to it is refused."""
@@ -521,70 +448,14 @@ def _error_reply(error: CosError, request_id: str, resource: str, *, head: bool)
     return _Reply(error.status, error.code, xml.encode(), {"Content-Type": "application/xml"})
 
 
-def _reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # stop() releases handler threads itself
-
-    def __init__(self, address: tuple[str, int], stand_in: CosStandIn) -> None:
-        self.stand_in = stand_in
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind looks up the host's FQDN, which can stall on slow reverse DNS.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(LoopbackHandler[CosStandIn]):
+    methods = ("PUT", "GET", "HEAD", "DELETE", "POST")
     server_version = "tencent-cos"
     timeout = IDLE_TIMEOUT_S
 
-    def _stand_in(self) -> CosStandIn:
-        return cast(_Server, self.server).stand_in
-
-    def setup(self) -> None:
-        super().setup()
-        self._stand_in()._track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self._stand_in()._track(self.connection, add=False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silenced: the stand-in keeps its own request log."""
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_HEAD(self) -> None:
-        self._serve("HEAD")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
     def _serve(self, method: str) -> None:
-        stand_in = self._stand_in()
-        headers: dict[str, str] = {}
-        for name, value in self.headers.items():
-            headers.setdefault(name.lower(), value)
+        stand_in = self.owner
+        headers = self.lowered_headers()
         try:
             body = self._read_body()
         except CosError as error:
@@ -594,7 +465,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         reply, _ = stand_in._handle(method, self.path, headers, body)
         if reply.hang:
-            stand_in._hang()
+            stand_in._pause(HANG_CAP_S)
             self.close_connection = True
             return
         if reply.drop:
@@ -619,7 +490,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _write(self, reply: _Reply, *, head: bool) -> None:
         """Status line, headers and body in one send, as a real front end answers."""
         lines = [
-            f"{self.protocol_version} {reply.status} {_reason(reply.status)}",
+            f"{self.protocol_version} {reply.status} {reason(reply.status)}",
             f"Date: {formatdate(usegmt=True)}",
             f"Server: {self.server_version}",
         ]

@@ -11,11 +11,11 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from sms_stats.emulator.loopback import LoopbackHandler, LoopbackService
 
 
 @dataclass
@@ -41,63 +41,20 @@ class Received:
 
 
 @dataclass
-class WebhookReceiver:
+class WebhookReceiver(LoopbackService):
+    """`start`, `stop` and the context manager come from `LoopbackService`."""
+
     secret: str | None = None
     received: list[Received] = field(default_factory=list)
     fault: Fault | None = None
-    _server: ThreadingHTTPServer | None = None
-    _released: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def start(self) -> WebhookReceiver:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length)
-                status, headers = receiver._answer(self.path, dict(self.headers.items()), body)
-                if status == 0:
-                    return
-                payload = b"{}" if status < 300 else b'{"error":"injected"}'
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        self._released.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def __enter__(self) -> WebhookReceiver:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+    def __post_init__(self) -> None:
+        super().__init__(_Handler, label="receiver")
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/hooks/sms-stats"
+        return f"{self.endpoint}/hooks/sms-stats"
 
     @property
     def accepted(self) -> list[Received]:
@@ -117,7 +74,7 @@ class WebhookReceiver:
             if fault.latency_s:
                 time.sleep(fault.latency_s)
             if fault.hang:
-                self._released.wait(30)
+                self._pause(30)
                 return 0, {}
         verified: bool | None = None
         status = 200 if fault is None else fault.status
@@ -131,3 +88,22 @@ class WebhookReceiver:
             self.received.append(Received(path, lowered, body, verified, status))
         extra = {"Retry-After": fault.retry_after} if fault and fault.retry_after else {}
         return status, extra
+
+
+class _Handler(LoopbackHandler[WebhookReceiver]):
+    methods = ("POST",)
+
+    def _serve(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length)
+        status, headers = self.owner._answer(self.path, dict(self.headers.items()), body)
+        if status == 0:
+            return
+        payload = b"{}" if status < 300 else b'{"error":"injected"}'
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)

@@ -10,12 +10,9 @@ Standard library only, so starting it costs a socket and a thread.
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import json
 import re
-import socket
-import socketserver
 import threading
 import time
 import uuid
@@ -25,13 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import formatdate
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, TextIO, cast
+from typing import Any, TextIO
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from . import counts as _counts
 from . import tc3
+from .loopback import LoopbackHandler, LoopbackService, reason
 
 SERVICE = "sms"
 ACTION = "SendStatusStatistics"
@@ -166,8 +162,11 @@ class _SlidingWindow:
             return True, now
 
 
-class Emulator:
-    """Serves SendStatusStatistics on a local port; see the module docstring for why."""
+class Emulator(LoopbackService):
+    """Serves SendStatusStatistics on a local port; see the module docstring for why.
+
+    `start`, `stop`, `port`, `endpoint` and the context manager come from `LoopbackService`.
+    """
 
     def __init__(
         self,
@@ -179,9 +178,8 @@ class Emulator:
         max_skew_s: int = 300,
         log_stream: TextIO | None = None,
     ) -> None:
+        super().__init__(_Handler, host=host, port=port, label="emulator")
         self._credentials = dict(DEFAULT_CREDENTIALS if credentials is None else credentials)
-        self._host = host
-        self._requested_port = port
         self._limiter = None if rate_limit is None else _SlidingWindow(rate_limit)
         self._latency_s = latency_s
         self._max_skew_s = max_skew_s
@@ -191,70 +189,6 @@ class Emulator:
         self._faults: dict[str | None, _Armed] = {}
         self._log: deque[dict[str, Any]] = deque(maxlen=100_000)
         self._rejected = 0
-        self._connections: set[socket.socket] = set()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle -------------------------------------------------------------------------
-
-    def start(self) -> Emulator:
-        """Bind, then serve from a daemon thread; returns once the socket is listening."""
-        if self._server is not None:
-            raise RuntimeError("emulator already started")
-        self._stopping.clear()
-        server = _Server((self._host, self._requested_port), self)
-        serving = threading.Event()
-
-        def _serve() -> None:
-            serving.set()
-            server.serve_forever(poll_interval=0.05)
-
-        self._server = server
-        self._thread = threading.Thread(target=_serve, name="sms-emulator", daemon=True)
-        self._thread.start()
-        serving.wait()
-        return self
-
-    def stop(self) -> None:
-        """Stop promptly: wake hanging handlers, drop idle keep-alive connections, close."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        with self._lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):  # already closed by its handler
-                connection.shutdown(socket.SHUT_RDWR)
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> Emulator:
-        return self if self._server is not None else self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("emulator not started")
-        return int(self._server.server_address[1])
-
-    @property
-    def endpoint(self) -> str:
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self.port}"
 
     # -- control ---------------------------------------------------------------------------
 
@@ -292,24 +226,6 @@ class Emulator:
         return _counts.range_counts(app_id, begin, end)
 
     # -- request processing (called from handler threads) ----------------------------------
-
-    def _track(self, connection: socket.socket, *, add: bool) -> None:
-        with self._lock:
-            if not add:
-                self._connections.discard(connection)
-                return
-            self._connections.add(connection)
-        if self._stopping.is_set():  # accepted while stop() was running: release it now
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-    def _pause(self, seconds: float) -> None:
-        """Sleep that stop() can cut short, so injected latency never delays shutdown."""
-        if seconds > 0:
-            self._stopping.wait(seconds)
-
-    def _hang(self) -> None:
-        self._stopping.wait(HANG_CAP_S)
 
     def _respond(
         self,
@@ -513,8 +429,7 @@ class Emulator:
         if fault.hang:
             return _Reply(0, "", b"", "Fault.Hang", hang=True)
         if fault.http_status is not None:
-            reason = _reason(fault.http_status)
-            text = f"{fault.http_status} {reason}\n".encode()
+            text = f"{fault.http_status} {reason(fault.http_status)}\n".encode()
             return _Reply(fault.http_status, "text/plain", text, f"HTTP{fault.http_status}")
         if fault.html:
             page = (
@@ -544,13 +459,6 @@ class Emulator:
                 self._log_stream.flush()
             except (OSError, ValueError):
                 pass  # a closed log stream must not take the server down
-
-
-def _reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
 
 
 def _parse_parameters(
@@ -638,73 +546,18 @@ def _is_hour(value: object) -> bool:
     return True
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # server_close() must not join handler threads: a connection accepted just before
-    # shutdown could idle for IDLE_TIMEOUT_S. stop() releases handlers itself instead.
-    block_on_close = False
-
-    def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
-        self.emulator = emulator
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the FQDN of the host, which can stall for seconds
-        # on a machine with slow reverse DNS; the name is never used here.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(LoopbackHandler[Emulator]):
+    methods = ("POST", "GET", "PUT", "DELETE", "PATCH")
     server_version = "sms-stats-emulator"
     timeout = IDLE_TIMEOUT_S
 
-    def _emulator(self) -> Emulator:
-        return cast(_Server, self.server).emulator
-
-    def setup(self) -> None:
-        super().setup()
-        self._emulator()._track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self._emulator()._track(self.connection, add=False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silenced: every request is logged as one JSON line by the emulator instead."""
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
-
-    def do_PATCH(self) -> None:
-        self._serve("PATCH")
-
     def _serve(self, method: str) -> None:
-        emulator = self._emulator()
+        emulator = self.owner
         started = time.monotonic()
-        headers: dict[str, str] = {}
-        for name, value in self.headers.items():
-            headers.setdefault(name.lower(), value)
-        reply, entry = emulator._respond(method, self.path, headers, self._read_body)
+        reply, entry = emulator._respond(method, self.path, self.lowered_headers(), self._read_body)
         if reply.hang:
             emulator._record(entry, reply, started)
-            emulator._hang()
+            emulator._pause(HANG_CAP_S)
             self.close_connection = True
             return
         emulator._pause(emulator._latency_s)
@@ -734,7 +587,7 @@ class _Handler(BaseHTTPRequestHandler):
         arrives in fragments; one buffer, one sendall, mirrors a real front end.
         """
         lines = [
-            f"{self.protocol_version} {reply.status} {_reason(reply.status)}",
+            f"{self.protocol_version} {reply.status} {reason(reply.status)}",
             f"Content-Type: {reply.content_type}",
             f"Content-Length: {len(reply.body)}",
             f"Date: {formatdate(usegmt=True)}",

@@ -13,8 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote_plus, urlunsplit
 
@@ -22,21 +21,20 @@ from ..settings import Settings
 from .base import label
 from .summary import (
     MARKDOWN,
-    ChatSink,
     Part,
     Row,
+    SignedChatSink,
     Summary,
     clean,
     code_check,
     encode,
+    head_lines,
     heading,
     one_param,
     pack,
     query_pairs,
     row_line,
     split_url,
-    total_line,
-    window_line,
     without_params,
 )
 from .transport import Transport, Verdict
@@ -91,10 +89,7 @@ def signed_url(url: str, secret: str | None, timestamp_ms: int) -> str:
 
 
 def payload(summary: Summary, rows: Sequence[Row], part: Part) -> dict[str, Any]:
-    head = [f"#### {heading(part)}", window_line(summary, MARKDOWN)]
-    total = total_line(summary, MARKDOWN)
-    if total:
-        head.append(total)
+    head = [f"#### {heading(part)}", *head_lines(summary, MARKDOWN)]
     # Blank lines between paragraphs: DingTalk's renderer ignores a single newline in places.
     text = "\n\n".join(head) + "\n\n" + "\n".join(f"- {row_line(r, MARKDOWN)}" for r in rows)
     title = f"{heading(part)}: {clean(summary.window)}"  # shown in notifications, plain text
@@ -114,21 +109,7 @@ def check(status: int, body: bytes) -> Verdict:
     return code_check(body, ("errcode",), ("errmsg",), RETRYABLE, HINTS)
 
 
-class DingTalkSink(ChatSink):
-    def __init__(
-        self,
-        url: str,
-        name: str,
-        transport: Transport,
-        token: str,
-        secret: str | None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(name, transport, (token, secret or ""))
-        self.url = url  # without the secret
-        self.secret = secret
-        self.clock = clock
-
+class DingTalkSink(SignedChatSink):
     def messages(self, summary: Summary) -> list[dict[str, Any]]:
         return messages(summary)
 

@@ -17,8 +17,7 @@ import base64
 import hashlib
 import hmac
 import re
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlunsplit
 
@@ -26,20 +25,19 @@ from ..settings import Settings
 from .base import label
 from .summary import (
     LARK,
-    ChatSink,
     Part,
     Row,
+    SignedChatSink,
     Summary,
     code_check,
     encode,
+    head_lines,
     heading,
     one_param,
     pack,
     query_pairs,
     row_line,
     split_url,
-    total_line,
-    window_line,
     without_params,
 )
 from .transport import Transport, Verdict
@@ -82,10 +80,7 @@ def sign(secret: str, timestamp: int) -> str:
 
 
 def card(summary: Summary, rows: Sequence[Row], part: Part) -> dict[str, Any]:
-    head = [window_line(summary, LARK)]
-    total = total_line(summary, LARK)
-    if total:
-        head.append(total)
+    head = head_lines(summary, LARK)
     return {
         "config": {"wide_screen_mode": True},
         "header": {
@@ -112,21 +107,7 @@ def check(status: int, answer: bytes) -> Verdict:
     return code_check(answer, ("code", "StatusCode"), ("msg", "StatusMessage"), RETRYABLE, HINTS)
 
 
-class FeishuSink(ChatSink):
-    def __init__(
-        self,
-        url: str,
-        name: str,
-        transport: Transport,
-        token: str,
-        secret: str | None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(name, transport, (token, secret or ""))
-        self.url = url  # without the secret
-        self.secret = secret
-        self.clock = clock
-
+class FeishuSink(SignedChatSink):
     def fits(self, summary: Summary, rows: Sequence[Row], part: Part) -> bool:
         stamp = None if self.secret is None else _TIMESTAMP_PLACEHOLDER
         shaped = body(card(summary, rows, part), stamp, _SIGN_PLACEHOLDER)

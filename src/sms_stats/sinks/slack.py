@@ -25,13 +25,12 @@ from .summary import (
     chunk_lines,
     encode,
     figures,
+    head_lines,
     heading,
     pack,
     row_line,
     snippet,
     split_url,
-    total_line,
-    window_line,
 )
 from .transport import OK, Transport, Verdict
 
@@ -60,10 +59,7 @@ def section(text: str) -> dict[str, Any]:
 
 
 def payload(summary: Summary, rows: Sequence[Row], part: Part) -> dict[str, Any]:
-    head = [window_line(summary, SLACK)]
-    total = total_line(summary, SLACK)
-    if total:
-        head.append(total)
+    head = head_lines(summary, SLACK)
     lines = [row_line(row, SLACK) for row in rows]
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": heading(part), "emoji": False}},

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import time as _time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -251,6 +252,15 @@ def total_line(summary: Summary, markup: Markup) -> str | None:
     return f"{markup.bold(f'All {len(summary.rows)} apps:')} {figures(summary.total)}"
 
 
+def head_lines(summary: Summary, markup: Markup) -> list[str]:
+    """The window line, then the total line when there is one."""
+    head = [window_line(summary, markup)]
+    total = total_line(summary, markup)
+    if total:
+        head.append(total)
+    return head
+
+
 def heading(part: Part) -> str:
     return TITLE + part.suffix
 
@@ -404,6 +414,29 @@ class ChatSink:
             if not text.startswith(self.name):
                 text = f"{self.name}: {text}"
             raise SinkError(text) from None
+
+
+class SignedChatSink(ChatSink):
+    """A bot whose URL may carry a signing secret (DingTalk, Feishu).
+
+    `secret` is this project's URL convention, not the platform's: `url` comes without it, so
+    it is never sent. A subclass signs each attempt afresh with the `clock`'s time, because
+    both platforms refuse a timestamp more than an hour off and a retry may come later.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        transport: Transport,
+        token: str,
+        secret: str | None,
+        clock: Callable[[], float] = _time.time,
+    ) -> None:
+        super().__init__(name, transport, (token, secret or ""))
+        self.url = url  # without the secret
+        self.secret = secret
+        self.clock = clock
 
 
 # -- URL checks ----------------------------------------------------------------------------

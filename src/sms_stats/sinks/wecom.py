@@ -21,14 +21,13 @@ from .summary import (
     Summary,
     code_check,
     encode,
+    head_lines,
     heading,
     one_param,
     pack,
     query_pairs,
     row_line,
     split_url,
-    total_line,
-    window_line,
 )
 from .transport import Transport, Verdict
 
@@ -55,10 +54,7 @@ def build(url: str, settings: Settings, transport: Transport) -> WeComSink:
 
 
 def content(summary: Summary, rows: Sequence[Row], part: Part) -> str:
-    head = [f"**{heading(part)}**", window_line(summary, MARKDOWN)]
-    total = total_line(summary, MARKDOWN)
-    if total:
-        head.append(total)
+    head = [f"**{heading(part)}**", *head_lines(summary, MARKDOWN)]
     return "\n".join(head) + "\n\n" + "\n".join(row_line(row, MARKDOWN) for row in rows)
 
 
