@@ -33,7 +33,7 @@ lint: venv
 fuzz: venv
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/test_fuzz.py tests/test_events.py tests/test_windows.py
 
-bench: venv
+bench: venv package
 	$(PY) benchmarks/run.py
 
 # dist/package (serverless.yml's src) and dist/sms-stats.zip, for SCF's Python 3.10 runtime.
