@@ -120,7 +120,17 @@ class TestZip:
         assert "sms_stats/handler.py" in names
         assert "sms_stats/settings.py" in names
         assert not [n for n in names if n.startswith(("tests/", "sms_stats/emulator", "bin/"))]
-        assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
+        assert not [n for n in names if n.endswith(".pyo")]
+        # Bytecode only where SCF's Python looks for it, for each module, and no other version's.
+        pycs = [n for n in names if n.endswith(".pyc")]
+        if LOCAL_PYTHON == "3.10":
+            assert "sms_stats/__pycache__/handler.cpython-310.pyc" in pycs
+        tag = f"cpython-{LOCAL_PYTHON.replace('.', '')}"
+        assert all("__pycache__/" in n and n.endswith(f".{tag}.pyc") for n in pycs)
+        sources = set(names)
+        for pyc in pycs:
+            module = pyc.replace("__pycache__/", "").replace(f".{tag}.pyc", ".py")
+            assert module in sources, pyc
         assert not [n for n in names if n.startswith(("scripts/", "src/", ".venv/", "benchmarks/"))]
         assert not [n for n in names if n.split("/")[0] in ("pytest", "mypy", "hypothesis", "ruff")]
 
