@@ -96,6 +96,14 @@ class TestTimer:
         with pytest.raises(InputError, match=r"Message\.window"):
             main_handler(event, context)
 
+    @pytest.mark.parametrize("message", ['{"window": "hour"', "[1, 2]", '{"lookback": "3"}'])
+    def test_given_broken_json_message_when_handled_then_error_not_the_default_job(
+        self, scf_env: dict[str, str], store: Path, context: dict[str, Any], message: str
+    ) -> None:
+        with pytest.raises(InputError, match="Message"):
+            main_handler({**load_event("timer.json"), "Message": message}, context)
+        assert stored(store) == {}
+
     def test_given_timer_without_app_ids_when_handled_then_config_error_says_what_to_set(
         self, scf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, context: dict[str, Any]
     ) -> None:

@@ -168,7 +168,8 @@ def resolve_job(parsed: Any, settings: Settings) -> Job:
     if isinstance(parsed, TimerEvent):
         message = parsed.Message.strip()
         request: StatsRequest | JobRequest = JobRequest()
-        if message.startswith("{"):
+        # JSON structure means a job was meant: a broken one fails loudly, never falls back.
+        if message.startswith(("{", "[")):
             request = parse_direct(parse_json_object(message, "Message"), "Message")
         now = parsed.Time
     elif isinstance(parsed, (StatsRequest, JobRequest)):
