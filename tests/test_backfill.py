@@ -133,6 +133,17 @@ def test_given_bad_range_when_planned_then_clear_error_before_any_call(
     assert len(emulator.requests) == before
 
 
+@pytest.mark.parametrize(
+    ("begin", "end"), [("2021050106", "2021050223"), ("2021050100", "2021050205")]
+)
+def test_given_day_backfill_of_partial_days_when_planned_then_error(
+    scf_env: dict[str, str], begin: str, end: str
+) -> None:
+    settings = load_settings()
+    with pytest.raises(InputError, match="whole days"):
+        backfill.plan([APP_A], begin, end, "day", settings, [], NOW)
+
+
 def test_given_range_over_configured_maximum_when_planned_then_error(
     scf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -367,13 +367,50 @@ class TestHttp:
         assert answer["statusCode"] == 200
         assert len(emulator.requests) == before
 
-    def test_given_missing_credentials_when_get_then_500_says_what_to_set(
-        self, scf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, context: dict[str, Any]
+    def test_given_missing_credentials_when_get_then_500_and_the_log_says_what_to_set(
+        self,
+        scf_env: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+        context: dict[str, Any],
     ) -> None:
         monkeypatch.delenv("TENCENTCLOUD_SECRETKEY")
         answer = main_handler(load_event("function_url_get.json"), context)
         assert answer["statusCode"] == 500
-        assert "TENCENTCLOUD_SECRETKEY" in body(answer)["error"]["message"]
+        error = body(answer)["error"]
+        assert error["code"] == "InternalError.Configuration"
+        assert "TENCENTCLOUD_SECRETKEY" not in error["message"]  # details are not public
+        assert context["request_id"] in error["message"]
+        logs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        refused = [line for line in logs if line["event"] == "http.refused"]
+        assert "TENCENTCLOUD_SECRETKEY" in refused[0]["message"]
+
+    def test_given_bad_sink_setting_with_a_key_when_healthz_then_key_neither_answered_nor_logged(
+        self,
+        scf_env: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+        tmp_path: Path,
+        context: dict[str, Any],
+    ) -> None:
+        config = tmp_path / "sms_stats.toml"
+        config.write_text(
+            'SMS_STATS_SINKS = ["https://oapi.dingtalk.com/robot/send?access_token=TOKEN123", 42]\n'
+            'SMS_STATS_ENDPOINT = "https://user:PASS456@proxy.example.com:8443/x"\n',
+            encoding="utf-8",
+        )
+        monkeypatch.delenv("SMS_STATS_SINKS")
+        monkeypatch.delenv("SMS_STATS_ENDPOINT")
+        monkeypatch.setenv("SMS_STATS_CONFIG", str(config))
+        event = {**load_event("function_url_get.json"), "path": "/healthz", "headers": {}}
+        answer = main_handler(event, context)
+        assert answer["statusCode"] == 500
+        out = capsys.readouterr().out
+        assert "SMS_STATS_SINKS" in out
+        assert "SMS_STATS_ENDPOINT" in out
+        for secret in ("TOKEN123", "PASS456"):
+            assert secret not in answer["body"]
+            assert secret not in out
 
     def test_given_session_token_when_called_then_it_reaches_the_api(
         self, scf_env: dict[str, str], emulator: Emulator, context: dict[str, Any]

@@ -19,7 +19,7 @@ from pytest_mock import MockerFixture
 from sms_stats.errors import ConfigError, DeliveryError
 from sms_stats.records import Counts, Record
 from sms_stats.settings import load_settings
-from sms_stats.sinks import SinkError, build_sinks, sink_kind
+from sms_stats.sinks import SinkError, build_sinks, deliver_all, sink_kind
 from sms_stats.sinks.transport import Transport, parse_retry_after
 from sms_stats.sinks.webhook import WebhookSink, message_id
 from sms_stats.windows import Window, zone
@@ -176,6 +176,34 @@ class TestRetries:
         sleep.assert_not_called()
 
 
+class TestDeadline:
+    def test_given_no_time_left_when_delivered_then_no_request_is_started(
+        self, receiver: WebhookReceiver, sleep: Any
+    ) -> None:
+        with pytest.raises(SinkError, match="no time left"):
+            sink(receiver, sleep, timeout=2.0).deliver([record()], deadline=time.monotonic() + 1)
+        assert receiver.received == []
+
+
+class TestDeliverAll:
+    def test_given_a_sink_that_raises_anything_when_delivered_then_others_still_deliver(
+        self, tmp_path: Path
+    ) -> None:
+        class Broken:
+            name = "broken:x"
+
+            def batches(self, records: Any) -> list[Any]:
+                return [records]
+
+            def deliver(self, batch: Any, deadline: float | None = None) -> None:
+                raise TypeError("surprise with https://secret.example/key=abc")
+
+        (store,) = build_sinks(load_settings({"SMS_STATS_SINKS": f"file://{tmp_path}"}))
+        outcomes = deliver_all([record()], [Broken(), store])  # type: ignore[list-item]
+        assert [(d.sink, d.ok) for d in outcomes] == [(store.name, True), ("broken:x", False)]
+        assert outcomes[1].error == "broken:x: unexpected TypeError"
+
+
 class TestRetryAfter:
     def test_given_seconds_then_float(self) -> None:
         assert parse_retry_after("12") == 12.0
@@ -185,7 +213,7 @@ class TestRetryAfter:
         now = datetime(2030, 1, 1, tzinfo=timezone.utc).timestamp()
         assert parse_retry_after(format_datetime(when, usegmt=True), now=now) == 10.0
 
-    @pytest.mark.parametrize("value", [None, "", "soon", "-5"])
+    @pytest.mark.parametrize("value", [None, "", "soon", "-5", "\u00b9", "\u0663"])
     def test_given_garbage_then_none(self, value: str | None) -> None:
         assert parse_retry_after(value) is None
 

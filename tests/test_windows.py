@@ -74,6 +74,23 @@ class TestDaylightSaving:
     def test_given_fall_back_day_when_split_then_25_hours(self) -> None:
         (day,) = last_full(utc(2021, 11, 8, 12), NEW_YORK, "day")
         assert day.hours == 25
+        hours = day.split("hour")
+        assert len(hours) == 25
+        assert [h.begin_time for h in hours].count("2021110701") == 2
+
+    def test_given_timer_after_second_1am_when_resolved_then_that_hour(self) -> None:
+        (window,) = last_full(utc(2024, 11, 3, 7, 5), NEW_YORK)
+        assert window.begin_time == "2024110301"
+        assert window.start.utcoffset() == timedelta(hours=-5)
+        (first,) = last_full(utc(2024, 11, 3, 6, 5), NEW_YORK)
+        assert first.begin_time == "2024110301"
+        assert first.start.utcoffset() == timedelta(hours=-4)
+        assert first.hours == window.hours == 1
+
+    def test_given_ambiguous_hour_from_api_when_built_then_one_real_hour(self) -> None:
+        window = Window.from_api("2024110301", "2024110301", NEW_YORK)
+        assert window.hours == 1
+        assert window.end_time == "2024110301"
 
 
 class TestParseHour:
@@ -85,7 +102,8 @@ class TestParseHour:
             ("202105011", "10 digits"),
             ("2021-05-01", "10 digits"),
             ("２０２１０５０１１３", "10 digits"),
-            ("1999123123", "2000 or later"),
+            ("1999123123", "2000 to 2100"),
+            ("9999123123", "2000 to 2100"),
         ],
     )
     def test_given_bad_hour_when_parsed_then_rule_is_named(self, text: str, rule: str) -> None:

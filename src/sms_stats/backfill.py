@@ -85,6 +85,14 @@ def plan(
     force: bool = False,
 ) -> Plan:
     apps = check_app_ids(app_ids, "--app-id", settings, limit=1000)
+    if by == "day" and not (begin.endswith("00") and end.endswith("23")):
+        # A day record is always D00-D23: a clipped day would be a window that neither the
+        # timer's day job nor `gaps` knows, and the store would keep it forever.
+        raise InputError(
+            f"--by day needs whole days: --from at hour 00 and --to at hour 23 "
+            f"(got {begin}..{end})",
+            code=BEGIN_CODE if not begin.endswith("00") else END_CODE,
+        )
     windows = tuple(requested_range(begin, end, settings, now).split(by))
     store = find_store(sinks)
     skip: frozenset[tuple[str, Window]] = frozenset()

@@ -173,7 +173,8 @@ class StatsClient:
             attempt += 1
             if deadline is not None and self._clock() + self.settings.timeout > deadline:
                 raise _out_of_time(app_id, window, attempt - 1)
-            if not self._limiter.acquire(deadline):
+            latest = None if deadline is None else deadline - self.settings.timeout
+            if not self._limiter.acquire(latest):
                 raise _out_of_time(app_id, window, attempt - 1)
             started = self._clock()
             try:

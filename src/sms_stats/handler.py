@@ -16,7 +16,7 @@ from typing import Any
 
 from . import http
 from .context import Invocation, RuntimeContext
-from .errors import InputError, SmsStatsError
+from .errors import ConfigError, InputError, SmsStatsError
 from .events import (
     HttpEvent,
     JobRequest,
@@ -133,6 +133,13 @@ def handle_http(event: Any, invocation: Invocation) -> dict[str, Any]:
         http.authorize(request, settings)
         job = http.job_from_request(request, settings, utcnow())
         result = _run(job, settings, invocation)
+    except ConfigError as exc:
+        # The details are for the operator's logs, not for whoever reached the Function URL.
+        logger.error("http.refused", status=exc.status, code=exc.code, message=exc.message)
+        public = ConfigError(
+            f"the function is misconfigured; its logs say how (request id {request_id})"
+        )
+        return http.error_response(public, request_id)
     except SmsStatsError as exc:
         logger.warning("http.refused", status=exc.status, code=exc.code, message=exc.message)
         return http.error_response(exc, request_id)

@@ -231,12 +231,37 @@ def _read_config_file(env: Mapping[str, str]) -> dict[str, Any]:
     return data
 
 
+# Values that may carry secrets in parts of them: sink URLs (bot keys, tokens) and an endpoint
+# with user:password. Shown cut after the host, whatever their type.
+_URL_FIELDS = {"sinks", "endpoint"}
+
+
+def _shown(field: str, value: Any) -> str:
+    if field in _SECRET_FIELDS:
+        return "<redacted>"
+    if field in _URL_FIELDS:
+        items = _split_list(value) if field == "sinks" else (value,)
+        if isinstance(items, tuple):
+            return repr([_cut(item) for item in items])
+        return f"<a {type(value).__name__}>"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _cut(item: Any) -> str:
+    if not isinstance(item, str):
+        return f"<a {type(item).__name__}>"
+    parts = urlsplit(item)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}/..." if parts.scheme and host else f"{parts.scheme or '?'}:..."
+
+
 def _describe(exc: ValidationError, raw: Mapping[str, Any]) -> str:
     problems = []
     for error in exc.errors(include_url=False):
         field = str(error["loc"][0]) if error["loc"] else "?"
         env = FIELD_ENV.get(field, field)
-        value = "<redacted>" if field in _SECRET_FIELDS else repr(raw.get(field))
+        value = _shown(field, raw.get(field))
         rule = error["msg"].removeprefix("Value error, ")
         if len(error["loc"]) > 1 and field in _LIST_FIELDS:
             rule = f"item {error['loc'][1]}: {rule}"

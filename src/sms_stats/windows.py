@@ -42,8 +42,8 @@ def parse_hour(text: str, tz: tzinfo) -> datetime:
     hour = int(text[8:])
     if hour > 23:
         raise ValueError(f"hour must be 00-23; got {text!r}")
-    if day.year < 2000:
-        raise ValueError(f"year must be 2000 or later; got {text!r}")
+    if not 2000 <= day.year <= 2100:
+        raise ValueError(f"year must be 2000 to 2100; got {text!r}")
     return datetime(day.year, day.month, day.day, hour, tzinfo=tz)
 
 
@@ -61,7 +61,7 @@ class Window:
     def __post_init__(self) -> None:
         if self.start.tzinfo is None or self.end.tzinfo is None:
             raise ValueError("window bounds must be timezone-aware")
-        if self.end <= self.start:
+        if _utc(self.end) <= _utc(self.start):
             raise ValueError("window end must be after its start")
 
     @classmethod
@@ -97,7 +97,7 @@ class Window:
 
     def iter_hours(self) -> Iterator[Window]:
         moment = self.start
-        while moment < self.end:
+        while _utc(moment) < _utc(self.end):
             after = _shift(moment, 1)
             yield Window(moment, after)
             moment = after
@@ -108,11 +108,11 @@ class Window:
             return list(self.iter_hours())
         days: list[Window] = []
         moment = self.start
-        while moment < self.end:
+        while _utc(moment) < _utc(self.end):
             next_day = datetime.combine(
                 moment.date() + timedelta(days=1), datetime.min.time(), self.tz
             )
-            cut = min(next_day, self.end)
+            cut = next_day if _utc(next_day) < _utc(self.end) else self.end
             days.append(Window(moment, cut))
             moment = cut
         return days
@@ -123,6 +123,12 @@ class Window:
 
     def __str__(self) -> str:
         return f"{self.begin_time}-{self.end_time}"
+
+
+def _utc(moment: datetime) -> datetime:
+    """For ordering: Python compares two times of one tzinfo by wall clock, ignoring `fold`, so
+    the two 01:00 hours of a fall-back night would look equal."""
+    return moment.astimezone(timezone.utc)
 
 
 def _shift(moment: datetime, hours: int) -> datetime:

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from ..errors import ConfigError
 from ..records import Record
 from ..settings import Settings
-from .base import Sink, SinkError
+from .base import Sink, SinkError, Store
 from .transport import Transport
 
 __all__ = ["Delivery", "Sink", "SinkError", "build_sinks", "deliver_all", "sink_kind"]
@@ -119,7 +119,8 @@ def deliver_all(
     records: Sequence[Record], sinks: Sequence[Sink], deadline: float | None = None
 ) -> list[Delivery]:
     outcomes: list[Delivery] = []
-    for sink in sinks:
+    # Stores first: a webhook that hangs until the deadline must not cost the store its records.
+    for sink in sorted(sinks, key=lambda s: not isinstance(s, Store)):
         for batch in sink.batches(records):
             error: str | None = None
             started = time.monotonic()
@@ -127,6 +128,8 @@ def deliver_all(
                 sink.deliver(batch, deadline)
             except SinkError as exc:
                 error = str(exc)
+            except Exception as exc:  # a sink's bug or a library's surprise: others go on
+                error = f"{sink.name}: unexpected {type(exc).__name__}"
             took = round((time.monotonic() - started) * 1000, 1)
             outcomes.extend(
                 Delivery(r.sms_sdk_app_id, str(r.window), sink.name, error is None, error, took)

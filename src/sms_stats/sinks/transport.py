@@ -80,6 +80,8 @@ class Transport:
         attempt = 0
         while True:
             attempt += 1
+            if deadline is not None and self.clock() + self.timeout > deadline:
+                raise SinkError(f"{name}: no time left in this invocation to deliver")
             if prepare is not None:
                 url, body, headers = prepare()
             retry_after: float | None = None
@@ -124,7 +126,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit alone takes '¹' and friends
         return float(value)
     from email.utils import parsedate_to_datetime  # noqa: PLC0415 - rare; kept off cold start
 
