@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from sms_stats import client, handler
+from sms_stats import client, handler, pipeline
 from sms_stats.emulator import Emulator
 
 EVENTS = Path(__file__).parent / "events"
@@ -51,6 +51,7 @@ def _clean_state(monkeypatch: pytest.MonkeyPatch) -> None:
     handler._sinks_cache.clear()
     client._sdk_clients.clear()
     client._limiters.clear()
+    pipeline._clients.clear()
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ def utcnow() -> datetime:
 
 def current_settings() -> Settings:
     """Settings for this container's environment, validated once per distinct environment."""
-    key = tuple(os.environ.get(name) for name in _ENV_KEYS)
+    key = tuple(map(os.environ.get, _ENV_KEYS))
     with _cache_lock:
         settings = _settings_cache.get(key)
     if settings is None:

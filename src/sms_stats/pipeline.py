@@ -125,7 +125,7 @@ def run_job(
 ) -> RunResult:
     """`on_fetched(app_id, window, ok)` is called as each fetch ends (a progress bar's hook)."""
     now = clock or (lambda: datetime.now(timezone.utc))
-    client = client or StatsClient(settings, on_attempt=_log_attempt)
+    client = client or _client_for(settings)
     result = RunResult()
     waiting = dict.fromkeys(job.windows, 0)  # fetches still out, per window
     for _, window in job.tasks():
@@ -198,6 +198,18 @@ class _Inline(Executor):
 
 def _pool(workers: int, name: str) -> Executor:
     return ThreadPoolExecutor(workers, thread_name_prefix=name) if workers > 1 else _Inline()
+
+
+_clients: dict[Settings, StatsClient] = {}
+
+
+def _client_for(settings: Settings) -> StatsClient:
+    """One StatsClient per container and settings: warm invocations skip rebuilding it."""
+    client = _clients.get(settings)
+    if client is None:
+        _clients.clear()
+        client = _clients[settings] = StatsClient(settings, on_attempt=_log_attempt)
+    return client
 
 
 def _submit(pool: Executor, fn: Callable[..., Any], *args: Any) -> Future[Any]:
