@@ -75,7 +75,7 @@ def window_between(
             f"is {names[0]} = {names[1]}); got {names[0]}={begin!r}, {names[1]}={end!r}",
             code=END_CODE,
         )
-    window = Window.from_api(begin, end, tz)
+    window = Window.through(start, last)
     if window.hours > settings.max_span_hours:
         raise InputError(
             f"{names[1]}: the span {begin}..{end} is {window.hours} hours; at most "

@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from typing import Any, TextIO
 
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
+# One encoder for every line: json.dumps with options builds a new encoder per call.
+_encode = json.JSONEncoder(ensure_ascii=False, default=str, separators=(",", ":")).encode
 _correlation: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "sms_stats_correlation", default=None
 )
@@ -55,9 +57,13 @@ class Logger:
             "level": level,
             "event": event,
         }
-        line.update(_correlation.get() or {})
-        line.update({k: v for k, v in fields.items() if v is not None})
-        text = json.dumps(line, ensure_ascii=False, default=str, separators=(",", ":"))
+        correlated = _correlation.get()
+        if correlated:
+            line.update(correlated)
+        for name, value in fields.items():
+            if value is not None:
+                line[name] = value
+        text = _encode(line)
         stream = self._stream or sys.stdout
         with self._lock:
             stream.write(text + "\n")

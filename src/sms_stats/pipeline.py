@@ -146,7 +146,9 @@ def run_job(
         }
         deliveries: list[Future[list[Delivery]]] = []
         try:
-            for future in as_completed(futures):
+            # Inline futures are all done already; as_completed would only add waiter locks.
+            finished = futures if isinstance(fetchers, _Inline) else as_completed(futures)
+            for future in finished:
                 app_id, window = futures[future]
                 try:
                     counts = future.result()
@@ -214,6 +216,8 @@ def _client_for(settings: Settings) -> StatsClient:
 
 def _submit(pool: Executor, fn: Callable[..., Any], *args: Any) -> Future[Any]:
     """Run in the pool with this thread's context, so log lines keep the correlation fields."""
+    if isinstance(pool, _Inline):
+        return pool.submit(fn, *args)
     context = contextvars.copy_context()
     return pool.submit(context.run, fn, *args)
 

@@ -74,7 +74,12 @@ class Window:
                 f"EndTime {end_time} is before BeginTime {begin_time}; "
                 "both hours are included, so one hour is BeginTime = EndTime"
             )
-        return cls(start, _shift(last, 1))
+        return cls.through(start, last)
+
+    @classmethod
+    def through(cls, first: datetime, last: datetime) -> Window:
+        """The hours from `first` through `last`, both included (starts of hours, one zone)."""
+        return cls(first, _shift(last, 1))
 
     @property
     def tz(self) -> tzinfo:
