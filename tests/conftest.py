@@ -34,6 +34,21 @@ def load_event(name: str) -> dict[str, Any]:
     return data
 
 
+class FakeClock:
+    """A monotonic clock and its sleep, for limiters and retries: sleeping moves time on."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[Emulator]:
     emu = Emulator(credentials={SECRET_ID: SECRET_KEY}).start()

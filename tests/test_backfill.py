@@ -16,6 +16,7 @@ from sms_stats.settings import load_settings
 from sms_stats.sinks import build_sinks
 
 from .conftest import APP_A, APP_B
+from .standins.bots import BotReceiver
 
 NOW = datetime(2021, 5, 10, tzinfo=timezone.utc)
 
@@ -176,3 +177,47 @@ def test_given_cli_backfill_with_bad_app_id_when_run_then_exit_1_with_rule(
         main(["backfill", "--app-id", "12345", "--from", "2021050100", "--to", "2021050101"]) == 1
     )
     assert "'1400' followed by 6 digits" in capsys.readouterr().err
+
+
+def test_given_chat_bot_sink_when_backfilled_then_bot_left_out_and_store_filled(
+    scf_env: dict[str, str], store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with BotReceiver(enforce_rate_limits=True) as bots:
+        args = ["--app-id", APP_A, "--from", "2021050100", "--to", "2021050123"]
+        sinks = ["--sink", f"file://{store}", "--sink", bots.url("wecom")]
+        assert main(["backfill", *args, *sinks]) == 0
+        assert bots.attempts == []  # 24 windows would have been 24 chat messages
+    err = capsys.readouterr().err
+    assert "left out: wecom:127.0.0.1:" in err
+    assert "--notify" in err
+    assert "done: 24 fetched, 0 failed, 24 delivered" in err
+    assert len(stored(store)) == 24
+
+
+def test_given_notify_when_backfilled_then_bot_gets_a_paced_summary_per_window(
+    scf_env: dict[str, str], store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with BotReceiver(enforce_rate_limits=True) as bots:
+        args = ["--app-id", APP_A, "--app-id", APP_B, "--from", "2021050100", "--to", "2021050105"]
+        sinks = ["--sink", f"file://{store}", "--sink", bots.url("feishu")]
+        assert main(["backfill", *args, *sinks, "--notify"]) == 0
+        posted = bots.messages("feishu")
+        assert bots.rate_limited == 0  # 6 posts at Feishu's 5 a second: one waited
+    err = capsys.readouterr().err
+    assert "notify: feishu:127.0.0.1:" in err
+    assert "gets 6 summaries, paced to at most 5 messages a second and 100 messages a minute" in err
+    assert "(at least 0:00:01)" in err
+    assert len(posted) == 6  # one per window, both apps in each
+    assert all("All 2 apps" in json.dumps(m.payload, ensure_ascii=False) for m in posted)
+
+
+def test_given_only_chat_bots_when_backfilled_without_notify_then_exit_1_before_any_call(
+    scf_env: dict[str, str], emulator: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls_before = len(emulator.requests)
+    with BotReceiver() as bots:
+        args = ["--app-id", APP_A, "--from", "2021050100", "--to", "2021050101"]
+        assert main(["backfill", *args, "--sink", bots.url("slack")]) == 1
+        assert bots.attempts == []
+    assert len(emulator.requests) == calls_before
+    assert "only chat bots among the sinks" in capsys.readouterr().err

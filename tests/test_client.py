@@ -7,50 +7,17 @@ import pytest
 from pytest_mock import MockerFixture
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
-from sms_stats.client import RateLimiter, RetryPolicy, StatsClient, is_transient, map_sdk_error
+from sms_stats.client import RetryPolicy, StatsClient, is_transient, map_sdk_error
 from sms_stats.emulator import Emulator, Fault
 from sms_stats.errors import UpstreamError
 from sms_stats.settings import load_settings
 from sms_stats.windows import Window, zone
 
-from .conftest import APP_A
+from .conftest import APP_A, FakeClock
 
 
 def window() -> Window:
     return Window.from_api("2021050113", "2021050113", zone("Asia/Shanghai"))
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
-class TestRateLimiter:
-    def test_given_rate_10_when_30_acquired_then_never_more_than_10_in_any_second(self) -> None:
-        clock = FakeClock()
-        limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
-        starts = []
-        for _ in range(30):
-            assert limiter.acquire()
-            starts.append(clock.now)
-        for start in starts:
-            assert sum(1 for s in starts if start <= s < start + 1.0) <= 10
-        assert starts[-1] - starts[0] >= 2.0
-
-    def test_given_deadline_before_next_slot_when_acquired_then_false_and_no_sleep(self) -> None:
-        clock = FakeClock()
-        limiter = RateLimiter(1, clock=clock, sleep=clock.sleep)
-        assert limiter.acquire()
-        assert not limiter.acquire(deadline=clock.now + 0.5)
-        assert clock.slept == []
 
 
 class TestRetryPolicy:

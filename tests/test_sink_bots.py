@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from sms_stats import handler
 from sms_stats.errors import ConfigError, DeliveryError
 from sms_stats.records import Counts, Record
 from sms_stats.settings import Settings
-from sms_stats.sinks import Sink, SinkError, build_sinks, sink_kind
+from sms_stats.sinks import Sink, SinkError, build_sinks, deliver_all, sink_kind, wecom
 from sms_stats.sinks.summary import (
     Row,
     by_window,
@@ -443,6 +443,88 @@ class TestDelivery:
         with pytest.raises(SinkError, match=r"errcode 40058 .*\[part 2 of \d+; 1 delivered\]"):
             make(bots.url("wecom"), sleep).deliver(many(200))
         assert len(bots.payloads("wecom")) == 1
+
+
+def hours(count: int) -> list[Window]:
+    first = HOUR.start
+    return [
+        Window.through(first + timedelta(hours=i), first + timedelta(hours=i)) for i in range(count)
+    ]
+
+
+class TestPacing:
+    """Each bot paces itself to its platform's documented rate; the receiver enforces it."""
+
+    @pytest.mark.parametrize("platform", ["wecom", "dingtalk"])
+    def test_given_21_windows_in_a_minute_when_deadline_near_then_20_posted_none_refused(
+        self, sleep: Any, platform: str
+    ) -> None:
+        records = [record(window=w) for w in hours(21)]
+        with BotReceiver(enforce_rate_limits=True) as bots:
+            sink = make(bots.url(platform), sleep)
+            started = time.monotonic()
+            outcomes = deliver_all(records, [sink], deadline=started + 8.0)
+
+            assert time.monotonic() - started < 8.0  # no waiting for a slot that cannot come
+            assert len(bots.messages(platform)) == 20
+            assert bots.rate_limited == 0  # never refused (DingTalk would mute for 10 min)
+        assert [o.ok for o in outcomes] == [True] * 20 + [False]
+        last = outcomes[-1]
+        assert last.window == str(records[-1].window)
+        assert "takes at most 20 messages a minute" in (last.error or "")
+        assert "no slot is free before this invocation's time runs out" in (last.error or "")
+        assert_no_secret(last.error or "")
+
+    @pytest.mark.parametrize(("platform", "windows"), [("feishu", 7), ("slack", 2)])
+    def test_given_more_windows_than_a_second_allows_when_delivered_then_paced_none_refused(
+        self, sleep: Any, platform: str, windows: int
+    ) -> None:
+        """Feishu takes 5 a second, Slack 1: the last message waits for the next second."""
+        records = [record(window=w) for w in hours(windows)]
+        with BotReceiver(enforce_rate_limits=True) as bots:
+            sink = make(bots.url(platform), sleep)
+            started = time.monotonic()
+            outcomes = deliver_all(records, [sink], deadline=started + 30.0)
+
+            assert all(o.ok for o in outcomes)
+            assert len(bots.messages(platform)) == windows
+            assert bots.rate_limited == 0
+            assert time.monotonic() - started >= 1.0
+
+    def test_given_two_sink_objects_for_one_robot_when_delivering_then_they_share_the_pace(
+        self, sleep: Any
+    ) -> None:
+        """Settings rebuilt (or a backfill beside the timer's sinks): still one robot's rate."""
+        with BotReceiver(enforce_rate_limits=True) as bots:
+            first = make(bots.url("wecom"), sleep)
+            second = make(bots.url("wecom"), sleep)
+            assert first is not second
+            deadline = time.monotonic() + 8.0
+            deliver_all([record(window=w) for w in hours(15)], [first], deadline=deadline)
+            outcomes = deliver_all(
+                [record(window=w) for w in hours(21)[15:]], [second], deadline=deadline
+            )
+
+            assert [o.ok for o in outcomes] == [True] * 5 + [False]
+            assert bots.rate_limited == 0
+
+    def test_given_receiver_enforcing_when_pacing_bypassed_then_it_refuses_the_21st(
+        self, sleep: Any
+    ) -> None:
+        """The stand-in's limit is real: without our pacing the platform answer is what stops us."""
+        with BotReceiver(enforce_rate_limits=True) as bots:
+            sink = make(bots.url("wecom"), sleep, attempts=1)
+            for index, window in enumerate(hours(21)):
+                payload = sink.messages(summarize([record(window=window)]))[0]  # type: ignore[attr-defined]
+                url = sink.url  # type: ignore[attr-defined]
+                try:
+                    sink.transport.post(  # type: ignore[attr-defined]
+                        url, json.dumps(payload).encode(), {}, name="raw", check=wecom.check
+                    )
+                except SinkError as exc:
+                    assert index == 20
+                    assert "errcode 45009" in str(exc)
+            assert bots.rate_limited == 1
 
 
 class TestSummary:

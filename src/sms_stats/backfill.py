@@ -1,6 +1,8 @@
 """Backfill and gap checks: any range of hours or days, resumable, at the API's rate.
 
-A backfill writes the same records to the same sinks as the timer. It is resumable because the
+A backfill writes the same records to the same sinks as the timer, except chat bots: a month of
+hours would be 720 messages in a group chat, paced to the platform's 20 a minute, so bots get
+them only when asked (`--notify`). It is resumable because the
 store's keys are stable: windows already in the store (the first file or COS sink) are skipped
 unless forced. Work goes in chunks of windows, so Ctrl-C waits only for the calls in flight, and
 since every store write is atomic, an interrupted run leaves the store consistent for the next.
@@ -22,6 +24,7 @@ from .pipeline import RunResult, run_job
 from .settings import Settings
 from .sinks import Sink
 from .sinks.base import Store
+from .sinks.summary import ChatSink
 from .windows import Granularity, Window, format_hour, last_full, parse_hour
 
 
@@ -43,6 +46,22 @@ def find_store(sinks: Sequence[Sink]) -> Store | None:
     return None
 
 
+def without_chat(sinks: Sequence[Sink], notify: bool) -> tuple[list[Sink], list[ChatSink]]:
+    """(the sinks a backfill delivers to, the chat bots it leaves out unless `notify`)."""
+    if notify:
+        return list(sinks), []
+    chats = [sink for sink in sinks if isinstance(sink, ChatSink)]
+    return [sink for sink in sinks if not isinstance(sink, ChatSink)], chats
+
+
+def posting_time(messages: int, sink: ChatSink) -> float:
+    """The least time `messages` posts take at the bot's pace, in seconds (one per window)."""
+    slowest = 0.0
+    for count, span in sink.pace.limits:
+        slowest = max(slowest, max(0, -(-messages // count) - 1) * span)
+    return slowest
+
+
 def requested_range(begin: str, end: str, settings: Settings, now: datetime) -> Window:
     """`--from`..`--to` (both hours included), checked before any call."""
     tz = settings.zone
@@ -56,7 +75,7 @@ def requested_range(begin: str, end: str, settings: Settings, now: datetime) -> 
         raise InputError(f"--to: {exc}", code=END_CODE) from None
     if last < first:
         raise InputError(f"--to {end} is before --from {begin}", code=END_CODE)
-    window = Window.from_api(begin, end, tz)
+    window = Window.through(first, last)
     newest = last_full(now, tz)[0]
     if window.end > newest.end:
         raise InputError(

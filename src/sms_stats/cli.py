@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,7 @@ def _backfill_settings(args: argparse.Namespace) -> tuple[Any, list[Any], list[s
 def _backfill(args: argparse.Namespace) -> int:
     from . import backfill  # noqa: PLC0415
     from .handler import utcnow  # noqa: PLC0415
+    from .sinks.summary import ChatSink  # noqa: PLC0415
 
     try:
         settings, sinks, app_ids = _backfill_settings(args)
@@ -99,12 +100,32 @@ def _backfill(args: argparse.Namespace) -> int:
                 "no sinks: set SMS_STATS_SINKS or pass --sink (e.g. --sink file:out)",
                 code="MissingParameter",
             )
+        sinks, chats = backfill.without_chat(sinks, args.notify)
+        if not sinks:
+            raise SmsStatsError(
+                "only chat bots among the sinks: a backfill needs a store or a webhook "
+                "(--sink file:out), or --notify to post a summary per window to the bots",
+                code="MissingParameter",
+            )
         plan = backfill.plan(
             app_ids, args.begin, args.end, args.by, settings, sinks, utcnow(), force=args.force
         )
     except SmsStatsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    for chat in chats:
+        print(
+            f"left out: {chat.name} (chat bots get a backfill only with --notify)", file=sys.stderr
+        )
+    windows = len({window for _, window in plan.job.tasks()})
+    for sink in sinks:
+        if isinstance(sink, ChatSink):
+            least = timedelta(seconds=round(backfill.posting_time(windows, sink)))
+            print(
+                f"notify: {sink.name} gets {windows} summaries, paced to "
+                f"{sink.pace.describe()} (at least {least})",
+                file=sys.stderr,
+            )
     store = plan.store.name if plan.store else "none (nothing can be skipped)"
     print(
         f"backfill {len(plan.job.app_ids)} app(s) x {len(plan.job.windows)} {args.by} window(s): "
@@ -212,6 +233,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name == "backfill":
             cmd.add_argument("--by", choices=("hour", "day"), default="hour")
             cmd.add_argument("--force", action="store_true", help="fetch stored windows again")
+            cmd.add_argument(
+                "--notify",
+                action="store_true",
+                help="post a summary per window to the chat-bot sinks too (paced to each "
+                "platform's rate; left out by default)",
+            )
         cmd.set_defaults(func=func)
 
     sub.add_parser("emulator", help="run the local SMS API stand-in", add_help=False)

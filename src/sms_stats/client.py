@@ -12,12 +12,12 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import UpstreamError
+from .pacing import RateLimiter
 from .records import Counts
 from .settings import Settings
 from .windows import Window
@@ -45,44 +45,6 @@ def _sleep(seconds: float) -> None:
 
 def is_transient(code: str) -> bool:
     return code in TRANSIENT_CODES or code.startswith("RequestLimitExceeded")
-
-
-class RateLimiter:
-    """At most `rate` call starts in any sliding second, shared by every thread of the process.
-
-    A sliding log rather than a token bucket: a bucket lets a full burst plus the refill through
-    in one second, which is exactly what the API's 10 req/s limit refuses.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        period: float = 1.0,
-        margin: float = 0.02,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.capacity = max(1, int(rate * period))
-        self.period = self.capacity / rate + margin
-        self._starts: deque[float] = deque()
-        self._lock = threading.Lock()
-        self._clock = clock
-        self._sleep = sleep
-
-    def acquire(self, deadline: float | None = None) -> bool:
-        """Wait for a slot; False (and no slot taken) if it would come after `deadline`."""
-        while True:
-            with self._lock:
-                now = self._clock()
-                while self._starts and now - self._starts[0] >= self.period - 1e-9:
-                    self._starts.popleft()
-                if len(self._starts) < self.capacity:
-                    self._starts.append(now)
-                    return True
-                wait = max(self.period - (now - self._starts[0]), 1e-3)
-            if deadline is not None and now + wait > deadline:
-                return False
-            self._sleep(wait)
 
 
 @dataclass(frozen=True)

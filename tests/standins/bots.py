@@ -7,6 +7,12 @@ the payload shapes and each platform's size limits, and answers with the platfor
 messages. Faults (an HTTP status with Retry-After, a 200 carrying an error code, latency, a hang)
 are injected per platform, for a number of requests, optionally after letting some through.
 
+With `enforce_rate_limits`, each platform's documented rate per robot is enforced on every
+request that passes verification, answered as the platform does: WeCom 20 a minute (errcode
+45009), DingTalk 20 a minute and then 10 minutes muted (130101), Feishu 5 a second and 100 a
+minute (11232), Slack 1 a second (HTTP 429 with Retry-After; Slack tolerates short bursts,
+the stand-in does not).
+
 Two rules are the stand-in's own, stricter than the platforms: a `secret` query parameter is
 refused (this project's convention keeps it out of every request), and Feishu's body limit is
 checked at 20,000 bytes, the figure the sink packs to.
@@ -44,6 +50,15 @@ SLACK_MAX_BLOCKS = 50
 SLACK_MAX_SECTION = 3000
 SLACK_MAX_HEADER = 150
 HANG_CAP_S = 30.0
+
+# Written from the platforms' documents, independently of the sinks' own pacing constants.
+RATE_LIMITS: dict[str, tuple[tuple[int, float], ...]] = {
+    "wecom": ((20, 60.0),),
+    "dingtalk": ((20, 60.0),),
+    "feishu": ((5, 1.0), (100, 60.0)),
+    "slack": ((1, 1.0),),
+}
+DINGTALK_MUTE_S = 600.0
 
 _FEISHU_PATH = re.compile(r"/open-apis/bot/v2/hook/([^/]+)")
 
@@ -151,8 +166,12 @@ class BotReceiver(LoopbackService):
         feishu_secret: str | None = FEISHU_SECRET,
         slack_path: str = SLACK_PATH,
         clock: Callable[[], float] = time.time,
+        enforce_rate_limits: bool = False,
     ) -> None:
         super().__init__(_Handler, label="receiver", poll_interval_s=0.01)
+        self.enforce_rate_limits = enforce_rate_limits
+        self._arrivals: dict[str, list[float]] = {p: [] for p in PLATFORMS}
+        self._muted_until: dict[str, float] = {}
         self.wecom_key = wecom_key
         self.dingtalk_token = dingtalk_token
         self.dingtalk_secret = dingtalk_secret
@@ -225,6 +244,8 @@ class BotReceiver(LoopbackService):
                 raise _Refused(_text("stand-in: a secret must never be sent", 400))
             verify = getattr(self, f"_verify_{platform}")
             payload: dict[str, Any] = verify(split.path, split.query, body)
+            if self.enforce_rate_limits:
+                self._count_against_limit(platform)
             faulted = self._fault(platform)
             if faulted is not None:
                 reply = faulted
@@ -245,6 +266,38 @@ class BotReceiver(LoopbackService):
                 )
             )
         return reply
+
+    def _count_against_limit(self, platform: str) -> None:
+        """Every verified request counts, refused or not, as on the platforms."""
+        now = time.monotonic()
+        with self._lock:
+            arrivals = self._arrivals[platform]
+            arrivals.append(now)
+            muted = self._muted_until.get(platform, 0.0) > now
+            over = muted or any(
+                sum(1 for t in arrivals if now - t < span) > count
+                for count, span in RATE_LIMITS[platform]
+            )
+            if over and platform == "dingtalk" and not muted:
+                self._muted_until[platform] = now + DINGTALK_MUTE_S
+        if not over:
+            return
+        if platform == "wecom":
+            raise _wecom_error(45009, "api freq out of limit")
+        if platform == "dingtalk":
+            raise _dingtalk_error(130101, "send too fast, exceed 20 times per minute")
+        if platform == "feishu":
+            raise _feishu_error(11232, "frequency limited")
+        refused = _slack_error("rate_limited", 429)
+        refused.reply.headers["Retry-After"] = "1"
+        raise refused
+
+    @property
+    def rate_limited(self) -> int:
+        """How many requests were refused for the platform's rate limit."""
+        marks = ("45009", "130101", "11232", "rate_limited")
+        with self._lock:
+            return sum(1 for a in self._attempts if any(m in a.answer for m in marks))
 
     def _platform(self, path: str) -> str | None:
         if path == "/cgi-bin/webhook/send":

@@ -110,6 +110,8 @@ def check(status: int, body: bytes) -> Verdict:
 
 
 class DingTalkSink(SignedChatSink):
+    LIMITS = ((20, 60.0),)  # 20 a minute per robot; more mutes the robot for 10 minutes
+
     def messages(self, summary: Summary) -> list[dict[str, Any]]:
         return messages(summary)
 
@@ -120,6 +122,7 @@ class DingTalkSink(SignedChatSink):
             return signed_url(self.url, self.secret, int(self.clock() * 1000)), body, {}
 
         # `prepare` signs every attempt, the first included; the URL given here is never used.
-        self.transport.post(
-            self.url, body, {}, name=self.name, check=check, deadline=deadline, prepare=prepare
-        )
+        self.post(body, deadline, prepare)
+
+    def check(self, status: int, body: bytes) -> Verdict:
+        return check(status, body)

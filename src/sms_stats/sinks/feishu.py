@@ -108,6 +108,8 @@ def check(status: int, answer: bytes) -> Verdict:
 
 
 class FeishuSink(SignedChatSink):
+    LIMITS = ((5, 1.0), (100, 60.0))  # per bot: 5 a second and 100 a minute
+
     def fits(self, summary: Summary, rows: Sequence[Row], part: Part) -> bool:
         stamp = None if self.secret is None else _TIMESTAMP_PLACEHOLDER
         shaped = body(card(summary, rows, part), stamp, _SIGN_PLACEHOLDER)
@@ -128,6 +130,7 @@ class FeishuSink(SignedChatSink):
             return self.url, self.signed(payload), {}
 
         # `prepare` signs every attempt, the first included; the body given here is never sent.
-        self.transport.post(
-            self.url, b"", {}, name=self.name, check=check, deadline=deadline, prepare=prepare
-        )
+        self.post(b"", deadline, prepare)
+
+    def check(self, status: int, body: bytes) -> Verdict:
+        return check(status, body)

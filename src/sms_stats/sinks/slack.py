@@ -23,7 +23,6 @@ from .summary import (
     Row,
     Summary,
     chunk_lines,
-    encode,
     figures,
     head_lines,
     heading,
@@ -101,14 +100,10 @@ def check(status: int, body: bytes) -> Verdict:
 
 
 class SlackSink(ChatSink):
-    def __init__(self, url: str, name: str, transport: Transport, secrets: Sequence[str]) -> None:
-        super().__init__(name, transport, secrets)
-        self.url = url
+    LIMITS = ((1, 1.0),)  # 1 message a second per webhook ("short bursts" are not promised)
 
     def messages(self, summary: Summary) -> list[dict[str, Any]]:
         return messages(summary)
 
-    def send(self, payload: dict[str, Any], deadline: float | None) -> None:
-        self.transport.post(
-            self.url, encode(payload), {}, name=self.name, check=check, deadline=deadline
-        )
+    def check(self, status: int, body: bytes) -> Verdict:
+        return check(status, body)

@@ -19,9 +19,10 @@ import time as _time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import SplitResult, unquote, urlsplit
 
+from ..pacing import Limit, pace_for
 from ..records import Record
 from ..windows import Window
 from .base import SinkError
@@ -374,17 +375,25 @@ def snippet(body: bytes) -> str:
 
 
 class ChatSink:
-    """What the four bots have in common: batches per window, parts sent in order.
+    """What the four bots have in common: batches per window, parts sent in order, paced.
 
-    A subclass renders a summary into payloads (`messages`) and posts one (`send`).
+    A subclass renders a summary into payloads (`messages`) and judges the platform's answer
+    (`check`); one that signs each attempt overrides `send`. `LIMITS` is the platform's
+    documented rate per robot; every
+    sink object for the same robot in this process shares one pace, so a timer's lookback or a
+    backfill waits for a slot instead of being refused (or, on DingTalk, muted for ten minutes).
     Chat platforms keep no message ids, so a re-run posts the summary again; the parts of one
     window are sent in order and a failure names how many of them had already arrived.
     """
 
-    def __init__(self, name: str, transport: Transport, secrets: Sequence[str]) -> None:
+    LIMITS: ClassVar[tuple[Limit, ...]]
+
+    def __init__(self, url: str, name: str, transport: Transport, secrets: Sequence[str]) -> None:
+        self.url = url
         self.name = name
         self.transport = transport
         self._secrets = tuple(s for s in secrets if s)
+        self.pace = pace_for(name, self.LIMITS)
 
     def batches(self, records: Sequence[Record]) -> list[Sequence[Record]]:
         return by_window(records)
@@ -392,8 +401,29 @@ class ChatSink:
     def messages(self, summary: Summary) -> list[dict[str, Any]]:
         raise NotImplementedError
 
-    def send(self, payload: dict[str, Any], deadline: float | None) -> None:
+    def check(self, status: int, body: bytes) -> Verdict:
         raise NotImplementedError
+
+    def send(self, payload: dict[str, Any], deadline: float | None) -> None:
+        self.post(encode(payload), deadline)
+
+    def post(
+        self,
+        body: bytes,
+        deadline: float | None,
+        prepare: Callable[[], tuple[str, bytes, Mapping[str, str]]] | None = None,
+    ) -> None:
+        """One message, paced and retried; `prepare` rebuilds it per attempt (signing)."""
+        self.transport.post(
+            self.url,
+            body,
+            {},
+            name=self.name,
+            check=self.check,
+            deadline=deadline,
+            prepare=prepare,
+            pace=self.pace,
+        )
 
     def deliver(self, batch: Sequence[Record], deadline: float | None = None) -> None:
         if not batch:
@@ -433,8 +463,7 @@ class SignedChatSink(ChatSink):
         secret: str | None,
         clock: Callable[[], float] = _time.time,
     ) -> None:
-        super().__init__(name, transport, (token, secret or ""))
-        self.url = url  # without the secret
+        super().__init__(url, name, transport, (token, secret or ""))  # url without the secret
         self.secret = secret
         self.clock = clock
 

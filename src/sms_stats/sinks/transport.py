@@ -3,8 +3,9 @@
 Retried: network errors, timeouts, 429 and 5xx, and answers a sink's `check` calls transient
 (a chat bot's "too many messages" code in a 200). `Retry-After` is honoured (seconds or an HTTP
 date), capped, and never past the deadline. Other 4xx are final: the receiver said the request
-itself is wrong, and sending it again cannot help. Error texts never include the URL's query or
-path, where bot keys and tokens live.
+itself is wrong, and sending it again cannot help. A `pace` (a chat robot's messages a minute)
+is waited for before every attempt, retries included, since the platform counts each one.
+Error texts never include the URL's query or path, where bot keys and tokens live.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..pacing import Pace
 from .base import SinkError
 
 MAX_RETRY_AFTER_S = 30.0
@@ -69,6 +71,7 @@ class Transport:
         check: Check = accept_2xx,
         deadline: float | None = None,
         prepare: Callable[[], tuple[str, bytes, Mapping[str, str]]] | None = None,
+        pace: Pace | None = None,
     ) -> int:
         """POST until accepted; returns the attempts used, or raises SinkError saying why.
 
@@ -82,6 +85,13 @@ class Transport:
             attempt += 1
             if deadline is not None and self.clock() + self.timeout > deadline:
                 raise SinkError(f"{name}: no time left in this invocation to deliver")
+            if pace is not None and not pace.acquire(
+                None if deadline is None else deadline - self.timeout
+            ):
+                raise SinkError(
+                    f"{name}: the platform takes {pace.describe()}; no slot is free before this "
+                    "invocation's time runs out"
+                )
             if prepare is not None:
                 url, body, headers = prepare()
             retry_after: float | None = None

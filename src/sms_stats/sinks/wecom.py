@@ -20,7 +20,6 @@ from .summary import (
     Row,
     Summary,
     code_check,
-    encode,
     head_lines,
     heading,
     one_param,
@@ -50,7 +49,7 @@ def build(url: str, settings: Settings, transport: Transport) -> WeComSink:
     key = one_param(query_pairs(parts.query), "key", PLATFORM)
     if key is None:
         raise ValueError(f"a {PLATFORM} URL needs its ?key=KEY, like {EXAMPLE}")
-    return WeComSink(url, label("wecom", url), transport, key)
+    return WeComSink(url, label("wecom", url), transport, (key,))
 
 
 def content(summary: Summary, rows: Sequence[Row], part: Part) -> str:
@@ -78,14 +77,10 @@ def check(status: int, body: bytes) -> Verdict:
 
 
 class WeComSink(ChatSink):
-    def __init__(self, url: str, name: str, transport: Transport, key: str) -> None:
-        super().__init__(name, transport, (key,))
-        self.url = url
+    LIMITS = ((20, 60.0),)  # 20 messages a minute per robot; more is errcode 45009
 
     def messages(self, summary: Summary) -> list[dict[str, Any]]:
         return messages(summary)
 
-    def send(self, payload: dict[str, Any], deadline: float | None) -> None:
-        self.transport.post(
-            self.url, encode(payload), {}, name=self.name, check=check, deadline=deadline
-        )
+    def check(self, status: int, body: bytes) -> Verdict:
+        return check(status, body)
