@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -202,6 +203,32 @@ class TestDeliverAll:
         outcomes = deliver_all([record()], [Broken(), store])  # type: ignore[list-item]
         assert [(d.sink, d.ok) for d in outcomes] == [(store.name, True), ("broken:x", False)]
         assert outcomes[1].error == "broken:x: unexpected TypeError"
+
+
+class TestConnections:
+    def test_given_two_threads_when_delivering_then_each_keeps_its_own_connection_alive(
+        self, receiver: WebhookReceiver, sleep: Any
+    ) -> None:
+        """One requests.Session per thread: reused within a thread, never lent to another.
+
+        The threads run one after the other, so with one shared session the second thread
+        would be handed the first one's idle kept-alive connection (the same client port)."""
+        hook = sink(receiver, sleep)
+
+        def deliver_twice(app_id: str) -> None:
+            hook.deliver([record(app_id)])
+            hook.deliver([record(app_id)])
+
+        for app_id in (APP_A, APP_B):
+            thread = threading.Thread(target=deliver_twice, args=(app_id,))
+            thread.start()
+            thread.join()
+        ports = {
+            app: {r.peer_port for r in receiver.received if app in r.body.decode()}
+            for app in (APP_A, APP_B)
+        }
+        assert all(len(p) == 1 for p in ports.values())  # each thread: one kept-alive connection
+        assert ports[APP_A] != ports[APP_B]  # and not the other thread's
 
 
 class TestRetryAfter:

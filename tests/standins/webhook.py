@@ -34,6 +34,7 @@ class Received:
     body: bytes
     verified: bool | None
     status: int
+    peer_port: int = 0  # the client's source port: the same one means a kept-alive connection
 
     @property
     def json(self) -> Any:
@@ -61,7 +62,7 @@ class WebhookReceiver(LoopbackService):
         return [r for r in self.received if r.status < 300]
 
     def _answer(
-        self, path: str, headers: dict[str, str], body: bytes
+        self, path: str, headers: dict[str, str], body: bytes, peer_port: int = 0
     ) -> tuple[int, dict[str, str]]:
         lowered = {k.lower(): v for k, v in headers.items()}
         with self._lock:
@@ -85,7 +86,7 @@ class WebhookReceiver(LoopbackService):
             except WebhookVerificationError:
                 verified, status = False, 401
         with self._lock:
-            self.received.append(Received(path, lowered, body, verified, status))
+            self.received.append(Received(path, lowered, body, verified, status, peer_port))
         extra = {"Retry-After": fault.retry_after} if fault and fault.retry_after else {}
         return status, extra
 
@@ -96,7 +97,9 @@ class _Handler(LoopbackHandler[WebhookReceiver]):
     def _serve(self, method: str) -> None:
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
-        status, headers = self.owner._answer(self.path, dict(self.headers.items()), body)
+        status, headers = self.owner._answer(
+            self.path, dict(self.headers.items()), body, self.client_address[1]
+        )
         if status == 0:
             return
         payload = b"{}" if status < 300 else b'{"error":"injected"}'

@@ -11,9 +11,10 @@ Error texts never include the URL's query or path, where bot keys and tokens liv
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..pacing import Pace
@@ -52,14 +53,20 @@ class Transport:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = _sleep
     rng: Callable[[], float] = random.random
-    session: Any = None
+    session: Any = None  # one for every thread when given; else one per thread, kept alive
+    _local: threading.local = field(default_factory=threading.local, init=False, repr=False)
 
     def _session(self) -> Any:
-        if self.session is None:
+        """requests.Session is not documented as thread-safe, and deliveries run in threads:
+        each thread keeps its own (and its own keep-alive connections)."""
+        if self.session is not None:
+            return self.session
+        session = getattr(self._local, "session", None)
+        if session is None:
             import requests  # noqa: PLC0415 - already loaded by the SDK; no cost when unused
 
-            self.session = requests.Session()
-        return self.session
+            session = self._local.session = requests.Session()
+        return session
 
     def post(
         self,
