@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, settings
 
 from sms_stats import client, handler, pipeline
 from sms_stats.emulator import Emulator
+from sms_stats.sinks import summary
 
 EVENTS = Path(__file__).parent / "events"
 SECRET_ID = "AKIDtestsecretid0000000000000000"
@@ -67,6 +68,7 @@ def _clean_state(monkeypatch: pytest.MonkeyPatch) -> None:
     client._sdk_clients.clear()
     client._limiters.clear()
     pipeline._clients.clear()
+    summary.posted.clear()
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from sms_stats.records import Counts, Record
 from sms_stats.settings import Settings
 from sms_stats.sinks import Sink, SinkError, build_sinks, deliver_all, sink_kind, wecom
 from sms_stats.sinks.summary import (
+    Posted,
     Row,
     by_window,
     escape_lark,
@@ -680,3 +681,87 @@ class TestThroughHandler:
             assert leak not in out
             assert all(leak not in name for name in names)
         assert len(bots.payloads("slack")) == 1
+
+
+class TestRepeats:
+    """SCF retries a failed run whole: a summary already in the chat is not posted again."""
+
+    @pytest.mark.parametrize("platform", PLATFORMS)
+    def test_given_summary_posted_when_delivered_again_by_a_new_sink_object_then_not_reposted(
+        self, bots: BotReceiver, sleep: Any, platform: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        batch = [record(APP_A), record(APP_B)]
+        make(bots.url(platform), sleep).deliver(batch)
+        make(bots.url(platform), sleep).deliver(batch)  # settings rebuilt: a new sink object
+
+        assert len(bots.messages(platform)) == 1
+        lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+        (skipped,) = [x for x in lines if x["event"] == "delivery.repeat_skipped"]
+        assert skipped["window"] == str(HOUR)
+        assert skipped["messages"] == 1
+
+    def test_given_figures_changed_when_delivered_again_then_posted_again(
+        self, bots: BotReceiver, sleep: Any
+    ) -> None:
+        sink = make(bots.url("wecom"), sleep)
+        sink.deliver([record(requests=1880)])
+        sink.deliver([record(requests=1881)])  # late delivery reports moved the count
+
+        assert len(bots.messages("wecom")) == 2
+
+    def test_given_split_failed_at_part_2_when_run_again_then_each_part_posted_once(
+        self, bots: BotReceiver, sleep: Any
+    ) -> None:
+        batch = many(200)
+        sink = make(bots.url("wecom"), sleep, attempts=1)
+        bots.set_fault("wecom", BotFault(http_status=502, after=1, times=1))
+        with pytest.raises(SinkError, match=r"\[part 2 of (\d+); 1 delivered\]"):
+            sink.deliver(batch)
+
+        sink.deliver(batch)
+
+        contents = [p["markdown"]["content"] for p in bots.payloads("wecom")]
+        assert len(contents) == len(set(contents))  # part 1 is not in the chat twice
+        count = len(contents)
+        assert count > 2
+        assert [f"({i}/{count})" in c for i, c in enumerate(contents, 1)] == [True] * count
+
+    def test_given_webhook_down_when_scf_retries_the_timer_then_bot_posted_once(
+        self,
+        scf_env: dict[str, str],
+        bots: BotReceiver,
+        monkeypatch: pytest.MonkeyPatch,
+        context: dict[str, Any],
+        mocker: MockerFixture,
+    ) -> None:
+        mocker.patch("sms_stats.sinks.transport.time.sleep")
+        down = "webhook+http://127.0.0.1:9/hooks"  # the discard port: connection refused
+        monkeypatch.setenv("SMS_STATS_SINKS", f"{bots.url('dingtalk')},{down}")
+        event = load_event("timer.json")
+
+        for _ in range(3):  # the invocation and SCF's two retries
+            with pytest.raises(DeliveryError, match="could not connect"):
+                main_handler(event, context)
+
+        assert len(bots.messages("dingtalk")) == 1
+
+
+class TestPosted:
+    def test_given_ttl_passed_when_asked_then_forgotten(self) -> None:
+        now = [0.0]
+        memory = Posted(ttl_s=60.0, clock=lambda: now[0])
+        memory.add("k")
+        now[0] = 59.0
+        assert memory.seen("k")
+        now[0] = 61.0
+        assert not memory.seen("k")
+
+    def test_given_more_than_size_when_added_then_oldest_forgotten(self) -> None:
+        memory = Posted(size=2)
+        for key in ("a", "b", "c"):
+            memory.add(key)
+        assert [memory.seen(k) for k in ("a", "b", "c")] == [False, True, True]
+
+    def test_given_two_robots_when_same_payload_then_different_keys(self) -> None:
+        payload = {"msgtype": "markdown", "markdown": {"content": "x"}}
+        assert Posted.key("wecom:a#1", payload) != Posted.key("wecom:b#2", payload)

@@ -13,15 +13,19 @@ errors, so every error text passes through `scrub` before it leaves a sink.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import threading
 import time as _time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any, ClassVar
 from urllib.parse import SplitResult, unquote, urlsplit
 
+from ..log import logger
 from ..pacing import Limit, pace_for
 from ..records import Record
 from ..windows import Window
@@ -374,6 +378,56 @@ def snippet(body: bytes) -> str:
     return one_line(body.decode("utf-8", "replace")) or "(empty body)"
 
 
+class Posted:
+    """The chat messages this process has posted lately, by robot and exact content.
+
+    Chat platforms keep no message ids, and SCF retries a failed run whole (say the webhook was
+    down): without this, every retry would post the same summary to the group again. A retry
+    usually lands on the same warm container, whose memory this is; one that lands elsewhere
+    can still repeat a message. A message whose figures changed is a new message and is posted.
+    """
+
+    def __init__(
+        self,
+        ttl_s: float = 86_400.0,
+        size: int = 4096,
+        clock: Callable[[], float] = _time.monotonic,
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.size = size
+        self._clock = clock
+        self._sent: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(robot: str, payload: Mapping[str, Any]) -> str:
+        return hashlib.sha256(robot.encode() + b"\0" + encode(payload)).hexdigest()
+
+    def seen(self, key: str) -> bool:
+        with self._lock:
+            when = self._sent.get(key)
+            if when is None:
+                return False
+            if self._clock() - when > self.ttl_s:
+                del self._sent[key]
+                return False
+            return True
+
+    def add(self, key: str) -> None:
+        with self._lock:
+            self._sent[key] = self._clock()
+            self._sent.move_to_end(key)
+            while len(self._sent) > self.size:
+                self._sent.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._sent.clear()
+
+
+posted = Posted()
+
+
 class ChatSink:
     """What the four bots have in common: batches per window, parts sent in order, paced.
 
@@ -382,8 +436,9 @@ class ChatSink:
     documented rate per robot; every
     sink object for the same robot in this process shares one pace, so a timer's lookback or a
     backfill waits for a slot instead of being refused (or, on DingTalk, muted for ten minutes).
-    Chat platforms keep no message ids, so a re-run posts the summary again; the parts of one
-    window are sent in order and a failure names how many of them had already arrived.
+    Chat platforms keep no message ids: a message this process already posted (`posted`) is
+    not posted again when SCF retries the run. The parts of one window are sent in order and a
+    failure names how many of them had already arrived.
     """
 
     LIMITS: ClassVar[tuple[Limit, ...]]
@@ -430,7 +485,12 @@ class ChatSink:
             return
         try:
             payloads = self.messages(summarize(batch))
+            repeats = 0
             for index, payload in enumerate(payloads, 1):
+                key = posted.key(self.name, payload)
+                if posted.seen(key):  # a retried run: this very message is in the chat already
+                    repeats += 1
+                    continue
                 try:
                     self.send(payload, deadline)
                 except SinkError as exc:
@@ -439,6 +499,14 @@ class ChatSink:
                     raise SinkError(
                         f"{exc} [part {index} of {len(payloads)}; {index - 1} delivered]"
                     ) from None
+                posted.add(key)
+            if repeats:
+                logger.info(
+                    "delivery.repeat_skipped",
+                    sink=self.name,
+                    window=str(batch[0].window),
+                    messages=repeats,
+                )
         except SinkError as exc:
             text = scrub(str(exc), self._secrets)
             if not text.startswith(self.name):
