@@ -307,11 +307,23 @@ class TestDelivery:
     def test_given_rate_limit_code_in_200_when_delivered_then_retried_then_ok(
         self, bots: BotReceiver, sleep: Any, platform: str, code: int
     ) -> None:
-        bots.set_fault(platform, BotFault(error_code=code, error_message="too fast", times=1))
+        message = "too many request" if code == 9499 else "too fast"
+        bots.set_fault(platform, BotFault(error_code=code, error_message=message, times=1))
         make(bots.url(platform), sleep).deliver([record()])
         assert len(bots.payloads(platform)) == 1
         assert len(bots.attempts) == 2
         sleep.assert_called_once()
+
+    @pytest.mark.parametrize("message", ["Bad Request", "param invalid: msg_type"])
+    def test_given_feishu_9499_bad_request_when_delivered_then_final_without_retry(
+        self, bots: BotReceiver, sleep: Any, message: str
+    ) -> None:
+        """9499 is Feishu's catch-all: only its "too many request" form is worth a retry."""
+        bots.set_fault("feishu", BotFault(error_code=9499, error_message=message, times=1))
+        with pytest.raises(SinkError, match=f"errcode 9499 {message}"):
+            make(bots.url("feishu"), sleep).deliver([record()])
+        assert len(bots.attempts) == 1
+        sleep.assert_not_called()
 
     @pytest.mark.parametrize(
         ("platform", "code", "words"),

@@ -7,8 +7,10 @@ the body carries `timestamp` (seconds, a string) and `sign` = base64(HMAC-SHA256
 timestamp more than an hour off. A card, not a `post`: its header and `lark_md` lines read as a
 report, and the figures stay aligned in one block.
 
-Feishu answers `{"code": 0, "msg": "success"}` (older deployments: `StatusCode: 0`); 9499 and
-11232 are its rate limits and are retried; 19021 means the signature or the clock is wrong.
+Feishu answers `{"code": 0, "msg": "success"}` (older deployments: `StatusCode: 0`); 11232 is its
+rate limit and is retried. 9499 is Feishu's catch-all "Bad Request", also sent as "too many
+request": it is retried only when its message speaks of a rate, since sending a bad request again
+cannot help. 19021 means the signature or the clock is wrong.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ PATH = re.compile(r"/open-apis/bot/v2/hook/([^/]+)")
 EXAMPLE = "https://open.feishu.cn/open-apis/bot/v2/hook/TOKEN?secret=SECRET"
 # Feishu caps a bot request at 20 KB (a card at 30 KB); 20,000 bytes stays clear of both.
 MAX_BODY_BYTES = 20_000
-RETRYABLE = frozenset({9499, 11232})
+RETRYABLE = frozenset({11232})
+CATCH_ALL = 9499  # "Bad Request", or a rate limit: the message tells which
+_RATE_WORDS = re.compile(r"too many|frequen|rate limit|limited", re.IGNORECASE)
 HINTS = {
     19021: (
         "Feishu refused the signature: check that ?secret= in the URL is the bot's current "
@@ -104,7 +108,11 @@ def body(card: dict[str, Any], timestamp: str | None, signature: str | None) -> 
 
 
 def check(status: int, answer: bytes) -> Verdict:
-    return code_check(answer, ("code", "StatusCode"), ("msg", "StatusMessage"), RETRYABLE, HINTS)
+    verdict = code_check(answer, ("code", "StatusCode"), ("msg", "StatusMessage"), RETRYABLE, HINTS)
+    error = verdict.error or ""
+    if error.startswith(f"errcode {CATCH_ALL} ") and _RATE_WORDS.search(error):
+        return Verdict(error, retryable=True)
+    return verdict
 
 
 class FeishuSink(SignedChatSink):
