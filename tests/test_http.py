@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from index import main_handler
 
+from sms_stats.emulator import Emulator
 from sms_stats.errors import (
     AccessError,
     InputError,
@@ -20,7 +21,7 @@ from sms_stats.events import HttpEvent
 from sms_stats.http import authorize, normalize, route
 from sms_stats.settings import load_settings
 
-from .conftest import load_event
+from .conftest import APP_A, load_event
 
 
 def event(**fields: Any) -> HttpEvent:
@@ -155,3 +156,31 @@ def test_given_captured_event_with_junk_fields_when_handled_then_only_five_field
     captured["stageVariables"] = None
     captured["queryString"] = {**captured["queryString"]}
     assert main_handler(captured, context)["statusCode"] == 200
+
+
+def test_given_post_job_over_http_when_handled_then_400_and_no_upstream_call(
+    scf_env: dict[str, str], context: dict[str, Any], emulator: Emulator
+) -> None:
+    """A job (`lookback` of 744 hours x 20 apps) would be thousands of calls from one request:
+    over HTTP, POST takes the API's own request shape only."""
+    before = len(emulator.requests)
+    event = {
+        **load_event("function_url_post.json"),
+        "body": json.dumps({"app_ids": [APP_A], "window": "hour", "lookback": 48}),
+    }
+    answer = main_handler(event, context)
+    assert answer["statusCode"] == 400
+    assert "SendStatusStatistics request shape" in json.loads(answer["body"])["error"]["message"]
+    assert len(emulator.requests) == before
+
+
+def test_given_no_credentials_when_healthz_then_500_like_stats(
+    scf_env: dict[str, str], context: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A health check that says ok while every /stats call fails would hide a missing role."""
+    monkeypatch.delenv("TENCENTCLOUD_SECRETID")
+    monkeypatch.delenv("TENCENTCLOUD_SECRETKEY")
+    event = {**load_event("function_url_get.json"), "path": "/healthz", "headers": {}}
+    answer = main_handler(event, context)
+    assert answer["statusCode"] == 500
+    assert json.loads(answer["body"])["error"]["code"] == "InternalError.Configuration"

@@ -118,3 +118,17 @@ class TestConfigFile:
     def test_given_missing_explicit_file_when_loaded_then_error(self) -> None:
         with pytest.raises(ConfigError, match="no such file"):
             load_settings({"SMS_STATS_CONFIG": "/nonexistent/sms_stats.toml"})
+
+
+@pytest.mark.parametrize("value", ["1400006874 1400006875", "1400006874;1400006875", "14000068745"])
+def test_given_app_ids_that_are_not_smssdkappids_when_settings_load_then_config_error(
+    value: str,
+) -> None:
+    """The pattern must match the whole value: a typo'd separator is not an app id."""
+    with pytest.raises(ConfigError, match="SMS_STATS_APP_IDS"):
+        load_settings({"SMS_STATS_APP_IDS": value})
+
+
+def test_given_empty_sms_stats_region_when_settings_load_then_tencentcloud_region_is_used() -> None:
+    settings = load_settings({"SMS_STATS_REGION": "", "TENCENTCLOUD_REGION": "ap-beijing"})
+    assert settings.region == "ap-beijing"

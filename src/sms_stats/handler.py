@@ -129,6 +129,7 @@ def handle_http(event: Any, invocation: Invocation) -> dict[str, Any]:
         request = http.normalize(parsed, settings.max_body_bytes)
         if http.route(request) == "/healthz":
             sinks_for(settings)
+            settings.credentials()
             return http.response(200, {"status": "ok"})
         http.authorize(request, settings)
         job = http.job_from_request(request, settings, utcnow())

@@ -26,7 +26,7 @@ from .errors import (
     SmsStatsError,
 )
 from .events import HttpEvent, StatsRequest, parse_direct, parse_json_object
-from .jobs import Job, check_app_ids, from_job_request, from_stats_request, window_between
+from .jobs import Job, check_app_ids, from_stats_request, window_between
 from .settings import Settings
 
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
@@ -149,9 +149,10 @@ def job_from_request(request: HttpRequest, settings: Settings, now: datetime) ->
         if isinstance(direct, StatsRequest):
             job = from_stats_request(direct, settings, now)
         else:
-            if direct.app_ids is None:
-                raise InputError("body.app_ids is required over HTTP", code="MissingParameter")
-            job = from_job_request(direct, settings, now)
+            raise InputError(
+                "POST /stats takes the SendStatusStatistics request shape "
+                "(SmsSdkAppId, BeginTime, EndTime, Limit, Offset), not a job"
+            )
     check_allowed(job.app_ids, settings)
     return job
 

@@ -65,7 +65,7 @@ def _split_list(value: Any) -> Any:
     return value
 
 
-AppId = Annotated[str, Field(pattern=APP_ID_RE.pattern)]
+AppId = Annotated[str, Field(pattern=rf"^{APP_ID_RE.pattern}$")]
 
 
 class Settings(BaseModel):
@@ -198,7 +198,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         value = env.get(key)
         if value is not None and (value.strip() or field not in raw):
             raw[field] = value.strip()
-    if "region" not in raw and env.get("TENCENTCLOUD_REGION", "").strip():
+    if not raw.get("region") and env.get("TENCENTCLOUD_REGION", "").strip():
         raw["region"] = env["TENCENTCLOUD_REGION"].strip()
     raw = {k: v for k, v in raw.items() if v != "" or k in _SECRET_FIELDS}
     try:
