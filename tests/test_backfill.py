@@ -15,8 +15,11 @@ from sms_stats.errors import InputError
 from sms_stats.settings import load_settings
 from sms_stats.sinks import build_sinks
 
-from .conftest import APP_A, APP_B
+from .conftest import APP_A, APP_B, SECRET_ID, SECRET_KEY, SESSION_TOKEN
 from .standins.bots import BotReceiver
+from .standins.cos import CosFault, CosStandIn
+
+BUCKET = "stats-1250000000"
 
 NOW = datetime(2021, 5, 10, tzinfo=timezone.utc)
 
@@ -221,3 +224,33 @@ def test_given_only_chat_bots_when_backfilled_without_notify_then_exit_1_before_
         assert bots.attempts == []
     assert len(emulator.requests) == calls_before
     assert "only chat bots among the sinks" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["gaps", "backfill"])
+def test_given_cos_store_without_head_permission_when_cli_runs_then_exit_1_with_message(
+    scf_env: dict[str, str], capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """The policy lacks cos:HeadObject (README: resumable backfills need it): a message, no
+    traceback."""
+    with CosStandIn(credentials={SECRET_ID: (SECRET_KEY, SESSION_TOKEN)}, buckets={BUCKET}) as cos:
+        cos.set_fault(CosFault(403, "AccessDenied"))
+        sink = f"cos://{BUCKET}/stats?region=ap-guangzhou&endpoint={cos.endpoint}"
+        args = ["--app-id", APP_A, "--from", "2021050100", "--to", "2021050101", "--sink", sink]
+        assert main([command, *args]) == 1
+    err = capsys.readouterr().err
+    assert "error: " in err
+    assert "AccessDenied" in err or "403" in err
+    assert "Traceback" not in err
+
+
+def test_given_no_credentials_when_backfill_runs_then_exit_1_before_any_call(
+    scf_env: dict[str, str],
+    emulator: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("TENCENTCLOUD_SECRETID")
+    before = len(emulator.requests)
+    assert main(["backfill", "--app-id", APP_A, "--from", "2021050100", "--to", "2021050101"]) == 1
+    assert "error: " in capsys.readouterr().err
+    assert len(emulator.requests) == before

@@ -66,3 +66,21 @@ def test_given_builtin_timer_when_invoke_then_records_stored(
 ) -> None:
     assert main(["invoke", "timer"]) == 0
     assert len(list(store.rglob("*.json"))) == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [(None, "cannot read the event file"), ("{not json", "is not JSON")],
+)
+def test_given_missing_or_broken_event_file_when_invoked_then_exit_1_with_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, words: str
+) -> None:
+    """A cron line runs `invoke hourly.json`: a typo in it must say so, not print a traceback."""
+    path = tmp_path / "hourly.json"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    assert main(["invoke", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert words in err
+    assert "Traceback" not in err

@@ -24,6 +24,18 @@ class TestRateLimiter:
         assert most_in_any_span(starts, 1.0) <= 10
         assert starts[-1] - starts[0] >= 2.0
 
+    def test_given_fractional_rate_2_5_when_20_acquired_then_never_more_than_2_in_any_second(
+        self,
+    ) -> None:
+        """2.5/s is 2 in any second, never "2 per 0.8 s" (which lets 4 through in one)."""
+        clock = FakeClock()
+        limiter = RateLimiter(2.5, clock=clock, sleep=clock.sleep)
+        starts = []
+        for _ in range(20):
+            assert limiter.acquire()
+            starts.append(clock.now)
+        assert most_in_any_span(starts, 1.0) <= 2
+
     def test_given_deadline_before_next_slot_when_acquired_then_false_and_no_sleep(self) -> None:
         clock = FakeClock()
         limiter = RateLimiter(1, clock=clock, sleep=clock.sleep)

@@ -8,6 +8,7 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
+from index import main_handler
 
 from sms_stats.context import Invocation
 from sms_stats.emulator import Emulator, Fault
@@ -18,7 +19,7 @@ from sms_stats.settings import load_settings
 from sms_stats.sinks import build_sinks
 from sms_stats.windows import Window, zone
 
-from .conftest import APP_A, APP_B
+from .conftest import APP_A, APP_B, load_event
 
 SHANGHAI = zone("Asia/Shanghai")
 
@@ -55,20 +56,29 @@ def test_given_many_apps_and_hours_when_run_concurrently_then_records_in_job_ord
     assert any(later[0] < earlier[1] for earlier, later in pairwise(spans))
 
 
+@pytest.mark.parametrize(
+    ("rate", "most", "last_hour"),
+    [("5", 5, "2021050105"), ("2.5", 2, "2021050102")],  # 2.5: a quarter of 10/s per host
+)
 def test_given_rate_limit_when_many_calls_then_stand_in_never_sees_more_than_limit_per_second(
-    scf_env: dict[str, str], emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+    scf_env: dict[str, str],
+    emulator: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+    rate: str,
+    most: int,
+    last_hour: str,
 ) -> None:
-    monkeypatch.setenv("SMS_STATS_RATE_LIMIT", "5")
+    monkeypatch.setenv("SMS_STATS_RATE_LIMIT", rate)
     monkeypatch.setenv("SMS_STATS_CONCURRENCY", "8")
     monkeypatch.setenv("SMS_STATS_SINKS", "")
     before = len(emulator.requests)
-    job = Job((APP_A, APP_B), windows("2021050100", "2021050105"))
+    job = Job((APP_A, APP_B), windows("2021050100", last_hour))
     result = run_job(job, load_settings(), invocation(), [])
-    assert len(result.records) == 12
+    assert len(result.records) == len(job)
     starts = sorted(entry["t"] for entry in emulator.requests[before:])
-    assert len(starts) == 12
+    assert len(starts) == len(job)
     for first in starts:
-        assert sum(1 for t in starts if first <= t < first + 1.0) <= 5
+        assert sum(1 for t in starts if first <= t < first + 1.0) <= most
 
 
 def test_given_little_time_left_when_run_then_no_call_started_and_windows_reported(
@@ -109,3 +119,12 @@ def test_given_correlation_when_worker_threads_log_then_lines_carry_request_id(
     calls = [line for line in lines if line["event"] == "upstream.call"]
     assert len(calls) == 2
     assert all(line["request_id"] == "req-42" for line in calls)
+
+
+def test_given_repeated_app_id_in_settings_when_timer_runs_then_one_record_per_app_and_hour(
+    scf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, context: dict[str, Any]
+) -> None:
+    """`A,B,A` is a copy-paste slip, not a wish to pay for A twice (or send it twice)."""
+    monkeypatch.setenv("SMS_STATS_APP_IDS", f"{APP_A},{APP_B},{APP_A}")
+    summary = main_handler(load_event("timer.json"), context)
+    assert [r["sms_sdk_app_id"] for r in summary["records"]] == [APP_A, APP_B]

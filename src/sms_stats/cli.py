@@ -10,7 +10,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import SmsStatsError
+from .errors import InputError, SmsStatsError
+from .sinks.base import SinkError
 
 
 def _sample_event(name: str) -> dict[str, Any]:
@@ -34,15 +35,29 @@ def _sample_event(name: str) -> dict[str, Any]:
     }
 
 
+def _read_event(path: Path) -> Any:
+    """An event file (a cron job's, say) that is missing or not JSON: a message, not a traceback."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(
+            f"cannot read the event file {str(path)!r}: {exc.strerror or exc}"
+        ) from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise InputError(
+            f"the event file {str(path)!r} is not JSON: {exc}", code="FailedOperation.JsonParseFail"
+        ) from None
+
+
 def _invoke(args: argparse.Namespace) -> int:
     from .handler import main_handler  # noqa: PLC0415
 
-    if args.event in ("timer", "http"):
-        event: Any = _sample_event(args.event)
-    else:
-        event = json.loads(Path(args.event).read_text(encoding="utf-8"))
     context = {"request_id": "cli", "function_name": "sms-stats", "time_limit_in_ms": 900_000}
     try:
+        if args.event in ("timer", "http"):
+            event: Any = _sample_event(args.event)
+        else:
+            event = _read_event(Path(args.event))
         answer = main_handler(event, context)
     except SmsStatsError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -107,10 +122,11 @@ def _backfill(args: argparse.Namespace) -> int:
                 "(--sink file:out), or --notify to post a summary per window to the bots",
                 code="MissingParameter",
             )
+        settings.credentials()  # missing keys: a message now, not a traceback mid-run
         plan = backfill.plan(
             app_ids, args.begin, args.end, args.by, settings, sinks, utcnow(), force=args.force
         )
-    except SmsStatsError as exc:
+    except (SmsStatsError, SinkError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for chat in chats:
@@ -170,7 +186,7 @@ def _gaps(args: argparse.Namespace) -> int:
                 code="MissingParameter",
             )
         missing = backfill.gaps(app_ids, args.begin, args.end, settings, store, utcnow())
-    except SmsStatsError as exc:
+    except (SmsStatsError, SinkError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for app_id, hour in missing:

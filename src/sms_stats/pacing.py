@@ -30,8 +30,9 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.capacity = max(1, int(rate * period))
-        self.period = self.capacity / rate + margin
+        self.capacity = max(1, int(rate * period + 1e-9))
+        # Never shorter than the span asked for: 2.5/s is 2 per second, not 2 per 0.8 s.
+        self.period = max(period, self.capacity / rate) + margin
         self._starts: deque[float] = deque()
         self._lock = threading.Lock()
         self._clock = clock
