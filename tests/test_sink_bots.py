@@ -541,6 +541,45 @@ class TestPacing:
 
 
 class TestSummary:
+    @pytest.mark.parametrize("platform", PLATFORMS)
+    @pytest.mark.parametrize(
+        ("begin", "end", "tz", "shown"),
+        [
+            (
+                "2021032713",
+                "2021032818",
+                "Europe/London",  # the clocks go forward inside this range
+                "2021-03-27 13:00 \u2013 2021-03-28 19:00 Europe/London (+00:00/+01:00)",
+            ),
+            (
+                "2021050113",
+                "2021050218",
+                "America/Argentina/Buenos_Aires",
+                "2021-05-01 13:00 \u2013 2021-05-02 19:00 America/Argentina/Buenos_Aires (-03:00)",
+            ),
+        ],
+    )
+    def test_given_long_window_text_when_posted_then_never_clipped(
+        self,
+        bots: BotReceiver,
+        sleep: Any,
+        platform: str,
+        begin: str,
+        end: str,
+        tz: str,
+        shown: str,
+    ) -> None:
+        """The window is ours and bounded: only user values (app ids) are clipped to 64."""
+        window = Window.from_api(begin, end, zone(tz))
+        counts = Counts(10, 9, 10, "rid")
+        batch = [Record(APP_A, window, tz, counts, datetime(2021, 5, 1, tzinfo=timezone.utc))]
+        make(bots.url(platform), sleep).deliver(batch)
+        (payload,) = bots.payloads(platform)
+        everything = json.dumps(payload, ensure_ascii=False)  # titles and fallbacks included
+        assert "\u2026" not in everything
+        seen = everything.replace("\\_", "_").replace("&#95;", "_")  # markdown / lark escapes
+        assert seen.count(shown) == (1 if platform in ("wecom", "feishu") else 2)
+
     def test_given_records_of_two_windows_when_batched_then_one_batch_per_window(self) -> None:
         later = Window.from_api("2021050113", "2021050113", SHANGHAI)
         records = [record(APP_A), record(APP_A, window=later), record(APP_B)]

@@ -205,6 +205,30 @@ class TestDeliverAll:
         assert outcomes[1].error == "broken:x: unexpected TypeError"
 
 
+class TestNoSecretEchoed:
+    TOKEN = "hooktoken-SENTINEL-9f3a"
+
+    @pytest.mark.parametrize(
+        "path", [f"/hooks/{TOKEN}", f"/hooks/x?token={TOKEN}", f"/webhook/{TOKEN}?token={TOKEN}"]
+    )
+    def test_given_token_in_url_when_receiver_echoes_it_in_a_404_then_error_holds_no_token(
+        self, receiver: WebhookReceiver, sleep: Any, path: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """n8n and Zapier URLs carry their credential in the path or query; 404 pages echo it."""
+        receiver.fault = Fault(status=404, echo_path=True)
+        url = f"{receiver.endpoint}{path}"
+        (hook,) = build_sinks(
+            load_settings({"SMS_STATS_SINKS": url}), Transport(timeout=2.0, max_attempts=1)
+        )
+        (outcome,) = deliver_all([record()], [hook])
+
+        assert not outcome.ok
+        assert "Cannot POST ***" in (outcome.error or "")  # the answer is quoted, scrubbed
+        assert self.TOKEN not in (outcome.error or "")
+        assert self.TOKEN not in hook.name
+        assert self.TOKEN not in capsys.readouterr().out
+
+
 class TestConnections:
     def test_given_two_threads_when_delivering_then_each_keeps_its_own_connection_alive(
         self, receiver: WebhookReceiver, sleep: Any

@@ -33,7 +33,14 @@ class Record:
     def success_rate(self) -> float | None:
         if self.counts.request_count == 0:
             return None
-        return round(self.counts.request_success_count / self.counts.request_count, 6)
+        ok, total = self.counts.request_success_count, self.counts.request_count
+        rate = round(ok / total, 6)
+        # Never round a failure away (or a success into nothing), as the chat summary does.
+        if rate == 1.0 and ok < total:
+            return 0.999999
+        if rate == 0.0 and ok > 0:
+            return 0.000001
+        return rate
 
     @property
     def key(self) -> str:

@@ -2,7 +2,8 @@
 
 The verifier is the Standard Webhooks reference package, which no one here wrote: what it
 accepts, a real receiver accepts. Faults (a status with Retry-After, latency, a hang) are
-injected per call count, so retry behaviour can be driven from a test.
+injected per call count, so retry behaviour can be driven from a test; a fault can echo the
+request's path and query in its body, as common web frameworks do in their 404 pages.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Fault:
     times: int | None = None
     latency_s: float = 0.0
     hang: bool = False
+    echo_path: bool = False  # answer like Express or n8n: "Cannot POST /hooks/<token>?..."
 
 
 @dataclass
@@ -88,6 +90,8 @@ class WebhookReceiver(LoopbackService):
         with self._lock:
             self.received.append(Received(path, lowered, body, verified, status, peer_port))
         extra = {"Retry-After": fault.retry_after} if fault and fault.retry_after else {}
+        if fault is not None and fault.echo_path:
+            extra["X-Echo-Body"] = f"Cannot POST {path} (this webhook is not registered)"
         return status, extra
 
 
@@ -102,7 +106,10 @@ class _Handler(LoopbackHandler[WebhookReceiver]):
         )
         if status == 0:
             return
+        echoed = headers.pop("X-Echo-Body", None)
         payload = b"{}" if status < 300 else b'{"error":"injected"}'
+        if echoed is not None:
+            payload = echoed.encode("utf-8")
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)

@@ -92,7 +92,7 @@ def payload(summary: Summary, rows: Sequence[Row], part: Part) -> dict[str, Any]
     head = [f"#### {heading(part)}", *head_lines(summary, MARKDOWN)]
     # Blank lines between paragraphs: DingTalk's renderer ignores a single newline in places.
     text = "\n\n".join(head) + "\n\n" + "\n".join(f"- {row_line(r, MARKDOWN)}" for r in rows)
-    title = f"{heading(part)}: {clean(summary.window)}"  # shown in notifications, plain text
+    title = f"{heading(part)}: {clean(summary.window, None)}"  # notifications show it: plain
     return {"msgtype": "markdown", "markdown": {"title": title, "text": text}}
 
 

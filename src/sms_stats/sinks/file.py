@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -53,7 +53,9 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Write then rename: a reader (or a re-run) never sees half a record."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        tmp = str(path.parent / f".tmp-{secrets.token_hex(8)}")
+        # mode 0o666 through the umask, like any plain write (mkstemp forces 0600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)

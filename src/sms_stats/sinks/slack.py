@@ -73,7 +73,8 @@ def fallback(summary: Summary, part: Part) -> str:
     """What notifications and old clients show: the headline figures, not every row."""
     apps = len(summary.rows)
     who = f"{apps} apps" if apps > 1 else SLACK.escape(summary.rows[0].app_id)
-    return f"{heading(part)}: {SLACK.escape(summary.window)}{SEP}{who}{SEP}{figures(summary.total)}"
+    window = SLACK.escape(summary.window, None)  # ours, bounded: never clipped
+    return f"{heading(part)}: {window}{SEP}{who}{SEP}{figures(summary.total)}"
 
 
 def fits(message: dict[str, Any]) -> bool:

@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from ..log import logger
@@ -30,7 +30,7 @@ from ..pacing import Limit, pace_for
 from ..records import Record
 from ..windows import Window
 from .base import SinkError
-from .transport import OK, Transport, Verdict
+from .transport import OK, Transport, Verdict, scrub
 
 TITLE = "SMS delivery stats"
 NO_RATE = "\u2013"  # en dash: "no traffic, no rate", distinct from a 0 % rate
@@ -164,24 +164,24 @@ def number(value: int) -> str:
 # -- markup --------------------------------------------------------------------------------
 
 
-def clean(text: str) -> str:
+def clean(text: str, limit: int | None = MAX_VALUE_CHARS) -> str:
     """One line, bounded: a stray newline or a huge value must not break a message's layout."""
     text = _CONTROL.sub(" ", text).strip()
-    if len(text) > MAX_VALUE_CHARS:
-        text = text[: MAX_VALUE_CHARS - 1] + ELLIPSIS
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + ELLIPSIS
     return text
 
 
 _MD_SPECIAL = re.compile(r"[\\`*_\[\]<>#|~]")
 
 
-def escape_markdown(text: str) -> str:
+def escape_markdown(text: str, limit: int | None = MAX_VALUE_CHARS) -> str:
     """Backslash-escape what common Markdown (WeCom, DingTalk) would read as markup.
 
     An underscore between two letters or digits is left alone (`Los_Angeles`): CommonMark does
     not emphasise inside words, and an escape there would show up if a renderer ignored it.
     """
-    text = clean(text)
+    text = clean(text, limit)
 
     def escape(match: re.Match[str]) -> str:
         char, at = match.group(), match.start()
@@ -200,28 +200,32 @@ def escape_markdown(text: str) -> str:
 _LARK_SPECIAL = re.compile(r"[&<>*_~`\[\]\\]")
 
 
-def escape_lark(text: str) -> str:
+def escape_lark(text: str, limit: int | None = MAX_VALUE_CHARS) -> str:
     """Feishu's `lark_md` takes HTML entities, not backslashes, for its special characters.
 
     Only the characters that format mid-line are escaped: a value never starts a line here, so
     list, heading and quote markers cannot trigger.
     """
-    return _LARK_SPECIAL.sub(lambda m: f"&#{ord(m.group())};", clean(text))
+    return _LARK_SPECIAL.sub(lambda m: f"&#{ord(m.group())};", clean(text, limit))
 
 
-def escape_slack(text: str) -> str:
+def escape_slack(text: str, limit: int | None = MAX_VALUE_CHARS) -> str:
     """Slack mrkdwn: `&`, `<` and `>` are the only characters Slack lets you escape.
 
     `*`, `_`, `~` only format at word boundaries; the values shown (digit app ids, IANA zone
     names) never put them there.
     """
-    text = clean(text)
+    text = clean(text, limit)
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class Escape(Protocol):
+    def __call__(self, text: str, limit: int | None = MAX_VALUE_CHARS) -> str: ...
 
 
 @dataclass(frozen=True)
 class Markup:
-    escape: Callable[[str], str]
+    escape: Escape
     bold: Callable[[str], str]
 
 
@@ -247,7 +251,8 @@ def row_line(row: Row, markup: Markup) -> str:
 
 
 def window_line(summary: Summary, markup: Markup) -> str:
-    return f"{markup.bold('Window:')} {markup.escape(summary.window)}"
+    # Our own text, bounded by construction (`window_text`): escaped but never clipped.
+    return f"{markup.bold('Window:')} {markup.escape(summary.window, None)}"
 
 
 def total_line(summary: Summary, markup: Markup) -> str | None:
@@ -332,14 +337,6 @@ def chunk_lines(lines: Sequence[str], max_chars: int, joiner: str = "\n") -> lis
 def encode(payload: Mapping[str, Any]) -> bytes:
     """Compact UTF-8 JSON: the size limits are in bytes, so measure what is actually sent."""
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def scrub(text: str, secrets: Sequence[str]) -> str:
-    """Replace any secret a platform (or a proxy) might echo back."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def code_check(

@@ -13,9 +13,10 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..pacing import Pace
 from .base import SinkError
@@ -101,6 +102,7 @@ class Transport:
                 )
             if prepare is not None:
                 url, body, headers = prepare()
+            hidden = private_parts(url)
             retry_after: float | None = None
             try:
                 response = self._session().post(
@@ -125,6 +127,7 @@ class Transport:
                     problem = f"HTTP {status}: {_snippet(content)}"
                     retryable = status == 429 or status >= 500
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            problem = scrub(problem, hidden)  # a receiver may echo the URL it was sent to
             if not retryable or attempt >= self.max_attempts:
                 raise SinkError(f"{name}: {problem} (after {attempt} attempt{'s' * (attempt > 1)})")
             delay = self._delay(attempt, retry_after)
@@ -136,6 +139,28 @@ class Transport:
         if retry_after is not None:
             return min(retry_after, MAX_RETRY_AFTER_S)
         return self.rng() * min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
+
+
+def private_parts(url: str) -> list[str]:
+    """The pieces of a URL's path and query that may be its credential, longest first.
+
+    A webhook's token often is a path segment (n8n, Zapier) or a query value (`?token=`), and
+    receivers echo the path in their errors ("Cannot POST /hooks/<token>"). Pieces shorter
+    than 8 characters (`hooks`, `send`) are words, not secrets, and are left readable.
+    """
+    parts = urlsplit(url)
+    found = {parts.path, parts.query, *parts.path.split("/"), *parts.query.split("&")}
+    found |= {unquote(piece) for piece in found}
+    found |= {value for _, value in parse_qsl(parts.query)}
+    return sorted((piece for piece in found if len(piece) >= 8), key=len, reverse=True)
+
+
+def scrub(text: str, secrets: Sequence[str]) -> str:
+    """Replace any secret a platform (or a proxy) might echo back."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -1,0 +1,66 @@
+"""The sms-stats/v1 record: its fields, its key, and a success rate that never hides a failure."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from sms_stats.records import SCHEMA, Counts, Record, store_key
+from sms_stats.windows import Window, zone
+
+from .conftest import APP_A
+
+SHANGHAI = zone("Asia/Shanghai")
+FETCHED = datetime(2021, 5, 1, 6, 5, 7, 123000, tzinfo=timezone.utc)
+
+
+def record(requests: int, ok: int, begin: str = "2021050113", end: str = "2021050113") -> Record:
+    window = Window.from_api(begin, end, SHANGHAI)
+    return Record(
+        APP_A, window, "Asia/Shanghai", Counts(requests, ok, requests + 3, "rid"), FETCHED
+    )
+
+
+def test_given_record_when_dumped_then_contract_fields_with_offsets() -> None:
+    assert record(1880, 1875).to_dict() == {
+        "schema": SCHEMA,
+        "sms_sdk_app_id": APP_A,
+        "begin_time": "2021050113",
+        "end_time": "2021050113",
+        "timezone": "Asia/Shanghai",
+        "window_start": "2021-05-01T13:00:00+08:00",
+        "window_end": "2021-05-01T14:00:00+08:00",
+        "request_count": 1880,
+        "request_success_count": 1875,
+        "fee_count": 1883,
+        "success_rate": 0.99734,
+        "request_id": "rid",
+        "fetched_at": "2021-05-01T06:05:07Z",
+    }
+
+
+def test_given_day_window_when_keyed_then_hive_style_under_its_local_date() -> None:
+    day = Window.from_api("2021050100", "2021050123", SHANGHAI)
+    assert store_key(APP_A, day) == f"app={APP_A}/dt=2021-05-01/2021050100-2021050123.json"
+
+
+def test_given_no_requests_when_rated_then_none_not_zero() -> None:
+    assert record(0, 0).success_rate is None
+
+
+@pytest.mark.parametrize(
+    ("requests", "ok", "rate"),
+    [
+        (10_000_000, 9_999_999, 0.999999),  # one failure in ten million is not 100 %
+        (10_000_000, 1, 0.000001),  # one success in ten million is not 0 %
+        (10_000_000, 10_000_000, 1.0),
+        (10_000_000, 0, 0.0),
+        (3, 2, 0.666667),
+    ],
+)
+def test_given_extreme_counts_when_rated_then_rounding_never_hides_a_failure_or_a_success(
+    requests: int, ok: int, rate: float
+) -> None:
+    """Alerts are written as `success_rate < 1`: a rounded-up 1.0 would silence them."""
+    assert record(requests, ok).success_rate == rate
