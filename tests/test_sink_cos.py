@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import pytest
 from index import main_handler
+from pytest_mock import MockerFixture
 
 from sms_stats import backfill
 from sms_stats.emulator import Emulator
@@ -220,6 +221,17 @@ class TestUrl:
         assert sink.name == f"cos:{BUCKET}/stats"
         assert sink.target.region == "ap-chengdu"
         assert_no_secret(repr(vars(sink.target)))
+
+
+class TestWithoutSdk:
+    def test_given_cos_sdk_not_installed_when_sinks_built_then_config_error_says_what_to_install(
+        self, mocker: MockerFixture
+    ) -> None:
+        """Outside SCF, `pip install sms-stats` without the [cos] extra: say so, at start."""
+        mocker.patch.dict(sys.modules, {"qcloud_cos": None, "qcloud_cos.cos_exception": None})
+        settings = make_settings(sinks=f"cos://{BUCKET}/stats")
+        with pytest.raises(ConfigError, match=r"SMS_STATS_SINKS item 1: .*sms-stats\[cos\]"):
+            build_sinks(settings)
 
 
 class TestDelivery:

@@ -204,8 +204,14 @@ def make_client(
     `Host` header, and so the signature, stay the bucket's virtual host. (`Endpoint=` would not
     do: the SDK prepends the bucket to it, giving `bucket.127.0.0.1:port`.)
     """
-    from qcloud_cos import CosConfig, CosS3Client  # noqa: PLC0415 - only with a COS sink
-    from qcloud_cos.cos_exception import CosClientError  # noqa: PLC0415
+    try:
+        from qcloud_cos import CosConfig, CosS3Client  # noqa: PLC0415 - only with a COS sink
+        from qcloud_cos.cos_exception import CosClientError  # noqa: PLC0415
+    except ImportError:
+        raise ValueError(
+            "a cos:// sink needs the COS SDK, which is not installed here: "
+            "pip install 'sms-stats[cos]' (the deployment package carries it)"
+        ) from None
 
     quiet_sdk_logging()
     options: dict[str, Any] = {}
