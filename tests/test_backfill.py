@@ -254,3 +254,20 @@ def test_given_no_credentials_when_backfill_runs_then_exit_1_before_any_call(
     assert main(["backfill", "--app-id", APP_A, "--from", "2021050100", "--to", "2021050101"]) == 1
     assert "error: " in capsys.readouterr().err
     assert len(emulator.requests) == before
+
+
+class TestPipelineResume:
+    def test_given_one_app_stored_when_backfill_resumes_then_other_apps_records_stored(
+        self, scf_env: dict[str, str], store: Path
+    ) -> None:
+        settings = load_settings()
+        sinks = build_sinks(settings)
+        first = backfill.plan([APP_A], "2021050100", "2021050103", "hour", settings, sinks, NOW)
+        backfill.run(first, settings, sinks)
+        again = backfill.plan(
+            [APP_A, APP_B], "2021050100", "2021050103", "hour", settings, sinks, NOW
+        )
+        result = backfill.run(again, settings, sinks)
+        assert result.ok
+        assert [r.sms_sdk_app_id for r in result.records] == [APP_B] * 4
+        assert len(list(store.rglob("*.json"))) == 8

@@ -7,7 +7,7 @@ import pytest
 from pytest_mock import MockerFixture
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
-from sms_stats.client import RetryPolicy, StatsClient, is_transient, map_sdk_error
+from sms_stats.client import OUT_OF_TIME, RetryPolicy, StatsClient, is_transient, map_sdk_error
 from sms_stats.emulator import Emulator, Fault
 from sms_stats.errors import UpstreamError
 from sms_stats.settings import load_settings
@@ -188,3 +188,26 @@ class TestStatsClientAgainstStandIn:
             client.fetch(APP_A, window(), deadline=clock.now + settings.timeout + 0.1)
         assert caught.value.attempts == 1
         assert clock.slept == []
+
+
+SHANGHAI = zone("Asia/Shanghai")
+
+
+class TestClientRateLimitAndDeadline:
+    def test_given_next_slot_leaves_no_time_for_a_call_when_fetched_then_left_for_next_run(
+        self, scf_env: dict[str, str], emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """At 1 call a second the next slot is ~1 s away; with 2.5 s left and a 2 s timeout a
+        call started then could overrun the invocation, so none is started."""
+        monkeypatch.setenv("SMS_STATS_RATE_LIMIT", "1")
+        settings = load_settings()
+        client = StatsClient(settings)
+        window = Window.from_api("2021050113", "2021050113", SHANGHAI)
+        client.fetch(APP_A, window)
+        before = len(emulator.requests)
+        started = time.monotonic()
+        with pytest.raises(UpstreamError) as caught:
+            client.fetch(APP_A, window, deadline=started + settings.timeout + 0.5)
+        assert caught.value.code == OUT_OF_TIME
+        assert len(emulator.requests) == before
+        assert time.monotonic() - started < 0.5

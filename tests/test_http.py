@@ -21,7 +21,7 @@ from sms_stats.events import HttpEvent
 from sms_stats.http import authorize, normalize, route
 from sms_stats.settings import load_settings
 
-from .conftest import APP_A, load_event
+from .conftest import APP_A, APP_B, load_event
 
 
 def event(**fields: Any) -> HttpEvent:
@@ -184,3 +184,99 @@ def test_given_no_credentials_when_healthz_then_500_like_stats(
     answer = main_handler(event, context)
     assert answer["statusCode"] == 500
     assert json.loads(answer["body"])["error"]["code"] == "InternalError.Configuration"
+
+
+OTHER_APP = "1400999999"  # a valid app id that is not in SMS_STATS_APP_IDS
+
+
+def get(query: dict[str, Any]) -> dict[str, Any]:
+    return {**load_event("function_url_get.json"), "queryString": query}
+
+
+def post(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**load_event("function_url_post.json"), "body": json.dumps(payload)}
+
+
+def answer_body(answer: dict[str, Any]) -> dict[str, Any]:
+    parsed: dict[str, Any] = json.loads(answer["body"])
+    return parsed
+
+
+def http_event(**fields: Any) -> HttpEvent:
+    return HttpEvent.model_validate({"httpMethod": "POST", "path": "/stats", **fields})
+
+
+class TestHttpBodies:
+    def test_given_base64_body_within_limit_once_decoded_when_normalized_then_accepted(
+        self,
+    ) -> None:
+        raw = b"x" * 300  # 400 characters of base64: the limit is on the decoded body
+        event = http_event(body=base64.b64encode(raw).decode(), isBase64Encoded=True)
+        assert normalize(event, 300).body == raw
+
+    def test_given_body_of_exactly_the_limit_when_normalized_then_accepted(self) -> None:
+        assert len(normalize(http_event(body="x" * 1024), 1024).body) == 1024
+
+
+class TestHttpQueries:
+    def test_given_comma_separated_app_ids_when_get_then_one_record_each(
+        self, scf_env: dict[str, str], context: dict[str, Any]
+    ) -> None:
+        query = {"app_id": f"{APP_A},{APP_B}", "begin": "2021050113", "end": "2021050113"}
+        answer = main_handler(get(query), context)
+        assert answer["statusCode"] == 200, answer["body"]
+        assert [r["sms_sdk_app_id"] for r in answer_body(answer)["records"]] == [APP_A, APP_B]
+
+    def test_given_same_app_id_twice_when_get_then_one_record(
+        self, scf_env: dict[str, str], context: dict[str, Any], emulator: Emulator
+    ) -> None:
+        before = len(emulator.requests)
+        query = {"app_id": [APP_A, APP_A], "begin": "2021050113", "end": "2021050113"}
+        answer = main_handler(get(query), context)
+        assert answer["statusCode"] == 200, answer["body"]
+        assert len(answer_body(answer)["records"]) == 1
+        assert len(emulator.requests) == before + 1
+
+    def test_given_seed_parameter_names_when_get_then_same_as_short_names(
+        self, scf_env: dict[str, str], context: dict[str, Any]
+    ) -> None:
+        query = {"SmsSdkAppId": APP_A, "BeginTime": "2021050113", "EndTime": "2021050115"}
+        answer = main_handler(get(query), context)
+        assert answer["statusCode"] == 200, answer["body"]
+        (record,) = answer_body(answer)["records"]
+        assert (record["begin_time"], record["end_time"]) == ("2021050113", "2021050115")
+
+
+class TestHttpAllowlist:
+    def test_given_star_allowlist_when_get_any_app_then_200(
+        self, scf_env: dict[str, str], context: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("SMS_STATS_HTTP_APP_IDS", "*")
+        query = {"app_id": OTHER_APP, "begin": "2021050113", "end": "2021050113"}
+        answer = main_handler(get(query), context)
+        assert answer["statusCode"] == 200, answer["body"]
+
+    def test_given_allowed_and_unallowed_app_when_get_then_403_and_no_upstream_call(
+        self, scf_env: dict[str, str], context: dict[str, Any], emulator: Emulator
+    ) -> None:
+        before = len(emulator.requests)
+        query = {"app_id": f"{APP_A},{OTHER_APP}", "begin": "2021050113", "end": "2021050113"}
+        answer = main_handler(get(query), context)
+        assert answer["statusCode"] == 403
+        assert answer_body(answer)["error"]["code"] == "UnauthorizedOperation.RequestPermissionDeny"
+        assert len(emulator.requests) == before
+
+    def test_given_unallowed_app_when_post_then_403_and_no_upstream_call(
+        self, scf_env: dict[str, str], context: dict[str, Any], emulator: Emulator
+    ) -> None:
+        before = len(emulator.requests)
+        payload = {
+            "SmsSdkAppId": OTHER_APP,
+            "BeginTime": "2021050113",
+            "EndTime": "2021050113",
+            "Limit": 0,
+            "Offset": 0,
+        }
+        answer = main_handler(post(payload), context)
+        assert answer["statusCode"] == 403
+        assert len(emulator.requests) == before

@@ -102,3 +102,27 @@ class TestRegistry:
         first = pace_for("wecom:test-registry#1", ((20, 60.0),))
         assert pace_for("wecom:test-registry#1", ((20, 60.0),)) is first
         assert pace_for("wecom:test-registry#2", ((20, 60.0),)) is not first
+
+
+class TestSlidingWindow:
+    def test_given_staggered_starts_when_oldest_expires_then_only_its_slot_frees(self) -> None:
+        clock = FakeClock()
+        limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
+        starts = []
+        assert limiter.acquire()
+        starts.append(clock.now)
+        clock.now += 0.5
+        for _ in range(19):
+            assert limiter.acquire()
+            starts.append(clock.now)
+        assert most_in_any_span(starts, 1.0) <= 10
+
+    def test_given_rate_below_one_a_second_when_acquired_then_spaced_by_its_period(self) -> None:
+        """SMS_STATS_RATE_LIMIT=0.5 is one call every 2 s, not one a second."""
+        clock = FakeClock()
+        limiter = RateLimiter(0.5, clock=clock, sleep=clock.sleep)
+        starts = []
+        for _ in range(3):
+            assert limiter.acquire()
+            starts.append(clock.now)
+        assert most_in_any_span(starts, 2.0) == 1

@@ -128,3 +128,47 @@ def test_given_repeated_app_id_in_settings_when_timer_runs_then_one_record_per_a
     monkeypatch.setenv("SMS_STATS_APP_IDS", f"{APP_A},{APP_B},{APP_A}")
     summary = main_handler(load_event("timer.json"), context)
     assert [r["sms_sdk_app_id"] for r in summary["records"]] == [APP_A, APP_B]
+
+
+SHANGHAI = zone("Asia/Shanghai")
+
+
+class TestPipelineOutcome:
+    def test_given_two_apps_failing_differently_when_run_then_partial_failure_not_first_code(
+        self, scf_env: dict[str, str], emulator: Emulator
+    ) -> None:
+        """Two different upstream failures: answering with the first one's code (and status)
+        would tell the caller that one app's problem is the whole run's."""
+        emulator.set_fault(Fault(error_code="InvalidParameterValue.SdkAppIdNotExist"), APP_A)
+        emulator.set_fault(Fault(error_code="UnauthorizedOperation.SdkAppIdIsDisabled"), APP_B)
+        job = Job((APP_A, APP_B), (Window.from_api("2021050113", "2021050113", SHANGHAI),))
+        result = run_job(job, load_settings(), invocation(), [])
+        error = result.error()
+        assert error is not None
+        assert (error.code, error.status) == ("FailedOperation.PartialFailure", 502)
+
+    def test_given_apps_finishing_out_of_order_when_delivered_then_batch_in_job_order(
+        self, scf_env: dict[str, str], emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A chat summary lists apps in job order: a run-to-run order change would also make
+        a retried run's message differ, and the bot would post it again."""
+        monkeypatch.setenv("SMS_STATS_CONCURRENCY", "2")
+        emulator.set_fault(Fault(latency_s=0.3), APP_A)
+
+        class Recorder:
+            name = "recorder:x"
+
+            def __init__(self) -> None:
+                self.batches_seen: list[list[str]] = []
+
+            def batches(self, records: Any) -> list[Any]:
+                return [records]
+
+            def deliver(self, batch: Any, deadline: float | None = None) -> None:
+                self.batches_seen.append([r.sms_sdk_app_id for r in batch])
+
+        sink = Recorder()
+        job = Job((APP_A, APP_B), (Window.from_api("2021050113", "2021050113", SHANGHAI),))
+        result = run_job(job, load_settings(), invocation(), [sink])  # type: ignore[list-item]
+        assert result.ok
+        assert sink.batches_seen == [[APP_A, APP_B]]

@@ -24,6 +24,7 @@ from sms_stats.records import Counts, Record
 from sms_stats.settings import Settings
 from sms_stats.sinks import Sink, SinkError, build_sinks, deliver_all, sink_kind, wecom
 from sms_stats.sinks.summary import (
+    Part,
     Posted,
     Row,
     by_window,
@@ -816,3 +817,33 @@ class TestPosted:
     def test_given_two_robots_when_same_payload_then_different_keys(self) -> None:
         payload = {"msgtype": "markdown", "markdown": {"content": "x"}}
         assert Posted.key("wecom:a#1", payload) != Posted.key("wecom:b#2", payload)
+
+
+class TestPack:
+    def test_given_fit_depends_on_part_label_when_packed_then_every_part_fits_its_real_label(
+        self,
+    ) -> None:
+        """`(10/15)` is wider than `(1/30)`: packing must measure the widest label it may use."""
+        rows = tuple(Row(str(i), i, i, i) for i in range(30))
+
+        def fits(chunk: Any, part: Part) -> bool:
+            return len(chunk) * 10 + len(part.suffix) <= 27
+
+        parts = pack(rows, fits)
+        assert [r for part in parts for r in part] == list(rows)
+        assert all(fits(p, Part(i, len(parts))) for i, p in enumerate(parts, 1))
+
+    def test_given_row_too_long_alone_when_packed_then_sink_error_names_the_app(self) -> None:
+        rows = (Row("1400006874", 1, 1, 1), Row("1400006875", 1, 1, 1))
+        with pytest.raises(SinkError, match="1400006874 alone exceeds"):
+            pack(rows, lambda chunk, part: False)
+
+
+class TestBotAnswers:
+    @pytest.mark.parametrize("answer", [b"{}", b'{"errcode": null}', b'{"errmsg": "ok"}'])
+    def test_given_200_without_an_error_code_when_checked_then_not_delivered(
+        self, answer: bytes
+    ) -> None:
+        verdict = wecom.check(200, answer)
+        assert verdict.error is not None
+        assert "without an error code" in verdict.error
