@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,9 @@ from hypothesis import HealthCheck, settings
 
 from sms_stats import client, handler, pipeline
 from sms_stats.emulator import Emulator
+from sms_stats.records import Counts, Record
 from sms_stats.sinks import summary
+from sms_stats.windows import Window, zone
 
 EVENTS = Path(__file__).parent / "events"
 SECRET_ID = "AKIDtestsecretid0000000000000000"
@@ -33,6 +36,15 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 def load_event(name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((EVENTS / name).read_text(encoding="utf-8"))
     return data
+
+
+def seed_record(app_id: str = APP_A, begin: str = "2021050112", end: str = "2021050112") -> Record:
+    """A record as the API would give it for `begin`..`end` (Shanghai), fetched at a fixed time."""
+    counts = Counts(1880, 1870, 1900, "req-0001")
+    window = Window.from_api(begin, end, zone("Asia/Shanghai"))
+    return Record(
+        app_id, window, "Asia/Shanghai", counts, datetime(2021, 5, 10, tzinfo=timezone.utc)
+    )
 
 
 class FakeClock:

@@ -271,3 +271,35 @@ class TestPipelineResume:
         assert result.ok
         assert [r.sms_sdk_app_id for r in result.records] == [APP_B] * 4
         assert len(list(store.rglob("*.json"))) == 8
+
+
+class TestBackfillEdges:
+    def test_given_one_hour_that_just_ended_when_planned_then_that_single_window(
+        self, scf_env: dict[str, str]
+    ) -> None:
+        """--from = --to = the last full hour (07:00 Shanghai at NOW) is a valid range."""
+        settings = load_settings()
+        sinks = build_sinks(settings)
+        plan = backfill.plan([APP_A], "2021051007", "2021051007", "hour", settings, sinks, NOW)
+        assert plan.todo == 1
+
+    def test_given_range_of_exactly_the_maximum_when_planned_then_accepted(
+        self, scf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("SMS_STATS_MAX_BACKFILL_HOURS", "24")
+        settings = load_settings()
+        sinks = build_sinks(settings)
+        plan = backfill.plan([APP_A], "2021050100", "2021050123", "hour", settings, sinks, NOW)
+        assert plan.todo == 24
+
+    def test_given_more_apps_than_four_times_concurrency_when_backfilled_then_all_stored(
+        self, scf_env: dict[str, str], store: Path
+    ) -> None:
+        """21 apps: over SMS_STATS_MAX_APP_IDS (a per-request limit) and over 4 x concurrency."""
+        apps = [str(1400100000 + i) for i in range(21)]
+        settings = load_settings()
+        sinks = build_sinks(settings)
+        plan = backfill.plan(apps, "2021050100", "2021050101", "hour", settings, sinks, NOW)
+        result = backfill.run(plan, settings, sinks)
+        assert result.ok
+        assert len(stored(store)) == 42

@@ -1,16 +1,26 @@
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from index import main_handler
 
 from sms_stats.errors import InputError
-from sms_stats.events import HttpEvent, JobRequest, StatsRequest, TimerEvent, parse_event
+from sms_stats.events import (
+    HttpEvent,
+    JobRequest,
+    StatsRequest,
+    TimerEvent,
+    parse_direct,
+    parse_event,
+)
 
-from .conftest import load_event
+from .conftest import APP_A, APP_B, load_event
 
 
 class TestShapes:
@@ -148,3 +158,48 @@ def test_property_any_json_event_parses_or_raises_input_error(event: Any) -> Non
     except InputError as exc:
         assert exc.code
         assert exc.message
+
+
+def stored(store: Path) -> list[str]:
+    return sorted(str(p.relative_to(store)) for p in store.rglob("*.json"))
+
+
+class TestEventEdges:
+    def test_given_negative_limit_when_parsed_then_limit_verify_fail(self) -> None:
+        seed = {"SmsSdkAppId": APP_A, "BeginTime": "2021050113", "EndTime": "2021050113"}
+        with pytest.raises(InputError) as caught:
+            parse_event({**seed, "Limit": -1})
+        assert caught.value.code == "InvalidParameterValue.LimitVerifyFail"
+
+    def test_given_trailing_commas_in_job_app_ids_when_parsed_then_no_empty_id(self) -> None:
+        event = parse_event({"app_ids": f" {APP_A}, ,{APP_B},"})
+        assert event.app_ids == (APP_A, APP_B)  # type: ignore[union-attr]
+
+    def test_given_misspelt_job_field_when_parsed_then_error_names_it(self) -> None:
+        """A typo must not silently run the default lookback of 1."""
+        with pytest.raises(InputError) as caught:
+            parse_event({"window": "day", "lookbak": 3})
+        assert caught.value.code == "InvalidParameter"
+        assert "lookbak" in caught.value.message
+
+    @pytest.mark.parametrize(
+        "payload", [{"Type": "Timer", "Time": "2021-05-01T05:05:00Z"}, {"httpMethod": "GET"}]
+    )
+    def test_given_timer_or_http_shape_as_message_when_parsed_then_input_error(
+        self, payload: dict[str, Any]
+    ) -> None:
+        with pytest.raises(InputError, match="Message has none of the known shapes"):
+            parse_direct(payload, "Message")
+
+    def test_given_timer_event_as_message_when_handled_then_input_error_not_a_crash(
+        self, scf_env: dict[str, str], context: dict[str, Any], store: Path
+    ) -> None:
+        message = json.dumps({"Type": "Timer", "Time": "2021-05-01T05:05:00Z"})
+        with pytest.raises(InputError, match="Message"):
+            main_handler({**load_event("timer.json"), "Message": message}, context)
+        assert stored(store) == []
+
+    def test_given_deeply_nested_json_when_parsed_then_json_parse_fail(self) -> None:
+        with pytest.raises(InputError) as caught:
+            parse_event("[" * 100_000)
+        assert caught.value.code == "FailedOperation.JsonParseFail"

@@ -16,6 +16,7 @@ from sms_stats.errors import (
     MethodNotAllowedError,
     NotFoundError,
     PayloadTooLargeError,
+    upstream_status,
 )
 from sms_stats.events import HttpEvent
 from sms_stats.http import authorize, normalize, route
@@ -280,3 +281,21 @@ class TestHttpAllowlist:
         answer = main_handler(post(payload), context)
         assert answer["statusCode"] == 403
         assert len(emulator.requests) == before
+
+
+class TestErrorStatuses:
+    @pytest.mark.parametrize(
+        ("code", "status"),
+        [
+            ("MissingParameter.EmptyParam", 400),
+            ("InvalidParameterValue.SdkAppIdNotExist", 404),
+            ("UnauthorizedOperation.SdkAppIdIsDisabled", 403),
+            ("RequestLimitExceeded.UinLimitExceeded", 429),
+            ("AuthFailure.SignatureFailure", 502),
+            ("InternalError.Timeout", 504),
+        ],
+    )
+    def test_given_upstream_code_when_mapped_then_readme_status(
+        self, code: str, status: int
+    ) -> None:
+        assert upstream_status(code) == status

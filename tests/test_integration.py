@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from index import main_handler
 from pytest_mock import MockerFixture
 
+from sms_stats import handler
 from sms_stats.emulator import Emulator, Fault
 from sms_stats.errors import ConfigError, InputError, SmsStatsError, UpstreamError
 
@@ -136,7 +138,6 @@ class TestDirect:
     def test_given_day_job_when_invoked_then_yesterday_for_each_app(
         self, scf_env: dict[str, str], mocker: MockerFixture, context: dict[str, Any]
     ) -> None:
-        from datetime import datetime, timezone
 
         mocker.patch(
             "sms_stats.handler.utcnow", return_value=datetime(2021, 5, 2, 1, tzinfo=timezone.utc)
@@ -425,3 +426,57 @@ def test_given_unrecognised_event_when_invoked_then_error_lists_the_shapes(
 ) -> None:
     with pytest.raises(SmsStatsError, match="none of the known shapes"):
         main_handler({"key1": "value1", "key2": "value2"}, context)
+
+
+class TestHandlerEdges:
+    def test_given_bad_sink_url_when_healthz_then_500_configuration(
+        self, scf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, context: dict[str, Any]
+    ) -> None:
+        monkeypatch.setenv("SMS_STATS_SINKS", "ftp://nowhere.example.com/x")
+        event = {**load_event("function_url_get.json"), "path": "/healthz", "headers": {}}
+        answer = main_handler(event, context)
+        assert answer["statusCode"] == 500
+        assert json.loads(answer["body"])["error"]["code"] == "InternalError.Configuration"
+
+    def test_given_indented_json_message_when_handled_then_job_is_validated_not_defaulted(
+        self, scf_env: dict[str, str], store: Path, context: dict[str, Any]
+    ) -> None:
+        event = {**load_event("timer.json"), "Message": '\n  {"window": "week"}'}
+        with pytest.raises(InputError, match=r"Message\.window"):
+            main_handler(event, context)
+        assert not list(store.rglob("*.json"))  # nothing ran
+
+    def test_given_log_level_in_bundled_file_when_handled_then_it_applies(
+        self,
+        scf_env: dict[str, str],
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+        context: dict[str, Any],
+    ) -> None:
+        config = tmp_path / "sms_stats.toml"
+        config.write_text('SMS_STATS_LOG_LEVEL = "ERROR"\n', encoding="utf-8")
+        monkeypatch.setenv("SMS_STATS_CONFIG", str(config))
+        main_handler(load_event("timer.json"), context)
+        events = [json.loads(line)["event"] for line in capsys.readouterr().out.splitlines()]
+        assert "job.end" not in events
+
+    def test_given_environment_changes_when_handled_again_then_settings_and_sinks_follow(
+        self,
+        scf_env: dict[str, str],
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        context: dict[str, Any],
+    ) -> None:
+        """The per-container caches are keyed on everything that shapes the settings."""
+        monkeypatch.setenv("SMS_STATS_SINKS", f"file://{tmp_path / 'one'}")
+        main_handler(load_event("timer.json"), context)
+        monkeypatch.setenv("SMS_STATS_SINKS", f"file://{tmp_path / 'two'}")
+        main_handler(load_event("timer.json"), context)
+        assert len(stored(tmp_path / "two")) == 2
+        monkeypatch.setenv("TENCENTCLOUD_REGION", "ap-beijing")
+        assert handler.current_settings().region == "ap-beijing"
+        config = tmp_path / "sms_stats.toml"
+        config.write_text('SMS_STATS_TIMEZONE = "UTC"\n', encoding="utf-8")
+        monkeypatch.setenv("SMS_STATS_CONFIG", str(config))
+        assert handler.current_settings().timezone == "UTC"

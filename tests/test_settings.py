@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from index import main_handler
 
+from sms_stats import settings as settings_module
 from sms_stats.errors import ConfigError
 from sms_stats.settings import load_settings
 
-from .conftest import SECRET_KEY
+from .conftest import SECRET_KEY, load_event
 
 
 class TestDefaults:
@@ -132,3 +135,88 @@ def test_given_app_ids_that_are_not_smssdkappids_when_settings_load_then_config_
 def test_given_empty_sms_stats_region_when_settings_load_then_tencentcloud_region_is_used() -> None:
     settings = load_settings({"SMS_STATS_REGION": "", "TENCENTCLOUD_REGION": "ap-beijing"})
     assert settings.region == "ap-beijing"
+
+
+class TestSettingsEdges:
+    @pytest.mark.parametrize(
+        ("env", "words"),
+        [
+            ({"SMS_STATS_APP_IDS": "140000687"}, "SMS_STATS_APP_IDS"),
+            ({"SMS_STATS_REGION": "guangzhou"}, "SMS_STATS_REGION: must be a region"),
+            ({"SMS_STATS_ENDPOINT": "http://:9000"}, "SMS_STATS_ENDPOINT: must be scheme://"),
+            ({"SMS_STATS_ENDPOINT": "http://u:pw@127.0.0.1:9000"}, "SMS_STATS_ENDPOINT: must be"),
+            ({"SMS_STATS_MAX_ATTEMPTS": "0"}, "SMS_STATS_MAX_ATTEMPTS"),
+            ({"SMS_STATS_MAX_BODY_BYTES": "255"}, "SMS_STATS_MAX_BODY_BYTES"),
+        ],
+    )
+    def test_given_out_of_rule_value_when_loaded_then_config_error_names_variable(
+        self, env: dict[str, str], words: str
+    ) -> None:
+        with pytest.raises(ConfigError) as caught:
+            load_settings(env)
+        assert words in caught.value.message
+
+    def test_given_empty_environment_when_loaded_then_documented_numeric_defaults(self) -> None:
+        settings = load_settings({})
+        assert (settings.timeout, settings.max_attempts, settings.rate_limit) == (5.0, 3, 10.0)
+        assert (settings.concurrency, settings.max_span_hours) == (4, 744)
+        assert (settings.max_backfill_hours, settings.max_app_ids) == (8784, 20)
+        assert (settings.max_body_bytes, settings.log_level) == (65536, "INFO")
+
+    def test_given_empty_variables_when_loaded_then_defaults_are_used(self) -> None:
+        """README: an empty value in serverless.yml means "use the default"."""
+        empty = (
+            "SMS_STATS_TIMEOUT",
+            "SMS_STATS_ENDPOINT",
+            "SMS_STATS_LOG_LEVEL",
+            "SMS_STATS_REGION",
+        )
+        settings = load_settings(dict.fromkeys(empty, ""))
+        assert (settings.timeout, settings.endpoint) == (5.0, None)
+        assert (settings.log_level, settings.region) == ("INFO", "ap-guangzhou")
+
+    def test_given_lower_case_log_level_when_loaded_then_accepted_upper_case(self) -> None:
+        assert load_settings({"SMS_STATS_LOG_LEVEL": "debug"}).log_level == "DEBUG"
+
+    def test_given_empty_secret_id_when_credentials_asked_then_names_the_variable(self) -> None:
+        settings = load_settings(
+            {"TENCENTCLOUD_SECRETID": "", "TENCENTCLOUD_SECRETKEY": SECRET_KEY}
+        )
+        with pytest.raises(ConfigError, match="TENCENTCLOUD_SECRETID not set"):
+            settings.credentials()
+
+    def test_given_toml_value_and_empty_variable_when_loaded_then_file_value_kept(
+        self, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "sms_stats.toml"
+        path.write_text('SMS_STATS_TIMEZONE = "UTC"\n', encoding="utf-8")
+        settings = load_settings({"SMS_STATS_CONFIG": str(path), "SMS_STATS_TIMEZONE": ""})
+        assert settings.timezone == "UTC"
+
+    def test_given_file_bundled_next_to_the_package_when_loaded_then_it_is_read(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The deployment puts sms_stats.toml next to index.py, one level above sms_stats/."""
+        package = tmp_path / "package"
+        (package / "sms_stats").mkdir(parents=True)
+        (package / "sms_stats.toml").write_text('SMS_STATS_TIMEZONE = "UTC"\n', encoding="utf-8")
+        monkeypatch.setattr(settings_module, "__file__", str(package / "sms_stats" / "settings.py"))
+        assert load_settings({}).timezone == "UTC"
+
+    def test_given_api_token_list_with_bad_item_in_toml_when_loaded_then_tokens_redacted(
+        self, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "sms_stats.toml"
+        path.write_text('SMS_STATS_API_TOKEN = ["tok-SENTINEL-41", 5]\n', encoding="utf-8")
+        with pytest.raises(ConfigError) as caught:
+            load_settings({"SMS_STATS_CONFIG": str(path)})
+        assert "SMS_STATS_API_TOKEN" in caught.value.message
+        assert "tok-SENTINEL-41" not in caught.value.message
+
+    def test_given_endpoint_with_trailing_slash_when_job_runs_then_records_fetched(
+        self, scf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, context: dict[str, Any]
+    ) -> None:
+        monkeypatch.setenv("SMS_STATS_ENDPOINT", scf_env["SMS_STATS_ENDPOINT"] + "/")
+        assert load_settings().endpoint == scf_env["SMS_STATS_ENDPOINT"]
+        result = main_handler(load_event("timer.json"), context)
+        assert len(result["records"]) == 2

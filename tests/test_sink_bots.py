@@ -22,7 +22,7 @@ from sms_stats import handler
 from sms_stats.errors import ConfigError, DeliveryError
 from sms_stats.records import Counts, Record
 from sms_stats.settings import Settings
-from sms_stats.sinks import Sink, SinkError, build_sinks, deliver_all, sink_kind, wecom
+from sms_stats.sinks import Sink, SinkError, build_sinks, deliver_all, sink_kind, slack, wecom
 from sms_stats.sinks.summary import (
     Part,
     Posted,
@@ -39,7 +39,7 @@ from sms_stats.sinks.summary import (
 from sms_stats.sinks.transport import Transport
 from sms_stats.windows import Window, zone
 
-from .conftest import APP_A, APP_B, load_event
+from .conftest import APP_A, APP_B, load_event, seed_record
 from .standins.bots import (
     DINGTALK_MAX_BODY,
     DINGTALK_SECRET,
@@ -847,3 +847,39 @@ class TestBotAnswers:
         verdict = wecom.check(200, answer)
         assert verdict.error is not None
         assert "without an error code" in verdict.error
+
+
+class TestBotEdges:
+    @pytest.fixture
+    def bots(self) -> Iterator[BotReceiver]:
+        with BotReceiver() as running:
+            yield running
+
+    def test_given_feishu_url_with_extra_path_when_built_then_config_error_names_the_path(
+        self,
+    ) -> None:
+        url = f"https://open.feishu.cn/open-apis/bot/v2/hook/{FEISHU_TOKEN}/extra"
+        with pytest.raises(ConfigError, match="path"):
+            build_sinks(Settings(sinks=(url,)))
+
+    @pytest.mark.parametrize(
+        ("platform", "code", "message"),
+        [
+            ("dingtalk", 410100, "send too fast"),
+            ("feishu", 9499, "request trigger frequency limit"),
+        ],
+    )
+    def test_given_other_rate_limit_answer_when_delivered_then_retried_then_ok(
+        self, bots: BotReceiver, mocker: Any, platform: str, code: int, message: str
+    ) -> None:
+        sleep = mocker.Mock()
+        bots.set_fault(platform, BotFault(error_code=code, error_message=message, times=1))
+        transport = Transport(timeout=2.0, max_attempts=3, sleep=sleep)
+        (sink,) = build_sinks(Settings(sinks=(bots.url(platform),)), transport)
+        sink.deliver([seed_record()])
+        assert len(bots.payloads(platform)) == 1
+        assert len(bots.attempts) == 2
+
+    def test_given_slack_200_with_other_body_when_checked_then_not_delivered(self) -> None:
+        """A proxy or login page answering 200 must not count as posted."""
+        assert slack.check(200, b"<html>sign in</html>").error is not None

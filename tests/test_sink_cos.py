@@ -39,7 +39,7 @@ from sms_stats.sinks.file import encode
 from sms_stats.sinks.transport import Transport
 from sms_stats.windows import Window, zone
 
-from .conftest import APP_A, APP_B, SECRET_ID, SECRET_KEY, SESSION_TOKEN, load_event
+from .conftest import APP_A, APP_B, SECRET_ID, SECRET_KEY, SESSION_TOKEN, load_event, seed_record
 from .standins.cos import CosFault, CosStandIn, closed_port
 
 BUCKET = "stats-1250000000"
@@ -708,3 +708,61 @@ def test_given_cold_start_when_index_imported_then_cos_sdk_is_not_loaded() -> No
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+class TestCosEdges:
+    @pytest.fixture
+    def cos(self) -> Iterator[CosStandIn]:
+        creds = {SECRET_ID: (SECRET_KEY, SESSION_TOKEN)}
+        with CosStandIn(credentials=creds, buckets={BUCKET}) as s:
+            yield s
+
+    @pytest.fixture
+    def make_sink(self, cos: CosStandIn) -> Callable[..., tuple[CosSink, list[float]]]:
+        def make(max_attempts: int = 3) -> tuple[CosSink, list[float]]:
+            delays: list[float] = []
+            settings = Settings(
+                secret_id=SECRET_ID,
+                secret_key=SECRET_KEY,
+                session_token=SESSION_TOKEN,
+                timeout=2,
+                max_attempts=max_attempts,
+            )
+            url = f"cos://{BUCKET}/stats?region=ap-guangzhou&endpoint={cos.endpoint}"
+            sink = build(url, settings, Transport(), sleep=delays.append, rng=lambda: 1.0)
+            return sink, delays
+
+        return make
+
+    def test_given_control_character_in_prefix_when_parsed_then_value_error(self) -> None:
+        with pytest.raises(ValueError, match="control characters"):
+            parse_url(f"cos://{BUCKET}/a%0Ab", "ap-guangzhou")
+
+    def test_given_many_attempts_when_failing_then_pause_capped_at_8_seconds(
+        self, cos: CosStandIn, make_sink: Callable[..., tuple[CosSink, list[float]]]
+    ) -> None:
+        cos.set_fault(CosFault(500, "InternalError"))
+        sink, delays = make_sink(max_attempts=7)
+        with pytest.raises(SinkError):
+            sink.deliver([seed_record()])
+        assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+
+    def test_given_429_on_head_when_checked_then_retried(
+        self, cos: CosStandIn, make_sink: Callable[..., tuple[CosSink, list[float]]]
+    ) -> None:
+        sink, _ = make_sink()
+        cos.set_fault(CosFault(429, "TooManyRequests", times=1))
+        assert sink.exists(APP_A, seed_record().window) is False
+        assert [r.status for r in cos.requests] == [429, 404]
+
+    def test_given_cos_echoing_secrets_when_refused_then_error_holds_neither(
+        self, cos: CosStandIn, make_sink: Callable[..., tuple[CosSink, list[float]]]
+    ) -> None:
+        sink, _ = make_sink()
+        echo = f"key {SECRET_KEY} token {SESSION_TOKEN}"
+        cos.set_fault(CosFault(403, "AccessDenied", message=echo))
+        with pytest.raises(SinkError) as caught:
+            sink.deliver([seed_record()])
+        assert "AccessDenied" in str(caught.value)
+        assert SECRET_KEY not in str(caught.value)
+        assert SESSION_TOKEN not in str(caught.value)

@@ -19,13 +19,14 @@ from pytest_mock import MockerFixture
 
 from sms_stats.errors import ConfigError, DeliveryError
 from sms_stats.records import Counts, Record
-from sms_stats.settings import load_settings
+from sms_stats.settings import Settings, load_settings
+from sms_stats.signing import decode_whsec
 from sms_stats.sinks import SinkError, build_sinks, deliver_all, sink_kind
 from sms_stats.sinks.transport import Transport, parse_retry_after
 from sms_stats.sinks.webhook import WebhookSink, message_id
 from sms_stats.windows import Window, zone
 
-from .conftest import APP_A, APP_B, load_event
+from .conftest import APP_A, APP_B, load_event, seed_record
 from .standins.webhook import Fault, WebhookReceiver
 
 SECRET = "whsec_" + base64.b64encode(b"a-32-byte-secret-for-the-tests!!").decode()
@@ -381,3 +382,28 @@ class TestThroughHandler:
         assert body["deliveries"][0]["ok"] is False
         assert "HTTP 410" in body["deliveries"][0]["error"]
         assert body["error"]["code"] == "FailedOperation.DeliveryFailed"
+
+
+class TestWebhookEdges:
+    def test_given_16_byte_secret_when_decoded_then_accepted(self) -> None:
+        key = b"sixteen-byte-key"
+        assert decode_whsec("whsec_" + base64.b64encode(key).decode()) == key
+
+    def test_given_urlsafe_base64_secret_when_loaded_then_config_error_not_a_wrong_key(
+        self,
+    ) -> None:
+        """Decoding leniently would drop '-' and '_' and sign with a key the receiver lacks."""
+        secret = "whsec_" + base64.urlsafe_b64encode(b"\xfb\xff" * 16).decode()
+        assert "-" in secret or "_" in secret
+        with pytest.raises(ConfigError, match="not valid base64"):
+            load_settings({"SMS_STATS_WEBHOOK_SECRET": secret})
+
+    def test_given_url_without_host_when_built_then_config_error(self) -> None:
+        with pytest.raises(ConfigError, match="http\\(s\\)://host"):
+            build_sinks(Settings(sinks=("https:///hook",)))
+
+    def test_given_hour_and_day_starting_together_when_identified_then_ids_differ(self) -> None:
+        """A receiver de-duplicating by webhook-id must not drop the day as a repeat."""
+        hour = seed_record(begin="2021050100", end="2021050100")
+        day = seed_record(begin="2021050100", end="2021050123")
+        assert message_id(hour) != message_id(day)
