@@ -127,19 +127,17 @@ class TestRetries:
             sink(receiver, sleep).deliver([record()])
         assert len(receiver.received) == 1
 
-    def test_given_429_with_retry_after_when_delivered_then_waits_that_long(
-        self, receiver: WebhookReceiver, sleep: Any
+    @pytest.mark.parametrize(
+        ("status", "retry_after", "waited"),
+        [(429, "7", 7.0), (503, "3600", 30.0)],  # as asked; a huge one capped at 30 s
+        ids=["waits-that-long", "capped"],
+    )
+    def test_given_retry_after_when_delivered_then_waits_that_long_within_the_cap(
+        self, receiver: WebhookReceiver, sleep: Any, status: int, retry_after: str, waited: float
     ) -> None:
-        receiver.fault = Fault(status=429, retry_after="7", times=1)
+        receiver.fault = Fault(status=status, retry_after=retry_after, times=1)
         sink(receiver, sleep).deliver([record()])
-        sleep.assert_called_once_with(7.0)
-
-    def test_given_huge_retry_after_when_delivered_then_capped(
-        self, receiver: WebhookReceiver, sleep: Any
-    ) -> None:
-        receiver.fault = Fault(status=503, retry_after="3600", times=1)
-        sink(receiver, sleep).deliver([record()])
-        sleep.assert_called_once_with(30.0)
+        sleep.assert_called_once_with(waited)
 
     def test_given_always_500_when_delivered_then_gives_up_after_attempts(
         self, receiver: WebhookReceiver, sleep: Any

@@ -128,8 +128,7 @@ def handle_http(event: Any, invocation: Invocation) -> dict[str, Any]:
         settings = current_settings()
         request = http.normalize(parsed, settings.max_body_bytes)
         if http.route(request) == "/healthz":
-            sinks_for(settings)
-            settings.credentials()
+            ready_sinks(settings)
             return http.response(200, {"status": "ok"})
         http.authorize(request, settings)
         job = http.job_from_request(request, settings, utcnow())
@@ -189,9 +188,16 @@ def resolve_job(parsed: Any, settings: Settings) -> Job:
     return from_job_request(request, settings, now)
 
 
+def ready_sinks(settings: Settings) -> list[Sink]:
+    """What a run needs before any API call: its sinks built (a bad URL fails here) and its
+    credentials present. `/healthz` answers ok only when this passes."""
+    sinks = sinks_for(settings)
+    settings.credentials()
+    return sinks
+
+
 def _run(job: Job, settings: Settings, invocation: Invocation) -> RunResult:
-    sinks = sinks_for(settings)  # a bad sink URL fails here, before any API call
-    settings.credentials()  # and missing credentials too
+    sinks = ready_sinks(settings)
     started = time.monotonic()
     result = run_job(job, settings, invocation, sinks)
     logger.info(

@@ -110,7 +110,7 @@ def from_job_request(request: JobRequest, settings: Settings, now: datetime) -> 
                 "no app ids to collect: set SMS_STATS_APP_IDS (comma-separated SmsSdkAppIds, "
                 "e.g. 1400006874,1400006875) or give app_ids in the job"
             )
-        app_ids = tuple(dict.fromkeys(settings.app_ids))  # keep order, drop repeats
+        app_ids = settings.app_ids
     else:
         app_ids = check_app_ids(request.app_ids, "app_ids", settings)
     hours = request.lookback * (24 if request.window == "day" else 1)

@@ -129,6 +129,11 @@ class Settings(BaseModel):
         zone(value)
         return value
 
+    @field_validator("app_ids")
+    @classmethod
+    def _app_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(value))  # `A,B,A` is a slip: keep order, drop repeats
+
     @field_validator("http_app_ids")
     @classmethod
     def _http_app_ids(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:

@@ -65,7 +65,7 @@ class WebhookReceiver(LoopbackService):
 
     def _answer(
         self, path: str, headers: dict[str, str], body: bytes, peer_port: int = 0
-    ) -> tuple[int, dict[str, str]]:
+    ) -> tuple[int, dict[str, str], bytes | None]:
         lowered = {k.lower(): v for k, v in headers.items()}
         with self._lock:
             fault = self.fault
@@ -78,7 +78,7 @@ class WebhookReceiver(LoopbackService):
                 time.sleep(fault.latency_s)
             if fault.hang:
                 self._pause(30)
-                return 0, {}
+                return 0, {}, None
         verified: bool | None = None
         status = 200 if fault is None else fault.status
         if self.secret is not None:
@@ -90,9 +90,10 @@ class WebhookReceiver(LoopbackService):
         with self._lock:
             self.received.append(Received(path, lowered, body, verified, status, peer_port))
         extra = {"Retry-After": fault.retry_after} if fault and fault.retry_after else {}
+        echoed = None
         if fault is not None and fault.echo_path:
-            extra["X-Echo-Body"] = f"Cannot POST {path} (this webhook is not registered)"
-        return status, extra
+            echoed = f"Cannot POST {path} (this webhook is not registered)".encode()
+        return status, extra, echoed
 
 
 class _Handler(LoopbackHandler[WebhookReceiver]):
@@ -101,15 +102,12 @@ class _Handler(LoopbackHandler[WebhookReceiver]):
     def _serve(self, method: str) -> None:
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
-        status, headers = self.owner._answer(
+        status, headers, echoed = self.owner._answer(
             self.path, dict(self.headers.items()), body, self.client_address[1]
         )
         if status == 0:
             return
-        echoed = headers.pop("X-Echo-Body", None)
-        payload = b"{}" if status < 300 else b'{"error":"injected"}'
-        if echoed is not None:
-            payload = echoed.encode("utf-8")
+        payload = b"{}" if status < 300 else echoed or b'{"error":"injected"}'
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)

@@ -102,7 +102,6 @@ class Transport:
                 )
             if prepare is not None:
                 url, body, headers = prepare()
-            hidden = private_parts(url)
             retry_after: float | None = None
             try:
                 response = self._session().post(
@@ -127,7 +126,7 @@ class Transport:
                     problem = f"HTTP {status}: {_snippet(content)}"
                     retryable = status == 429 or status >= 500
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            problem = scrub(problem, hidden)  # a receiver may echo the URL it was sent to
+            problem = scrub(problem, private_parts(url))  # a receiver may echo the URL
             if not retryable or attempt >= self.max_attempts:
                 raise SinkError(f"{name}: {problem} (after {attempt} attempt{'s' * (attempt > 1)})")
             delay = self._delay(attempt, retry_after)
