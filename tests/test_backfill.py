@@ -14,6 +14,7 @@ from sms_stats.emulator import Emulator
 from sms_stats.errors import InputError
 from sms_stats.settings import load_settings
 from sms_stats.sinks import build_sinks
+from sms_stats.sinks.base import find_store
 
 from .conftest import APP_A, APP_B, SECRET_ID, SECRET_KEY, SESSION_TOKEN
 from .standins.bots import BotReceiver
@@ -111,11 +112,12 @@ def test_given_day_backfill_when_gaps_checked_then_days_cover_their_hours(
         f"app={APP_A}/dt=2021-05-01/2021050100-2021050123.json",
         f"app={APP_A}/dt=2021-05-02/2021050200-2021050223.json",
     ]
-    store_sink = backfill.find_store(sinks)
+    store_sink = find_store(sinks)
     assert store_sink is not None
     assert backfill.gaps([APP_A], "2021050100", "2021050223", settings, store_sink, NOW) == []
     missing = backfill.gaps([APP_A], "2021050100", "2021050301", settings, store_sink, NOW)
-    assert missing == [(APP_A, "2021050300"), (APP_A, "2021050301")]
+    name = store_sink.name
+    assert missing == [(APP_A, "2021050300", name), (APP_A, "2021050301", name)]
 
 
 @pytest.mark.parametrize(
@@ -168,7 +170,7 @@ def test_given_cli_backfill_then_gaps_when_run_then_exit_codes_and_summary(
     assert main(["gaps", *args]) == 0
     (store / f"app={APP_A}/dt=2021-05-01/2021050102-2021050102.json").unlink()
     assert main(["gaps", *args]) == 1
-    assert capsys.readouterr().out.split() == [APP_A, "2021050102"]
+    assert capsys.readouterr().out.split() == [APP_A, "2021050102", f"file:{store}"]
     assert main(["backfill", *args]) == 0
     assert "3 already stored" in capsys.readouterr().err
 

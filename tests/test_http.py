@@ -12,6 +12,7 @@ from index import main_handler
 from sms_stats.emulator import Emulator
 from sms_stats.errors import (
     AccessError,
+    ConfigError,
     InputError,
     MethodNotAllowedError,
     NotFoundError,
@@ -38,18 +39,69 @@ class TestNormalize:
         request = normalize(event(queryString={"app_id": ["1", "2"], "begin": True}), 1024)
         assert request.query == {"app_id": ["1", "2"], "begin": [True]}
 
-    @pytest.mark.parametrize("flag", [True, "true", "TRUE"])
+    @pytest.mark.parametrize("flag", [True, "true", "TRUE", 1, "1", " True "])
     def test_given_base64_flag_when_normalized_then_body_decoded(self, flag: Any) -> None:
         encoded = base64.b64encode(b'{"a": 1}').decode()
         request = normalize(event(httpMethod="POST", body=encoded, isBase64Encoded=flag), 1024)
         assert request.body == b'{"a": 1}'
 
-    @pytest.mark.parametrize("flag", [False, "false", None])
+    @pytest.mark.parametrize("flag", [False, "false", None, 0, "0", ""])
     def test_given_no_base64_flag_when_normalized_then_body_as_is(self, flag: Any) -> None:
         request = normalize(
             event(httpMethod="POST", body="eyJhIjoxfQ==", isBase64Encoded=flag), 1024
         )
         assert request.body == b"eyJhIjoxfQ=="
+
+    @pytest.mark.parametrize("flag", ["yes", 2, [True], {"a": 1}])
+    def test_given_unclear_base64_flag_when_handled_then_400_names_the_field(
+        self, flag: Any
+    ) -> None:
+        answer = main_handler(
+            {"httpMethod": "POST", "path": "/stats", "body": "e30=", "isBase64Encoded": flag},
+            {},
+        )
+        assert answer["statusCode"] == 400
+        assert "isBase64Encoded" in json.loads(answer["body"])["error"]["message"]
+
+    @pytest.mark.parametrize(
+        "place",
+        [
+            lambda deep: {"headers": {"x-deep": deep}},
+            lambda deep: {"headers": {"authorization": [deep]}},
+            lambda deep: {"queryString": {"app_id": deep}},
+            lambda deep: {"queryString": {"app_id": ["1400006874", deep]}},
+            lambda deep: {"path": deep},
+            lambda deep: {"body": deep},
+        ],
+    )
+    def test_given_object_nested_5000_deep_anywhere_when_handled_then_400_not_500(
+        self, place: Any
+    ) -> None:
+        deep: list[Any] = []
+        inner = deep
+        for _ in range(5000):
+            inner.append([])
+            inner = inner[0]
+        answer = main_handler({"httpMethod": "GET", "path": "/stats", **place(deep)}, {})
+        assert answer["statusCode"] == 400, answer["body"]
+
+    @pytest.mark.parametrize(
+        "headers",
+        [
+            [["authorization", "Bearer SECRET-TOKEN-0123456789"]],
+            "authorization: Bearer SECRET-TOKEN-0123456789",
+            {"authorization": {"value": "Bearer SECRET-TOKEN-0123456789"}},
+        ],
+    )
+    def test_given_headers_not_a_map_when_handled_then_400_never_quotes_them(
+        self, headers: Any, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        answer = main_handler({"httpMethod": "GET", "path": "/stats", "headers": headers}, {})
+        assert answer["statusCode"] == 400
+        logs = capsys.readouterr().out
+        for text in (answer["body"], logs):
+            assert "SECRET-TOKEN" not in text
+            assert "0123456789" not in text
 
     def test_given_broken_base64_when_normalized_then_json_parse_fail(self) -> None:
         with pytest.raises(InputError) as caught:
@@ -63,11 +115,32 @@ class TestNormalize:
 
 
 class TestRoute:
-    @pytest.mark.parametrize("path", ["/stats", "/stats/", "/release/sms-stats/stats", "stats"])
-    def test_given_stats_path_with_or_without_prefix_when_routed_then_stats(
-        self, path: str
-    ) -> None:
+    @pytest.mark.parametrize("path", ["/stats", "/stats/", "stats"])
+    def test_given_stats_path_when_routed_then_stats(self, path: str) -> None:
         assert route(normalize(event(path=path), 1024)) == "/stats"
+
+    @pytest.mark.parametrize(
+        "path", ["/foo/healthz", "/stats/../healthz", "/healthz/x", "/release/sms-stats/stats"]
+    )
+    def test_given_route_inside_another_path_when_routed_then_404(self, path: str) -> None:
+        with pytest.raises(NotFoundError) as caught:
+            route(normalize(event(path=path), 1024))
+        if path.endswith(("/stats", "/healthz")):
+            assert "SMS_STATS_HTTP_BASE_PATH" in caught.value.message
+
+    def test_given_base_path_setting_when_routed_then_only_paths_under_it_match(self) -> None:
+        base = load_settings({"SMS_STATS_HTTP_BASE_PATH": "/release/sms-stats/"}).http_base_path
+        assert base == "/release/sms-stats"
+        assert route(normalize(event(path="/release/sms-stats/stats"), 1024), base) == "/stats"
+        for path in ("/stats", "/release/sms-statsx/stats", "/release/sms-stats"):
+            with pytest.raises(NotFoundError):
+                route(normalize(event(path=path), 1024), base)
+
+    @pytest.mark.parametrize("value", ["sms-stats", "/a//b", "/a/../b", "/./a"])
+    def test_given_bad_base_path_when_loaded_then_config_error_names_it(self, value: str) -> None:
+        with pytest.raises(ConfigError) as caught:
+            load_settings({"SMS_STATS_HTTP_BASE_PATH": value})
+        assert "SMS_STATS_HTTP_BASE_PATH" in caught.value.message
 
     def test_given_put_when_routed_then_405_lists_allowed(self) -> None:
         with pytest.raises(MethodNotAllowedError) as caught:

@@ -165,10 +165,8 @@ class TestUrl:
         record = make_record()
         with_prefix = parse_url(f"cos://{BUCKET}/stats", "ap-guangzhou")
         without = parse_url(f"cos://{BUCKET}", "ap-guangzhou")
-        assert with_prefix.key(APP_A, record.window) == f"stats/{record.key}"
-        assert without.key(APP_A, record.window) == (
-            f"app={APP_A}/dt=2021-05-01/2021050112-2021050112.json"
-        )
+        assert with_prefix.key(record.key) == f"stats/{record.key}"
+        assert without.key(record.key) == (f"app={APP_A}/dt=2021-05-01/2021050112-2021050112.json")
 
     @pytest.mark.parametrize(
         ("url", "rule"),
@@ -421,9 +419,9 @@ class TestDelivery:
         sink = make_sink()
         record = make_record()
         assert isinstance(sink, Store)  # what a resumable backfill looks for
-        assert sink.exists(APP_A, record.window) is False
+        assert sink.exists(record.key) is False
         sink.deliver([record])
-        assert sink.exists(APP_A, record.window) is True
+        assert sink.exists(record.key) is True
         assert [(r.method, r.status) for r in cos.requests] == [
             ("HEAD", 404),
             ("PUT", 200),
@@ -436,11 +434,11 @@ class TestDelivery:
     ) -> None:
         sink = make_sink()
         cos.set_fault(CosFault(500, "InternalError", times=1))
-        window = make_record().window
-        assert sink.exists(APP_A, window) is False
+        key = make_record().key
+        assert sink.exists(key) is False
         cos.set_fault(CosFault(403, "AccessDenied"))
         with pytest.raises(SinkError, match=r": HTTP 403 \(request id \S+\) after 1 attempt$"):
-            sink.exists(APP_A, window)
+            sink.exists(key)
 
     def test_given_debug_logging_when_delivering_then_sdk_logs_no_secret(
         self, cos: CosStandIn, make_sink: Callable[..., CosSink], caplog: pytest.LogCaptureFixture
@@ -505,9 +503,14 @@ class TestHandler:
         assert f"app {APP_B}" in caught.value.message
         assert "AccessDenied" in caught.value.message
         assert_no_secret(caught.value.message)
-        assert [key for _, key in cos.objects] == [
-            f"stats/app={APP_A}/dt=2021-05-01/2021050112-2021050112.json"
-        ]
+        records = [key for _, key in cos.objects if "/app=" in key]
+        assert records == [f"stats/app={APP_A}/dt=2021-05-01/2021050112-2021050112.json"]
+        # What COS refused is owed to it in the outbox, for the next run to put.
+        (entry,) = [o for (_, key), o in cos.objects.items() if key.startswith("stats/_outbox/")]
+        owed = json.loads(entry.body)["owed"]
+        assert owed == {
+            f"cos:{BUCKET}/stats": [f"app={APP_B}/dt=2021-05-01/2021050112-2021050112.json"]
+        }
 
     def test_given_cos_failing_when_http_get_then_200_with_records_and_failed_delivery(
         self, cos_env: str, cos: CosStandIn, context: dict[str, Any]
@@ -752,7 +755,7 @@ class TestCosEdges:
     ) -> None:
         sink, _ = make_sink()
         cos.set_fault(CosFault(429, "TooManyRequests", times=1))
-        assert sink.exists(APP_A, seed_record().window) is False
+        assert sink.exists(seed_record().key) is False
         assert [r.status for r in cos.requests] == [429, 404]
 
     def test_given_cos_echoing_secrets_when_refused_then_error_holds_neither(

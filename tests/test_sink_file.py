@@ -43,12 +43,12 @@ def umask_022() -> Iterator[None]:
 
 def test_given_record_when_delivered_then_json_at_its_key_and_exists(tmp_path: Path) -> None:
     sink = file_sink(tmp_path)
-    assert not sink.exists(APP_A, HOUR)
+    assert not sink.exists(record().key)
     (outcome,) = deliver_all([record()], [sink])
     assert outcome.ok
     path = tmp_path / f"app={APP_A}/dt=2021-05-01/2021050113-2021050113.json"
     assert json.loads(path.read_text(encoding="utf-8")) == record().to_dict()
-    assert sink.exists(APP_A, HOUR)
+    assert sink.exists(record().key)
 
 
 def test_given_rerun_when_delivered_then_same_file_overwritten_and_no_temp_left(

@@ -22,6 +22,7 @@ from sms_stats.records import Counts, Record
 from sms_stats.settings import Settings, load_settings
 from sms_stats.signing import decode_whsec
 from sms_stats.sinks import SinkError, build_sinks, deliver_all, sink_kind
+from sms_stats.sinks.base import label
 from sms_stats.sinks.transport import Transport, parse_retry_after
 from sms_stats.sinks.webhook import WebhookSink, message_id
 from sms_stats.windows import Window, zone
@@ -38,6 +39,11 @@ def record(app_id: str = APP_A, hour: str = "2021050113") -> Record:
     return Record(
         app_id, window, "Asia/Shanghai", counts, datetime(2021, 5, 1, tzinfo=timezone.utc)
     )
+
+
+def receiver_sink_name(receiver: WebhookReceiver) -> str:
+    """The name a webhook sink at the receiver's URL has in reports and in the outbox."""
+    return label("webhook", receiver.url)
 
 
 @pytest.fixture
@@ -361,7 +367,12 @@ class TestThroughHandler:
             main_handler(load_event("timer.json"), context)
         assert "HTTP 500" in caught.value.message
         assert caught.value.code == "FailedOperation.DeliveryFailed"
-        assert len(list(store.rglob("*.json"))) == 2
+        assert len(list(store.glob("app=*/dt=*/*.json"))) == 2
+        # Both records are owed to the webhook in the store's outbox, for the next run.
+        (entry,) = store.glob("_outbox/*.json")
+        owed = json.loads(entry.read_text(encoding="utf-8"))["owed"]
+        assert list(owed) == [receiver_sink_name(receiver)]
+        assert len(owed[receiver_sink_name(receiver)]) == 2
 
     def test_given_failing_webhook_when_http_get_then_200_with_records_and_failed_delivery(
         self,

@@ -20,30 +20,27 @@ from typing import TextIO
 from .context import Invocation
 from .errors import InputError
 from .jobs import BEGIN_CODE, END_CODE, Job, check_app_ids
+from .outbox import Outbox, describe
 from .pipeline import RunResult, run_job
+from .records import store_key
 from .settings import Settings
 from .sinks import Sink
-from .sinks.base import Store
+from .sinks.base import Store, find_store
 from .sinks.summary import ChatSink
-from .windows import Granularity, Window, format_hour, last_full, parse_hour
+from .windows import Granularity, Window, hour_label, last_full, parse_hour
 
 
 @dataclass(frozen=True)
 class Plan:
     job: Job
     store: Store | None
-    stored: int  # (app, window) pairs skipped because the store has them
+    stored: int  # (app, window) pairs not fetched because the store has them
+    # Sink name -> records earlier runs still owe it (the outbox): delivered before fetching.
+    owed: dict[str, int] = field(default_factory=dict)
 
     @property
     def todo(self) -> int:
         return len(self.job)
-
-
-def find_store(sinks: Sequence[Sink]) -> Store | None:
-    for sink in sinks:
-        if isinstance(sink, Store):
-            return sink
-    return None
 
 
 def without_chat(sinks: Sequence[Sink], notify: bool) -> tuple[list[Sink], list[ChatSink]]:
@@ -115,9 +112,12 @@ def plan(
     windows = tuple(requested_range(begin, end, settings, now).split(by))
     store = find_store(sinks)
     skip: frozenset[tuple[str, Window]] = frozenset()
-    if store is not None and not force:
-        skip = frozenset((a, w) for w in windows for a in apps if store.exists(a, w))
-    return Plan(Job(apps, windows, skip), store, len(skip))
+    owed: dict[str, int] = {}
+    if store is not None:
+        if not force:
+            skip = frozenset((a, w) for w in windows for a in apps if store.exists(store_key(a, w)))
+        owed = describe(Outbox(store).owed(None))
+    return Plan(Job(apps, windows, skip), store, len(skip), owed)
 
 
 @dataclass
@@ -170,13 +170,20 @@ def run(
     *,
     progress: Progress | None = None,
     chunk_windows: int | None = None,
+    left_out: Sequence[Sink] = (),
 ) -> RunResult:
-    """Fetch and deliver in chunks of windows; KeyboardInterrupt stops after the current chunk's
-    calls in flight, with what was done so far already stored."""
+    """Deliver what earlier runs still owe (the outbox), then fetch and deliver in chunks of
+    windows; KeyboardInterrupt stops after the current chunk's calls in flight, with what was
+    done so far already stored. `left_out` are configured sinks this backfill does not deliver
+    to (chat bots without --notify): what the outbox owes them stays owed."""
     job = backfill.job
     size = chunk_windows or max(1, settings.concurrency * 4 // max(len(job.app_ids), 1))
     total = RunResult()
     invocation = Invocation.begin(None)
+    if backfill.store is not None and backfill.owed:
+        total.deliveries.extend(
+            Outbox(backfill.store).drain(sinks, None, keep=[s.name for s in left_out])
+        )
 
     def fetched(app_id: str, window: Window, ok: bool) -> None:
         if progress is not None:
@@ -187,7 +194,7 @@ def run(
             part = Job(job.app_ids, job.windows[start : start + size], job.skip)
             if not len(part):
                 continue
-            result = run_job(part, settings, invocation, sinks, on_fetched=fetched)
+            result = run_job(part, settings, invocation, sinks, on_fetched=fetched, drain=False)
             total.records.extend(result.records)
             total.failures.extend(result.failures)
             total.deliveries.extend(result.deliveries)
@@ -198,20 +205,37 @@ def run(
 
 
 def gaps(
-    app_ids: Sequence[str], begin: str, end: str, settings: Settings, store: Store, now: datetime
-) -> list[tuple[str, str]]:
-    """(app, hour) pairs no stored record covers: neither its hour file nor its day file."""
+    app_ids: Sequence[str],
+    begin: str,
+    end: str,
+    settings: Settings,
+    store: Store,
+    now: datetime,
+    sinks: Sequence[Sink] = (),
+) -> list[tuple[str, str, str]]:
+    """(app, hour, sink) for each hour a sink lacks: the store lacks an hour no stored record
+    covers (neither its hour file nor its day file); another sink also lacks the hours the
+    outbox still owes it. `sinks` defaults to the store alone."""
     window = requested_range(begin, end, settings, now)
     apps = check_app_ids(app_ids, "--app-id", settings, limit=1000)
-    missing: list[tuple[str, str]] = []
+    others = [sink for sink in sinks if sink.name != store.name]
+    owed = Outbox(store).owed(None) if others else {}
+    missing: list[tuple[str, str, str]] = []
     for app_id in apps:
         days: dict[datetime, bool] = {}
         for hour in window.iter_hours():
             day = _day_of(hour)
             if day.start not in days:
-                days[day.start] = store.exists(app_id, day)
-            if not days[day.start] and not store.exists(app_id, hour):
-                missing.append((app_id, format_hour(hour.start)))
+                days[day.start] = store.exists(store_key(app_id, day))
+            hour_key = store_key(app_id, hour)
+            stored = days[day.start] or store.exists(hour_key)
+            label = hour_label(hour.start)
+            if not stored:
+                missing.append((app_id, label, store.name))
+            for sink in others:
+                owes = owed.get(sink.name, set())
+                if not stored or hour_key in owes or store_key(app_id, day) in owes:
+                    missing.append((app_id, label, sink.name))
     return missing
 
 

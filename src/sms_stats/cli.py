@@ -148,8 +148,15 @@ def _backfill(args: argparse.Namespace) -> int:
         f"{plan.stored} already stored in {store}, {plan.todo} to fetch",
         file=sys.stderr,
     )
+    for name, count in plan.owed.items():
+        later = (
+            " (left out of this backfill: it stays owed)" if name in {c.name for c in chats} else ""
+        )
+        print(f"owed from earlier runs: {count} record(s) to {name}{later}", file=sys.stderr)
     try:
-        result = backfill.run(plan, settings, sinks, progress=backfill.Progress(plan.todo))
+        result = backfill.run(
+            plan, settings, sinks, progress=backfill.Progress(plan.todo), left_out=chats
+        )
     except KeyboardInterrupt:
         print(
             "interrupted: what was fetched is stored; run the same command to resume",
@@ -176,22 +183,25 @@ def _backfill(args: argparse.Namespace) -> int:
 def _gaps(args: argparse.Namespace) -> int:
     from . import backfill  # noqa: PLC0415
     from .handler import utcnow  # noqa: PLC0415
+    from .sinks.base import find_store  # noqa: PLC0415
 
     try:
         settings, sinks, app_ids = _backfill_settings(args)
-        store = backfill.find_store(sinks)
+        store = find_store(sinks)
         if store is None:
             raise SmsStatsError(
                 "no store to check: give --sink file:DIR or cos://..., or set SMS_STATS_SINKS",
                 code="MissingParameter",
             )
-        missing = backfill.gaps(app_ids, args.begin, args.end, settings, store, utcnow())
+        missing = backfill.gaps(app_ids, args.begin, args.end, settings, store, utcnow(), sinks)
     except (SmsStatsError, SinkError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    for app_id, hour in missing:
-        print(f"{app_id} {hour}")
-    print(f"{len(missing)} hour(s) missing from {store.name}", file=sys.stderr)
+    for app_id, hour, sink in missing:
+        print(f"{app_id} {hour} {sink}")
+    for sink in sinks:
+        count = sum(1 for *_, name in missing if name == sink.name)
+        print(f"{count} hour(s) missing from {sink.name}", file=sys.stderr)
     return 1 if missing else 0
 
 
@@ -237,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for name, func, text in (
         ("backfill", _backfill, "fetch a range into the sinks, skipping what the store has"),
-        ("gaps", _gaps, "list hours missing from the store"),
+        ("gaps", _gaps, "list hours missing from the store, and from each sink (the outbox)"),
     ):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--app-id", action="append", help="repeatable; default SMS_STATS_APP_IDS")

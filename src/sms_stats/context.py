@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 # Stop starting upstream calls this long before SCF would kill the invocation: room to deliver
 # what was collected and to answer.
 SAFETY_MARGIN_S = 2.0
+MAX_LIMIT_MS = 86_400_000
 
 
 @runtime_checkable
@@ -45,7 +46,10 @@ class Invocation:
         limit_ms = _get(context, "time_limit_in_ms")
         deadline = None
         if isinstance(limit_ms, (int, float)) and not isinstance(limit_ms, bool) and limit_ms > 0:
-            limit = limit_ms / 1000
+            # SCF's longest timeout is 900 s; anything past a day (10**400, inf) is "no limit
+            # that matters" and must not overflow the float arithmetic below. (NaN > 0 is
+            # False, so NaN never gets here.)
+            limit = min(limit_ms, MAX_LIMIT_MS) / 1000
             deadline = started + max(limit - SAFETY_MARGIN_S, limit * 0.8)
         function_name = _get(context, "function_name")
         return cls(

@@ -9,6 +9,7 @@ comes from the seed's vocabulary and whose message names the field, the rule and
 from __future__ import annotations
 
 import json
+import reprlib
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -67,7 +68,21 @@ class HttpEvent(BaseModel):
     headers: dict[str, Any] | None = None
     queryString: dict[str, Any] | None = None
     body: StrictStr | None = None
-    isBase64Encoded: bool | StrictStr | None = None
+    isBase64Encoded: bool = False
+
+    @field_validator("isBase64Encoded", mode="before")
+    @classmethod
+    def _flag(cls, value: Any) -> bool:
+        # The classic trigger sends the STRING "true"/"false"; others a bool. 1/0 and "1"/"0"
+        # mean the same whichever way they come, so a body is decoded by value, not by type.
+        if value is None or isinstance(value, bool):
+            return bool(value)
+        text = str(value).strip().lower() if isinstance(value, (str, int)) else None
+        if text in ("true", "1"):
+            return True
+        if text in ("false", "0", ""):
+            return False
+        raise ValueError("must be true or false")
 
 
 class StatsRequest(BaseModel):
@@ -216,12 +231,32 @@ def validation_to_input_error(exc: ValidationError, source: str = "") -> InputEr
     else:
         code = FIELD_CODES.get(field, "InvalidParameter")
         rule = first["msg"].removeprefix("Value error, ")
-        message = f"{where}: {rule}; got {_show(first['input'])}"
+        # Header and query values may be credentials (Authorization, ?token=): their type only.
+        shown = _kind_of(first["input"]) if field in _PRIVATE_FIELDS else _show(first["input"])
+        message = f"{where}: {rule}; got {shown}"
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
     return InputError(message, code=code)
 
 
+_PRIVATE_FIELDS = frozenset({"headers", "queryString"})
+
+
+def _kind_of(value: Any) -> str:
+    return "null" if value is None else f"a {type(value).__name__}"
+
+
 def _show(value: Any) -> str:
-    text = repr(value)
+    """A bounded repr, safe on anything an event may hold (5,000-deep lists included)."""
+    text = _REPR.repr(value)
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+
+
+def _make_repr() -> reprlib.Repr:
+    shown = reprlib.Repr()
+    shown.maxlevel = 3
+    shown.maxstring = shown.maxother = _MAX_SHOWN
+    return shown
+
+
+_REPR = _make_repr()

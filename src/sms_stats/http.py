@@ -53,21 +53,31 @@ class HttpRequest:
     body: bytes
 
 
+_SCALARS = (str, bool, int, float)
+
+
 def normalize(event: HttpEvent, max_body_bytes: int) -> HttpRequest:
     headers: dict[str, str] = {}
     for name, value in (event.headers or {}).items():
         first = value[0] if isinstance(value, list) and value else value
+        if first is not None and not isinstance(first, _SCALARS):
+            # Never the value itself: a header may be a credential.
+            raise InputError(
+                f"header {str(name)[:40]!r}: must be a string; got a {type(first).__name__}"
+            )
         headers[str(name).lower()] = "" if first is None else str(first)
     query: dict[str, list[str | bool]] = {}
     for name, value in (event.queryString or {}).items():
         values = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, _SCALARS) for v in values):
+            raise InputError(
+                f"query parameter {str(name)[:40]!r}: must be a string or a list of strings"
+            )
         query[str(name)] = [v if isinstance(v, bool) else str(v) for v in values]
     raw = event.body or ""
     if len(raw) > max_body_bytes * 4 // 3 + 4:
         raise PayloadTooLargeError(f"the body is larger than {max_body_bytes} bytes")
-    flag = event.isBase64Encoded
-    encoded = flag is True or (isinstance(flag, str) and flag.strip().lower() == "true")
-    if encoded:
+    if event.isBase64Encoded:
         try:
             body = base64.b64decode(raw, validate=True)
         except (binascii.Error, ValueError):
@@ -85,17 +95,26 @@ def normalize(event: HttpEvent, max_body_bytes: int) -> HttpRequest:
     return HttpRequest(event.httpMethod.upper(), path, headers, query, body)
 
 
-def route(request: HttpRequest) -> str:
-    """The route the path ends in (a gateway may put a service prefix before it)."""
+def route(request: HttpRequest, base_path: str = "") -> str:
+    """The route, matched on the whole path: `/foo/healthz` and `/stats/../healthz` are not
+    `/healthz`. Both triggers send the API's own path; a gateway API mounted under a prefix
+    (`/sms-stats/stats`) names it in SMS_STATS_HTTP_BASE_PATH."""
+    path = request.path
+    if base_path:
+        path = path[len(base_path) :] if path.startswith(base_path + "/") else ""
     for name, methods in ROUTES.items():
-        if request.path == name or request.path.endswith(name):
+        if path == name:
             if request.method not in methods:
                 raise MethodNotAllowedError(
                     f"{request.method} is not allowed on {name}; use {' or '.join(methods)}",
                     allow=methods,
                 )
             return name
-    raise NotFoundError(f"no such path {request.path[:100]!r}; the API is GET/POST /stats")
+    hint = ""
+    if any(request.path.endswith(name) for name in ROUTES):
+        hint = " (if a gateway mounts the function under a prefix, set SMS_STATS_HTTP_BASE_PATH)"
+    shown = ", ".join(f"{'/'.join(m)} {base_path}{n}" for n, m in ROUTES.items())
+    raise NotFoundError(f"no such path {request.path[:100]!r}; the paths are {shown}{hint}")
 
 
 def authorize(request: HttpRequest, settings: Settings) -> None:

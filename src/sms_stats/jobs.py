@@ -115,9 +115,13 @@ def from_job_request(request: JobRequest, settings: Settings, now: datetime) -> 
         app_ids = check_app_ids(request.app_ids, "app_ids", settings)
     hours = request.lookback * (24 if request.window == "day" else 1)
     if hours > settings.max_span_hours:
+        span = (
+            f"{hours} hours"
+            if request.window == "hour"
+            else f"{request.lookback} days, {hours} hours"
+        )
         raise InputError(
-            f"lookback: {request.lookback} {request.window}s is {hours} hours; at most "
-            f"{settings.max_span_hours} (SMS_STATS_MAX_SPAN_HOURS)"
+            f"lookback: {span}; at most {settings.max_span_hours} hours (SMS_STATS_MAX_SPAN_HOURS)"
         )
     windows = last_full(now, settings.zone, request.window, request.lookback)
     return Job(app_ids, tuple(windows))

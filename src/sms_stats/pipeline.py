@@ -22,9 +22,11 @@ from .context import Invocation
 from .errors import DeliveryError, SmsStatsError, UpstreamError
 from .jobs import Job
 from .log import logger
+from .outbox import Outbox
 from .records import Counts, Record
 from .settings import Settings
 from .sinks import Delivery, Sink, deliver_all
+from .sinks.base import find_store
 from .windows import Window
 
 
@@ -52,6 +54,9 @@ class RunResult:
     records: list[Record] = field(default_factory=list)
     failures: list[FetchFailure] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
+    # Windows that had not ended when fetched: their counts are answered, never stored or sent,
+    # so the store never holds a partial hour under the key of the final one.
+    incomplete: list[Window] = field(default_factory=list)
 
     @property
     def failed_deliveries(self) -> list[Delivery]:
@@ -73,6 +78,7 @@ class RunResult:
                 {"sms_sdk_app_id": f.app_id, "window": f.window} for f in self.left_for_next_run
             ],
             "deliveries": [d.to_dict() for d in self.deliveries],
+            "incomplete_windows": [str(w) for w in self.incomplete],
             "ok": self.ok,
         }
 
@@ -95,15 +101,29 @@ class RunResult:
         if len(parts) > _SHOWN:
             parts = [*parts[:_SHOWN], f"... {len(parts) - _SHOWN} more (see the summary and logs)"]
         total = len(self.records) + len(self.failures)
-        head = (
-            f"{len(self.failures)} of {total} fetches failed, "
-            f"{len(self.failed_deliveries)} deliveries failed"
-        )
-        message = f"{head}: " + "; ".join(parts)
-        if len(self.failures) == 1 and not self.failed_deliveries:
-            only = self.failures[0].error
+        heads = []
+        if failed:
+            everything = len(failed) == total
+            heads.append(
+                ("the fetch failed" if total == 1 else f"all {total} fetches failed")
+                if everything
+                else f"{len(failed)} of {total} fetches failed"
+            )
+        if late:
+            heads.append(f"no time left for {len(late)} of {total} fetches")
+        if self.failed_deliveries:
+            heads.append(f"{len(self.failed_deliveries)} deliveries failed")
+        message = ", ".join(heads) + ": " + "; ".join(parts)
+        codes = {f.error.code for f in self.failures}
+        if len(codes) == 1 and not self.failed_deliveries:
+            # One cause (every fetch out of time, or the same upstream refusal for each app):
+            # its code says more than "partial", and keeps its HTTP status.
+            first = self.failures[0].error
             return UpstreamError(
-                message, code=only.code, request_id=only.request_id, attempts=only.attempts
+                message,
+                code=first.code,
+                request_id=first.request_id if len(self.failures) == 1 else None,
+                attempts=first.attempts,
             )
         if not self.failures:
             return DeliveryError(message)
@@ -122,11 +142,18 @@ def run_job(
     clock: Callable[[], datetime] | None = None,
     client: StatsClient | None = None,
     on_fetched: Callable[[str, Window, bool], None] | None = None,
+    drain: bool = True,
 ) -> RunResult:
-    """`on_fetched(app_id, window, ok)` is called as each fetch ends (a progress bar's hook)."""
+    """`on_fetched(app_id, window, ok)` is called as each fetch ends (a progress bar's hook).
+
+    With a store among the sinks, every window's deliveries go through its outbox, and with
+    `drain` what earlier runs still owe is delivered after this run's own windows (fresh data
+    first: the debts wait if time runs out).
+    """
     now = clock or (lambda: datetime.now(timezone.utc))
     client = client or _client_for(settings)
     result = RunResult()
+    courier = Courier(sinks, invocation.deadline)
     waiting = dict.fromkeys(job.windows, 0)  # fetches still out, per window
     for _, window in job.tasks():
         waiting[window] += 1
@@ -135,9 +162,6 @@ def run_job(
 
     def fetch(app_id: str, window: Window) -> Counts:
         return client.fetch(app_id, window, invocation.deadline)
-
-    def deliver(records: list[Record]) -> list[Delivery]:
-        return deliver_all(records, sinks, invocation.deadline)
 
     with _pool(workers, "fetch") as fetchers, _pool(workers, "deliver") as deliverers:
         futures: dict[Future[Counts], tuple[str, Window]] = {
@@ -155,13 +179,19 @@ def run_job(
                 except UpstreamError as exc:
                     result.failures.append(FetchFailure(app_id, str(window), exc))
                 else:
-                    done[window].append(Record(app_id, window, settings.timezone, counts, now()))
+                    fetched_at = now()
+                    done[window].append(
+                        Record(app_id, window, settings.timezone, counts, fetched_at)
+                    )
+                    if window.end > fetched_at and window not in result.incomplete:
+                        result.incomplete.append(window)
                 waiting[window] -= 1
                 if on_fetched is not None:
                     on_fetched(app_id, window, future.exception() is None)
-                if waiting[window] == 0 and done[window] and sinks:
+                complete = window not in result.incomplete
+                if waiting[window] == 0 and done[window] and sinks and complete:
                     deliveries.append(
-                        _submit(deliverers, deliver, _in_job_order(done[window], job))
+                        _submit(deliverers, courier.deliver, _in_job_order(done[window], job))
                     )
         except BaseException:  # Ctrl-C in a backfill: start nothing new, finish what runs
             for pending in futures:
@@ -169,11 +199,51 @@ def run_job(
             raise
         for delivered in deliveries:
             result.deliveries.extend(delivered.result())
+    if drain:
+        result.deliveries.extend(courier.drain(result.deliveries))
     result.records = [r for window in job.windows for r in _in_job_order(done[window], job)]
+    _report(result, job, sinks)
+    return result
+
+
+class Courier:
+    """Takes a window's records to every sink, through the store's outbox when there is one."""
+
+    def __init__(self, sinks: Sequence[Sink], deadline: float | None) -> None:
+        self.sinks = sinks
+        self.deadline = deadline
+        store = find_store(sinks)
+        self.outbox = Outbox(store) if store is not None else None
+        self.opened: list[str] = []  # entries this run wrote (settled by this run, not drained)
+
+    def deliver(self, records: list[Record]) -> list[Delivery]:
+        if self.outbox is None:
+            return deliver_all(records, self.sinks, self.deadline)
+        entry = self.outbox.open(records, self.sinks, self.deadline)
+        outcomes = deliver_all(records, self.sinks, self.deadline)
+        if entry is not None:
+            self.opened.append(entry.key)
+            self.outbox.settle(entry, outcomes, self.deadline)
+        return outcomes
+
+    def drain(self, this_run: Sequence[Delivery]) -> list[Delivery]:
+        """What earlier runs still owe, except to sinks that just failed in this run."""
+        if self.outbox is None:
+            return []
+        failed = {d.sink for d in this_run if not d.ok}
+        return self.outbox.drain(
+            self.sinks, self.deadline, skip_entries=self.opened, skip_sinks=failed
+        )
+
+
+def _report(result: RunResult, job: Job, sinks: Sequence[Sink]) -> None:
+    """Outcomes in job order (earlier runs' debts after this run's windows), then logged."""
     order = {(app, str(window)): i for i, (app, window) in enumerate(job.tasks())}
     result.failures.sort(key=lambda f: order[(f.app_id, f.window)])
     sink_rank = {sink.name: i for i, sink in enumerate(sinks)}
-    result.deliveries.sort(key=lambda d: (sink_rank[d.sink], order[(d.app_id, d.window)]))
+    result.deliveries.sort(
+        key=lambda d: (sink_rank[d.sink], order.get((d.app_id, d.window), len(order)))
+    )
     for delivery in result.deliveries:
         (logger.info if delivery.ok else logger.error)(
             "delivery", **delivery.to_dict(), duration_ms=delivery.duration_ms
@@ -183,7 +253,6 @@ def run_job(
             "job.out_of_time",
             left=[f"{f.app_id}:{f.window}" for f in result.left_for_next_run],
         )
-    return result
 
 
 class _Inline(Executor):

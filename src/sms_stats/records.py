@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .windows import Window, isoformat
+from .windows import Window, isoformat, zone
 
 SCHEMA = "sms-stats/v1"
 
@@ -66,10 +66,41 @@ class Record:
 
 def store_key(app_id: str, window: Window) -> str:
     """Hive-style relative key, shared by the file and COS sinks, stable across re-runs."""
-    return (
-        f"app={app_id}/dt={window.local_date.isoformat()}/"
-        f"{window.begin_time}-{window.end_time}.json"
-    )
+    return f"app={app_id}/dt={window.local_date.isoformat()}/{window.label}.json"
+
+
+def from_dict(data: Any) -> Record:
+    """A stored `sms-stats/v1` record back into a Record; ValueError names what is wrong.
+
+    The window comes from `window_start`/`window_end`, which carry their offsets, so the two
+    hours of a fall-back night read back as the hours they were.
+    """
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise ValueError(f"not an {SCHEMA} record")
+    try:
+        tz = zone(str(data["timezone"]))
+        start = datetime.fromisoformat(str(data["window_start"])).astimezone(tz)
+        end = datetime.fromisoformat(str(data["window_end"])).astimezone(tz)
+        fetched = datetime.fromisoformat(str(data["fetched_at"]).replace("Z", "+00:00"))
+        counts = Counts(
+            request_count=_count(data, "request_count"),
+            request_success_count=_count(data, "request_success_count"),
+            fee_count=_count(data, "fee_count"),
+            request_id=str(data["request_id"]),
+        )
+        app_id = data["sms_sdk_app_id"]
+    except KeyError as exc:
+        raise ValueError(f"a {SCHEMA} record without {exc.args[0]}") from None
+    if not isinstance(app_id, str):
+        raise ValueError("sms_sdk_app_id is not a string")
+    return Record(app_id, Window(start, end), str(data["timezone"]), counts, fetched)
+
+
+def _count(data: dict[str, Any], name: str) -> int:
+    value = data[name]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} is not a count: {value!r:.40}")
+    return value
 
 
 def isoformat_utc(moment: datetime) -> str:

@@ -38,6 +38,7 @@ ENV_FIELDS: dict[str, str] = {
     "SMS_STATS_WEBHOOK_SECRET": "webhook_secret",
     "SMS_STATS_API_TOKEN": "api_tokens",
     "SMS_STATS_HTTP_APP_IDS": "http_app_ids",
+    "SMS_STATS_HTTP_BASE_PATH": "http_base_path",
     "SMS_STATS_ALLOW_ANONYMOUS": "allow_anonymous",
     "SMS_STATS_TIMEOUT": "timeout",
     "SMS_STATS_MAX_ATTEMPTS": "max_attempts",
@@ -84,6 +85,7 @@ class Settings(BaseModel):
     webhook_secret: SecretStr | None = None
     api_tokens: tuple[SecretStr, ...] = ()
     http_app_ids: tuple[str, ...] | None = None
+    http_base_path: str = ""
     allow_anonymous: bool = False
     timeout: float = Field(default=5.0, gt=0, le=60)
     max_attempts: int = Field(default=3, ge=1, le=10)
@@ -122,6 +124,17 @@ class Settings(BaseModel):
         except ValueError:
             raise ValueError("has an invalid port") from None
         return value.rstrip("/")
+
+    @field_validator("http_base_path")
+    @classmethod
+    def _base_path(cls, value: str) -> str:
+        path = value.strip().rstrip("/")
+        if not path:
+            return ""
+        segments = path.split("/")
+        if segments[0] != "" or any(seg in ("", ".", "..") for seg in segments[1:]):
+            raise ValueError("must be a path like /sms-stats: a leading /, no empty, . or .. parts")
+        return path
 
     @field_validator("timezone")
     @classmethod

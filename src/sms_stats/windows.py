@@ -51,9 +51,28 @@ def format_hour(moment: datetime) -> str:
     return moment.strftime("%Y%m%d%H")
 
 
-@dataclass(frozen=True)
+REPEAT_MARK = "~2"
+
+
+def is_repeat(moment: datetime) -> bool:
+    """True for the second pass of a wall-clock time that a fall-back transition repeats."""
+    if not moment.fold:
+        return False
+    return moment.replace(fold=0).utcoffset() != moment.utcoffset()
+
+
+def hour_label(moment: datetime) -> str:
+    """`yyyymmddhh`, plus `~2` for the second of two hours with the same wall-clock name."""
+    return format_hour(moment) + (REPEAT_MARK if is_repeat(moment) else "")
+
+
+@dataclass(frozen=True, eq=False)
 class Window:
-    """Whole hours [start, end) in one zone; `begin_time`/`end_time` are what the API is sent."""
+    """Whole hours [start, end) in one zone; `begin_time`/`end_time` are what the API is sent.
+
+    Equal and hashed by instants, not wall clocks: Python compares two times of one tzinfo by
+    wall clock, so the two 01:00 hours of a fall-back night would otherwise be one dict key.
+    """
 
     start: datetime
     end: datetime
@@ -63,6 +82,18 @@ class Window:
             raise ValueError("window bounds must be timezone-aware")
         if _utc(self.end) <= _utc(self.start):
             raise ValueError("window end must be after its start")
+
+    @cached_property
+    def _identity(self) -> tuple[datetime, datetime, str]:
+        return _utc(self.start), _utc(self.end), str(self.start.tzinfo)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Window):
+            return NotImplemented
+        return self._identity == other._identity
+
+    def __hash__(self) -> int:
+        return hash(self._identity)
 
     @classmethod
     def from_api(cls, begin_time: str, end_time: str, tz: tzinfo) -> Window:
@@ -94,6 +125,15 @@ class Window:
     @cached_property
     def end_time(self) -> str:
         return format_hour(_shift(self.end, -1))
+
+    @cached_property
+    def label(self) -> str:
+        """`BeginTime-EndTime` as keys, ids and reports name the window: unique, unlike the API's
+        two hours. On a fall-back night the repeated wall-clock hour (01:00 EDT, then 01:00 EST
+        on 2021-11-07 in America/New_York) is one `yyyymmddhh` for the API, so the second
+        occurrence is marked `~2` (`2021110701~2-2021110701~2`): otherwise its record would
+        overwrite the first one's and one hour of counts would be lost."""
+        return f"{hour_label(self.start)}-{hour_label(_shift(self.end, -1))}"
 
     @property
     def hours(self) -> int:
@@ -127,7 +167,7 @@ class Window:
         return self.start.date()
 
     def __str__(self) -> str:
-        return f"{self.begin_time}-{self.end_time}"
+        return self.label
 
 
 def _utc(moment: datetime) -> datetime:

@@ -1,4 +1,5 @@
-"""A local stand-in for COS (XML API, virtual-host style): PUT, GET, HEAD and DELETE Object.
+"""A local stand-in for COS (XML API, virtual-host style): PUT, GET, HEAD and DELETE Object, and
+GET Bucket (list objects).
 
 Why: the COS sink must be tested with the real COS SDK on the wire, and a mock of the SDK would
 hide what matters (the signature over the virtual host, the session token header, error bodies
@@ -312,8 +313,38 @@ class CosStandIn(LoopbackService):
                 return _Reply(0, "Fault.Drop", drop=True)
             raise CosError(fault.status, fault.code, fault.message)
         if not key:
-            raise CosError(405, "MethodNotAllowed", "Bucket operations are not served here.")
+            if method == "GET":
+                return self._list(bucket, dict(parse_qsl(query, keep_blank_values=True)))
+            raise CosError(405, "MethodNotAllowed", "Bucket operations other than GET (list).")
         return self._operate(method, bucket, key, headers, body)
+
+    def _list(self, bucket: str, params: Mapping[str, str]) -> _Reply:
+        """GET Bucket (List Objects, version 1): keys after `marker` under `prefix`, in byte order,
+        at most `max-keys` (1000 by default and at most), with IsTruncated and NextMarker."""
+        prefix = params.get("prefix", "")
+        marker = params.get("marker", "")
+        try:
+            limit = min(int(params.get("max-keys") or 1000), 1000)
+        except ValueError:
+            raise CosError(400, "InvalidArgument", "max-keys must be an integer") from None
+        with self._lock:
+            names = sorted(k for b, k in self.objects if b == bucket and k.startswith(prefix))
+            found = [(k, self.objects[(bucket, k)]) for k in names if k > marker]
+        page, truncated = found[:limit], len(found) > limit
+        items = "".join(
+            f"<Contents><Key>{escape(k)}</Key><ETag>{escape(o.etag)}</ETag>"
+            f"<Size>{len(o.body)}</Size><StorageClass>STANDARD</StorageClass></Contents>"
+            for k, o in page
+        )
+        next_marker = f"<NextMarker>{escape(page[-1][0])}</NextMarker>" if truncated else ""
+        xml = (
+            '<?xml version="1.0" encoding="UTF-8"?><ListBucketResult>'
+            f"<Name>{escape(bucket)}</Name><Prefix>{escape(prefix)}</Prefix>"
+            f"<Marker>{escape(marker)}</Marker><MaxKeys>{limit}</MaxKeys>"
+            f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>{next_marker}{items}"
+            "</ListBucketResult>"
+        )
+        return _Reply(200, "OK", xml.encode(), {"Content-Type": "application/xml"})
 
     def _operate(
         self, method: str, bucket: str, key: str, headers: Mapping[str, str], body: bytes

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,9 @@ class WebhookReceiver(LoopbackService):
     secret: str | None = None
     received: list[Received] = field(default_factory=list)
     fault: Fault | None = None
+    # Called as each request arrives, before it is answered: a test looks at the world as the
+    # sender left it at that moment (the store, say).
+    on_request: Callable[[], None] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -67,6 +71,8 @@ class WebhookReceiver(LoopbackService):
         self, path: str, headers: dict[str, str], body: bytes, peer_port: int = 0
     ) -> tuple[int, dict[str, str], bytes | None]:
         lowered = {k.lower(): v for k, v in headers.items()}
+        if self.on_request is not None:
+            self.on_request()
         with self._lock:
             fault = self.fault
             if fault is not None and fault.times is not None:

@@ -44,6 +44,7 @@ class Delivery:
     ok: bool
     error: str | None = None
     duration_ms: float = 0.0  # logged, not answered
+    key: str = ""  # the record's store key: what the outbox strikes off
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -132,7 +133,9 @@ def deliver_all(
                 error = f"{sink.name}: unexpected {type(exc).__name__}"
             took = round((time.monotonic() - started) * 1000, 1)
             outcomes.extend(
-                Delivery(r.sms_sdk_app_id, str(r.window), sink.name, error is None, error, took)
+                Delivery(
+                    r.sms_sdk_app_id, str(r.window), sink.name, error is None, error, took, r.key
+                )
                 for r in batch
             )
     return outcomes

@@ -8,7 +8,6 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from ..records import Record
-from ..windows import Window
 
 
 class SinkError(Exception):
@@ -34,9 +33,25 @@ class Sink(Protocol):
 
 @runtime_checkable
 class Store(Sink, Protocol):
-    """A sink that keeps records under stable keys, so a backfill can skip what it holds."""
+    """A sink that keeps objects under stable keys: the records, and the little state the
+    function keeps beside them (the outbox of deliveries still owed to other sinks).
 
-    def exists(self, app_id: str, window: Window) -> bool: ...
+    Keys are relative to the store's root (a directory, or a COS prefix) and use `/`. Every
+    operation raises SinkError when the store cannot answer; `get` of an absent key is None.
+    `deadline` (a time.monotonic() value) bounds the whole operation, retries included.
+    """
+
+    def exists(self, key: str, deadline: float | None = None) -> bool: ...
+
+    def get(self, key: str, deadline: float | None = None) -> bytes | None: ...
+
+    def put(self, key: str, data: bytes, deadline: float | None = None) -> None: ...
+
+    def delete(self, key: str, deadline: float | None = None) -> None: ...
+
+    def keys(self, prefix: str, deadline: float | None = None) -> list[str]:
+        """Every key under `prefix` (a folder path ending in `/`), sorted."""
+        ...
 
 
 def one_per_record(records: Sequence[Record]) -> list[Sequence[Record]]:
@@ -56,3 +71,11 @@ def label(kind: str, url: str) -> str:
         port = ""
     digest = hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return f"{kind}:{parts.hostname or ''}{port}#{digest}"
+
+
+def find_store(sinks: Sequence[Sink]) -> Store | None:
+    """The first store among the sinks: where resumes look, and where the outbox lives."""
+    for sink in sinks:
+        if isinstance(sink, Store):
+            return sink
+    return None

@@ -29,11 +29,10 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..errors import ConfigError
-from ..records import Record, store_key
+from ..records import Record
 from ..settings import REGION_RE, Settings
-from ..windows import Window
 from .base import SinkError, one_per_record
-from .file import encode
+from .file import MAX_OBJECT_BYTES, encode
 from .transport import Transport
 
 T = TypeVar("T")
@@ -84,9 +83,8 @@ class CosTarget:
         """The virtual host COS routes by, and signs; the same whether or not an endpoint is set."""
         return f"{self.bucket}.cos.{self.region}.myqcloud.com"
 
-    def key(self, app_id: str, window: Window) -> str:
-        """`<prefix>/<store_key>`: the file sink's layout under the prefix."""
-        key = store_key(app_id, window)
+    def key(self, key: str) -> str:
+        """`<prefix>/<key>`: the file sink's layout under the prefix."""
         return f"{self.prefix}/{key}" if self.prefix else key
 
 
@@ -294,27 +292,28 @@ class CosSink:
 
     def deliver(self, batch: Sequence[Record], deadline: float | None = None) -> None:
         for record in batch:
-            put = functools.partial(
-                self._client.put_object,
-                Bucket=self.target.bucket,
-                Key=self.target.key(record.sms_sdk_app_id, record.window),
-                Body=encode(record),
-                ContentType=CONTENT_TYPE,
-                EnableMD5=True,  # COS checks Content-MD5: a body damaged on the way is refused
-            )
-            self._with_retry(put, deadline)
+            self.put(record.key, encode(record), deadline)
 
-    def exists(self, app_id: str, window: Window, deadline: float | None = None) -> bool:
-        """Whether that window's object is stored (HEAD): the `Store` protocol, so a resumable
-        backfill skips what COS already holds. Raises SinkError when COS cannot say. A HEAD
-        answer has no body, so a missing bucket is a 404 here too (False); the PUT names it."""
+    def put(self, key: str, data: bytes, deadline: float | None = None) -> None:
+        put = functools.partial(
+            self._client.put_object,
+            Bucket=self.target.bucket,
+            Key=self.target.key(key),
+            Body=data,
+            ContentType=CONTENT_TYPE,
+            EnableMD5=True,  # COS checks Content-MD5: a body damaged on the way is refused
+        )
+        self._with_retry(put, deadline)
+
+    def exists(self, key: str, deadline: float | None = None) -> bool:
+        """Whether that object is stored (HEAD), so a resumable backfill skips what COS already
+        holds. Raises SinkError when COS cannot say. A HEAD answer has no body, so a missing
+        bucket is a 404 here too (False); the PUT names it."""
         from qcloud_cos.cos_exception import CosServiceError  # noqa: PLC0415
-
-        key = self.target.key(app_id, window)
 
         def head() -> bool:
             try:
-                self._client.head_object(Bucket=self.target.bucket, Key=key)
+                self._client.head_object(Bucket=self.target.bucket, Key=self.target.key(key))
             except CosServiceError as exc:
                 if exc.get_status_code() == 404:
                     return False
@@ -322,6 +321,59 @@ class CosSink:
             return True
 
         return self._with_retry(head, deadline)
+
+    def get(self, key: str, deadline: float | None = None) -> bytes | None:
+        from qcloud_cos.cos_exception import CosServiceError  # noqa: PLC0415
+
+        def get() -> bytes | None:
+            try:
+                answer = self._client.get_object(
+                    Bucket=self.target.bucket, Key=self.target.key(key)
+                )
+            except CosServiceError as exc:
+                if exc.get_status_code() == 404:
+                    return None
+                raise
+            data = bytearray()
+            for chunk in answer["Body"].get_stream(64 * 1024):
+                data += chunk
+                if len(data) > MAX_OBJECT_BYTES:
+                    raise SinkError(
+                        f"{self.name}: {key[:120]} is over {MAX_OBJECT_BYTES} bytes: not ours"
+                    )
+            return bytes(data)
+
+        return self._with_retry(get, deadline)
+
+    def delete(self, key: str, deadline: float | None = None) -> None:
+        """DELETE is idempotent on COS: an absent key answers 204 as well."""
+        delete = functools.partial(
+            self._client.delete_object, Bucket=self.target.bucket, Key=self.target.key(key)
+        )
+        self._with_retry(delete, deadline)
+
+    def keys(self, prefix: str, deadline: float | None = None) -> list[str]:
+        """GET Bucket with a prefix, page by page (the role needs `cos:GetBucket`)."""
+        full = self.target.key(prefix)
+        strip = len(self.target.key(""))
+        found: list[str] = []
+        marker = ""
+        while True:
+            page = self._with_retry(
+                functools.partial(
+                    self._client.list_objects,
+                    Bucket=self.target.bucket,
+                    Prefix=full,
+                    Marker=marker,
+                    MaxKeys=1000,
+                ),
+                deadline,
+            )
+            contents = page.get("Contents") or []
+            found.extend(str(item["Key"])[strip:] for item in contents)
+            if str(page.get("IsTruncated", "false")).lower() != "true" or not contents:
+                return sorted(found)
+            marker = str(page.get("NextMarker") or contents[-1]["Key"])
 
     def _with_retry(self, call: Callable[[], T], deadline: float | None) -> T:
         from qcloud_cos.cos_exception import CosClientError, CosServiceError  # noqa: PLC0415

@@ -9,11 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from ..records import Record, store_key
+from ..records import Record
 from ..settings import Settings
-from ..windows import Window
 from .base import SinkError, one_per_record
 from .transport import Transport
+
+# Records are a few hundred bytes and outbox entries a few hundred KB: anything far larger under
+# our keys was not written by us, and is not read whole into memory.
+MAX_OBJECT_BYTES = 8 * 1024 * 1024
 
 
 def build(url: str, settings: Settings, transport: Transport) -> FileSink:
@@ -37,12 +40,53 @@ class FileSink:
     def batches(self, records: Sequence[Record]) -> list[Sequence[Record]]:
         return one_per_record(records)
 
-    def exists(self, app_id: str, window: Window) -> bool:
-        return (self.root / store_key(app_id, window)).is_file()
-
     def deliver(self, batch: Sequence[Record], deadline: float | None = None) -> None:
         for record in batch:
-            write_atomic(self.root / record.key, encode(record))
+            self.put(record.key, encode(record))
+
+    def _path(self, key: str) -> Path:
+        parts = key.split("/")
+        if not key or any(part in ("", ".", "..") for part in parts):
+            raise SinkError(f"{self.name}: not a store key: {key[:120]!r}")
+        return self.root.joinpath(*parts)
+
+    def exists(self, key: str, deadline: float | None = None) -> bool:
+        return self._path(key).is_file()
+
+    def get(self, key: str, deadline: float | None = None) -> bytes | None:
+        path = self._path(key)
+        try:
+            with path.open("rb") as handle:
+                data = handle.read(MAX_OBJECT_BYTES + 1)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise SinkError(f"could not read {path}: {exc.strerror or exc}") from None
+        if len(data) > MAX_OBJECT_BYTES:
+            raise SinkError(f"{path} is larger than {MAX_OBJECT_BYTES} bytes: not ours")
+        return data
+
+    def put(self, key: str, data: bytes, deadline: float | None = None) -> None:
+        write_atomic(self._path(key), data)
+
+    def delete(self, key: str, deadline: float | None = None) -> None:
+        path = self._path(key)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise SinkError(f"could not delete {path}: {exc.strerror or exc}") from None
+
+    def keys(self, prefix: str, deadline: float | None = None) -> list[str]:
+        base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        found: list[str] = []
+        try:
+            for folder, _, files in os.walk(base):
+                for name in files:
+                    if not name.startswith(".tmp-"):
+                        found.append(Path(folder, name).relative_to(self.root).as_posix())
+        except OSError as exc:
+            raise SinkError(f"could not list {base}: {exc.strerror or exc}") from None
+        return sorted(found)
 
 
 def encode(record: Record) -> bytes:

@@ -34,7 +34,7 @@ def build(url: str, settings: Settings, transport: Transport) -> WebhookSink:
 
 
 def message_id(record: Record) -> str:
-    return f"msg_{record.sms_sdk_app_id}_{record.window.begin_time}_{record.window.end_time}"
+    return f"msg_{record.sms_sdk_app_id}_{record.window.label.replace('-', '_')}"
 
 
 def encode(records: Sequence[Record]) -> bytes:

@@ -1,0 +1,141 @@
+"""Windows that must not be stored as they are: unfinished hours, repeated hours, future timers.
+
+Through the real handler, the SDK and the stand-in, with a real store and webhook receiver.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from index import main_handler
+
+from sms_stats.cli import main
+from sms_stats.emulator import Emulator
+from sms_stats.errors import InputError, UpstreamError
+
+from .conftest import API_TOKEN, APP_A, APP_B, load_event
+from .standins.webhook import WebhookReceiver
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as server:
+        yield server
+
+
+def files(store: Path) -> list[str]:
+    return sorted(str(p.relative_to(store)) for p in store.rglob("*.json"))
+
+
+class TestUnfinishedWindows:
+    def test_given_query_for_today_when_answered_then_counts_returned_nothing_stored_or_sent(
+        self,
+        scf_env: dict[str, str],
+        store: Path,
+        receiver: WebhookReceiver,
+        monkeypatch: pytest.MonkeyPatch,
+        context: dict[str, Any],
+    ) -> None:
+        monkeypatch.setenv("SMS_STATS_SINKS", f"file://{store},{receiver.url}")
+        today = datetime.now(timezone(timedelta(hours=8))).strftime("%Y%m%d")
+        event = {
+            "httpMethod": "GET",
+            "path": "/stats",
+            "headers": {"authorization": f"Bearer {API_TOKEN}"},
+            "queryString": {"app_id": APP_A, "begin": f"{today}00", "end": f"{today}23"},
+        }
+        answer = main_handler(event, context)
+        body = json.loads(answer["body"])
+        assert answer["statusCode"] == 200
+        assert len(body["records"]) == 1
+        assert body["incomplete_windows"] == [f"{today}00-{today}23"]
+        assert "deliveries" not in body
+        assert files(store) == []
+        assert receiver.received == []
+
+    def test_given_timer_time_ahead_of_the_clock_when_handled_then_refused_before_any_call(
+        self, scf_env: dict[str, str], emulator: Emulator, store: Path, context: dict[str, Any]
+    ) -> None:
+        calls = len(emulator.requests)
+        event = {**load_event("timer.json"), "Time": "2090-01-01T00:05:00Z"}
+        with pytest.raises(InputError) as caught:
+            main_handler(event, context)
+        assert "ahead of this machine's clock" in caught.value.message
+        assert "2090010107-2090010107 has not ended" in caught.value.message
+        assert len(emulator.requests) == calls
+        assert files(store) == []
+
+
+class TestRepeatedHour:
+    def test_given_fall_back_day_when_backfilled_by_hour_then_25_records_and_ids_both_01_hours(
+        self,
+        scf_env: dict[str, str],
+        store: Path,
+        receiver: WebhookReceiver,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setenv("SMS_STATS_TIMEZONE", "America/New_York")
+        sinks = ["--sink", f"file://{store}", "--sink", receiver.url]
+        args = ["backfill", "--app-id", APP_A, "--from", "2021110700", "--to", "2021110723"]
+        assert main([*args, *sinks]) == 0
+        stored = files(store)
+        assert len(stored) == 25
+        day = f"app={APP_A}/dt=2021-11-07"
+        first, second = (
+            json.loads((store / f"{day}/{name}.json").read_text(encoding="utf-8"))
+            for name in ("2021110701-2021110701", "2021110701~2-2021110701~2")
+        )
+        assert first["window_start"] == "2021-11-07T01:00:00-04:00"
+        assert second["window_start"] == "2021-11-07T01:00:00-05:00"
+        assert first["begin_time"] == second["begin_time"] == "2021110701"  # what the API got
+        ids = [r.headers["webhook-id"] for r in receiver.accepted]
+        assert len(ids) == len(set(ids)) == 25
+        assert f"msg_{APP_A}_2021110701~2_2021110701~2" in ids
+        # Resuming skips both (neither overwrote the other), and gaps sees both.
+        assert main([*args, *sinks]) == 0
+        assert main(["gaps", *args[1:], *sinks]) == 0
+
+
+class TestRunErrors:
+    def test_given_every_fetch_out_of_time_when_run_then_says_so_with_its_code(
+        self, scf_env: dict[str, str], emulator: Emulator
+    ) -> None:
+        job = {"app_ids": [APP_A, APP_B], "window": "hour", "lookback": 24}
+        with pytest.raises(UpstreamError) as caught:
+            main_handler(job, {"time_limit_in_ms": 1})
+        assert caught.value.code == "FailedOperation.OutOfTime"
+        assert caught.value.message.startswith("no time left for 48 of 48 fetches")
+        assert "Partial" not in str(caught.value)
+
+    def test_given_every_fetch_refused_alike_when_run_then_all_failed_with_that_code(
+        self, scf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("TENCENTCLOUD_SECRETID", "AKIDsomebodyelse000000000000000")
+        with pytest.raises(UpstreamError) as caught:
+            main_handler(load_event("timer.json"), None)
+        assert caught.value.code == "AuthFailure.SecretIdNotFound"
+        assert caught.value.message.startswith("all 2 fetches failed")
+
+    @pytest.mark.parametrize("limit", [10**400, float("inf"), float("nan"), 10**12])
+    def test_given_absurd_time_limit_when_handled_then_runs_as_without_one(
+        self, scf_env: dict[str, str], limit: Any
+    ) -> None:
+        summary = main_handler(load_event("timer.json"), {"time_limit_in_ms": limit})
+        assert summary["ok"] is True
+
+    def test_given_hour_lookback_over_the_span_when_invoked_then_message_says_it_once(
+        self, scf_env: dict[str, str]
+    ) -> None:
+        with pytest.raises(InputError) as caught:
+            main_handler({"window": "hour", "lookback": 745}, None)
+        assert caught.value.message == (
+            "lookback: 745 hours; at most 744 hours (SMS_STATS_MAX_SPAN_HOURS)"
+        )
+        with pytest.raises(InputError) as caught:
+            main_handler({"window": "day", "lookback": 32}, None)
+        assert caught.value.message.startswith("lookback: 32 days, 768 hours; at most 744")
