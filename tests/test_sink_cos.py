@@ -769,3 +769,44 @@ class TestCosEdges:
         assert "AccessDenied" in str(caught.value)
         assert SECRET_KEY not in str(caught.value)
         assert SESSION_TOKEN not in str(caught.value)
+
+
+class TestCosStore:
+    """The object operations the outbox and resumes use, through the SDK and the stand-in."""
+
+    @pytest.fixture
+    def cos(self) -> Iterator[CosStandIn]:
+        with CosStandIn(
+            credentials={SECRET_ID: (SECRET_KEY, SESSION_TOKEN)}, buckets=[BUCKET]
+        ) as server:
+            yield server
+
+    @pytest.fixture
+    def sink(self, cos: CosStandIn) -> CosSink:
+        url = f"cos://{BUCKET}/stats?region=ap-guangzhou&endpoint={cos.endpoint}"
+        return build(url, make_settings(), Transport(), sleep=lambda _: None, rng=lambda: 1.0)
+
+    def test_given_objects_when_put_listed_read_deleted_then_round_trip_under_the_prefix(
+        self, cos: CosStandIn, sink: CosSink
+    ) -> None:
+        sink.list_page = 2  # three pages for five keys: the paging is exercised
+        for name in ("a", "b", "c", "d", "e"):
+            sink.put(f"_outbox/{name}.json", name.encode())
+        sink.put("app=1/x.json", b"x")
+        assert {key for _, key in cos.objects} >= {"stats/_outbox/a.json", "stats/app=1/x.json"}
+        assert sink.keys("_outbox/") == [f"_outbox/{n}.json" for n in "abcde"]
+        lists = [r for r in cos.requests if r.method == "GET" and r.key == ""]
+        assert len(lists) == 3
+        assert sink.get("_outbox/c.json") == b"c"
+        assert sink.get("_outbox/none.json") is None
+        sink.delete("_outbox/c.json")
+        sink.delete("_outbox/c.json")
+        assert not sink.exists("_outbox/c.json")
+        assert sink.keys("_outbox/") == [f"_outbox/{n}.json" for n in "abde"]
+
+    def test_given_list_refused_when_listed_then_sink_error_names_cos_code(
+        self, cos: CosStandIn, sink: CosSink
+    ) -> None:
+        cos.set_fault(CosFault(403, "AccessDenied"))
+        with pytest.raises(SinkError, match="AccessDenied"):
+            sink.keys("_outbox/")

@@ -14,7 +14,7 @@ import pytest
 from sms_stats.errors import ConfigError
 from sms_stats.records import Counts, Record
 from sms_stats.settings import Settings
-from sms_stats.sinks import build_sinks, deliver_all
+from sms_stats.sinks import SinkError, build_sinks, deliver_all
 from sms_stats.sinks.file import FileSink
 from sms_stats.windows import Window, zone
 
@@ -85,3 +85,41 @@ def test_given_unwritable_directory_when_delivered_then_outcome_names_the_path(
 def test_given_bad_file_url_when_built_then_config_error_names_the_setting(url: str) -> None:
     with pytest.raises(ConfigError, match="SMS_STATS_SINKS item 1"):
         build_sinks(Settings(sinks=(url,)))
+
+
+class TestStore:
+    """The object operations the outbox and resumes use, on a real directory."""
+
+    def test_given_objects_when_put_listed_read_deleted_then_round_trip(
+        self, tmp_path: Path
+    ) -> None:
+        sink = file_sink(tmp_path)
+        assert sink.keys("_outbox/") == []
+        assert sink.get("_outbox/a.json") is None
+        sink.put("_outbox/a.json", b"1")
+        sink.put("_outbox/sub/b.json", b"2")
+        sink.put("app=1/x.json", b"3")
+        (tmp_path / "_outbox" / ".tmp-123").write_bytes(b"half")
+        assert sink.keys("_outbox/") == ["_outbox/a.json", "_outbox/sub/b.json"]
+        assert sink.keys("") == ["_outbox/a.json", "_outbox/sub/b.json", "app=1/x.json"]
+        assert sink.get("_outbox/sub/b.json") == b"2"
+        sink.delete("_outbox/a.json")
+        sink.delete("_outbox/a.json")  # absent: nothing to do, no error
+        assert not sink.exists("_outbox/a.json")
+        assert sink.keys("_outbox/") == ["_outbox/sub/b.json"]
+
+    @pytest.mark.parametrize("key", ["", "../escape.json", "a//b.json", "a/./b.json", "/abs"])
+    def test_given_key_that_is_not_a_store_key_when_used_then_sink_error(
+        self, tmp_path: Path, key: str
+    ) -> None:
+        with pytest.raises(SinkError, match="not a store key"):
+            file_sink(tmp_path).put(key, b"x")
+
+    def test_given_object_far_larger_than_ours_when_read_then_refused_not_loaded(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr("sms_stats.sinks.file.MAX_OBJECT_BYTES", 10)
+        sink = file_sink(tmp_path)
+        sink.put("big.json", b"x" * 11)
+        with pytest.raises(SinkError, match="larger than 10 bytes"):
+            sink.get("big.json")

@@ -261,6 +261,8 @@ class _Failure:
 class CosSink:
     """Puts each record at its stable key; a `Store`: `exists` says whether a window is there."""
 
+    list_page = 1000  # keys per GET Bucket page (COS's most)
+
     def __init__(
         self,
         target: CosTarget,
@@ -365,7 +367,7 @@ class CosSink:
                     Bucket=self.target.bucket,
                     Prefix=full,
                     Marker=marker,
-                    MaxKeys=1000,
+                    MaxKeys=self.list_page,
                 ),
                 deadline,
             )
