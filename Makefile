@@ -11,6 +11,7 @@ help:
 	@echo "make demo | test | lint | fuzz | bench | package | clean"
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
+	@echo "setting up $(VENV) (first run, or the dependencies changed: about a minute)..."
 	test -x $(PY) || $(BASE_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c $(LOCK) -e '.[dev]'
 	touch $@

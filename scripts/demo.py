@@ -33,6 +33,11 @@ WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"demo-secret-0123456789abcdef").de
 def main() -> int:
     out = ROOT / "out"
     secret_id, secret_key = next(iter(DEFAULT_CREDENTIALS.items()))
+    # The demo runs on its own settings, whatever this shell exports: a stray
+    # SMS_STATS_TIMEZONE or SMS_STATS_HTTP_APP_IDS must not turn the demo into a traceback.
+    for name in list(os.environ):
+        if name.startswith(("SMS_STATS_", "TENCENTCLOUD_")):
+            del os.environ[name]
     with Emulator() as emulator, WebhookReceiver(secret=WEBHOOK_SECRET) as receiver:
         os.environ.update(
             {

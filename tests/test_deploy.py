@@ -486,12 +486,40 @@ class TestServerlessYml:
         for name in secrets:
             assert variables(doc)[name] == f"${{env:{name}}}", name
 
-    def test_given_unset_env_references_when_checked_then_warned_not_failed(
+    def test_given_unset_env_references_when_checked_then_each_is_an_error(
         self, deploy_dir: Path
     ) -> None:
         report = checker.check(write_config(deploy_dir), environ={})
-        assert report.ok, report.errors
-        assert any("${env:SMS_STATS_API_TOKEN}" in w for w in report.warnings)
+        assert not report.ok
+        assert any(e.startswith("${env:SMS_STATS_API_TOKEN} is set neither") for e in report.errors)
+
+    def test_given_dotenv_beside_the_file_when_run_as_a_script_then_read_as_scf_deploy_does(
+        self, deploy_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        for name in DEPLOY_ENV:
+            monkeypatch.delenv(name, raising=False)
+        config = write_config(deploy_dir)
+        lines = [f"{k}={v}" for k, v in DEPLOY_ENV.items() if k != "SMS_STATS_API_TOKEN"]
+        lines += ["# the token", 'export SMS_STATS_API_TOKEN="deploy-token"']
+        (deploy_dir / ".env").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        assert checker.main([str(config)]) == 0, capsys.readouterr().err
+        assert capsys.readouterr().err == ""
+
+    @pytest.mark.parametrize(
+        ("sinks", "words"),
+        [
+            ("ftp://x", "unknown sink scheme 'ftp'"),
+            ("out", "for a directory write file:out"),
+            ("", "a scheduled run needs somewhere to put its records"),
+        ],
+    )
+    def test_given_sinks_the_function_would_refuse_when_checked_then_error(
+        self, deploy_dir: Path, sinks: str, words: str
+    ) -> None:
+        report = checker.check(
+            write_config(deploy_dir), environ={**DEPLOY_ENV, "SMS_STATS_SINKS": sinks}
+        )
+        assert any(words in error for error in report.errors), report.errors
 
     @pytest.mark.parametrize(
         ("change", "expected"),

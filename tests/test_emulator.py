@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -883,11 +884,74 @@ def test_given_cli_with_port_file_when_called_and_terminated_then_serves_and_exi
     assert stats(response) == Emulator.expected(APP, "2021050113", "2021050118")
     assert faulted.code == "InternalError.Timeout"
     events = [json.loads(line) for line in stdout.splitlines()]
-    assert events[0] == {"event": "listening", "endpoint": f"http://127.0.0.1:{port}", "port": port}
+    assert events[0] == {
+        "event": "listening",
+        "endpoint": f"http://127.0.0.1:{port}",
+        "port": port,
+        "secret_ids": ["AKIDCLI"],
+    }
     assert events[-1] == {"event": "stopped"}
     logged = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     assert [entry["code"] for entry in logged] == ["OK", "InternalError.Timeout"]
+    assert "TENCENTCLOUD_SECRETID=AKIDCLI TENCENTCLOUD_SECRETKEY=cli-key" in stderr
+    assert f"SMS_STATS_ENDPOINT=http://127.0.0.1:{port}" in stderr
     assert not port_file.exists()
+
+
+def test_given_busy_port_when_cli_started_then_one_line_error_and_exit_1() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "sms_stats.emulator", "--port", str(port), "--quiet"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
+    assert "--port 0" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_given_help_when_asked_then_usage_names_the_cli_and_the_default_credentials() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sms_stats.cli", "emulator", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.stdout.startswith("usage: sms-stats emulator")
+    assert "AKIDEMULATOR" in done.stdout
+    assert "emulator-secret-key" in done.stdout
+
+
+def test_given_real_key_in_environment_when_cli_started_then_key_never_printed(
+    tmp_path: Path,
+) -> None:
+    port_file = tmp_path / "port"
+    env = {**os.environ, "TENCENTCLOUD_SECRETID": "AKIDreal", "TENCENTCLOUD_SECRETKEY": "REALKEY99"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sms_stats.emulator", "--port", "0", "--port-file", str(port_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while not port_file.exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "emulator never wrote its port file"
+            time.sleep(0.02)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=10)
+    assert "AKIDreal" in stderr
+    assert "REALKEY99" not in stdout + stderr
 
 
 @pytest.mark.parametrize(

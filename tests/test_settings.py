@@ -45,7 +45,10 @@ class TestErrors:
     @pytest.mark.parametrize(
         ("env", "words"),
         [
-            ({"SMS_STATS_APP_IDS": "1400006874,12345"}, "SMS_STATS_APP_IDS: item 1"),
+            (
+                {"SMS_STATS_APP_IDS": "1400006874,12345"},
+                "SMS_STATS_APP_IDS: '12345' is not an SmsSdkAppId ('1400' followed by 6 digits",
+            ),
             ({"SMS_STATS_TIMEZONE": "Beijing"}, "SMS_STATS_TIMEZONE: unknown time zone"),
             ({"SMS_STATS_ENDPOINT": "127.0.0.1:9000"}, "SMS_STATS_ENDPOINT: must be scheme://"),
             ({"SMS_STATS_ENDPOINT": "http://h:9000/path"}, "SMS_STATS_ENDPOINT: must be only"),
@@ -201,6 +204,18 @@ class TestSettingsEdges:
         (package / "sms_stats").mkdir(parents=True)
         (package / "sms_stats.toml").write_text('SMS_STATS_TIMEZONE = "UTC"\n', encoding="utf-8")
         monkeypatch.setattr(settings_module, "__file__", str(package / "sms_stats" / "settings.py"))
+        assert load_settings({}).timezone == "UTC"
+
+    def test_given_file_at_the_checkout_root_when_loaded_then_the_cli_reads_what_ships(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """In a checkout the package is under src/; the file beside index.py is the one
+        `make package` bundles, so the local CLI reads that one, not src/sms_stats.toml."""
+        (tmp_path / "src" / "sms_stats").mkdir(parents=True)
+        (tmp_path / "index.py").write_text("", encoding="utf-8")
+        (tmp_path / "sms_stats.toml").write_text('SMS_STATS_TIMEZONE = "UTC"\n', encoding="utf-8")
+        path = tmp_path / "src" / "sms_stats" / "settings.py"
+        monkeypatch.setattr(settings_module, "__file__", str(path))
         assert load_settings({}).timezone == "UTC"
 
     def test_given_api_token_list_with_bad_item_in_toml_when_loaded_then_tokens_redacted(

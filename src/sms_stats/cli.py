@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
@@ -12,6 +13,17 @@ from typing import Any
 
 from .errors import InputError, SmsStatsError
 from .sinks.base import SinkError
+
+
+def _fail(exc: Exception) -> None:
+    """An error on stderr: several configuration problems one per line."""
+    problems = getattr(exc, "problems", [])
+    if isinstance(exc, SmsStatsError) and len(problems) > 1:
+        print(f"error: {exc.code}: {len(problems)} problems:", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+    else:
+        print(f"error: {exc}", file=sys.stderr)
 
 
 def _sample_event(name: str) -> dict[str, Any]:
@@ -60,7 +72,7 @@ def _invoke(args: argparse.Namespace) -> int:
             event = _read_event(Path(args.event))
         answer = main_handler(event, context)
     except SmsStatsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _fail(exc)
         return 1
     print(json.dumps(answer, ensure_ascii=False, indent=2))
     if isinstance(answer, dict) and isinstance(answer.get("statusCode"), int):
@@ -80,11 +92,11 @@ def _fetch(args: argparse.Namespace) -> int:
         window = window_between(args.begin, args.end, settings, utcnow(), ("--begin", "--end"))
         result = run_job(Job(app_ids, (window,)), settings, Invocation.begin(None), [])
     except SmsStatsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _fail(exc)
         return 1
     if args.json:
         print(json.dumps(result.summary()["records"], ensure_ascii=False, indent=2))
-    else:
+    elif result.records:
         print(table(r.to_dict() for r in result.records))
     for failure in result.failures:
         print(f"error: app {failure.app_id}: {failure.error}", file=sys.stderr)
@@ -127,7 +139,7 @@ def _backfill(args: argparse.Namespace) -> int:
             app_ids, args.begin, args.end, args.by, settings, sinks, utcnow(), force=args.force
         )
     except (SmsStatsError, SinkError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _fail(exc)
         return 1
     for chat in chats:
         print(
@@ -195,7 +207,7 @@ def _gaps(args: argparse.Namespace) -> int:
             )
         missing = backfill.gaps(app_ids, args.begin, args.end, settings, store, utcnow(), sinks)
     except (SmsStatsError, SinkError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _fail(exc)
         return 1
     for app_id, hour, sink in missing:
         print(f"{app_id} {hour} {sink}")
@@ -277,9 +289,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     from .log import logger  # noqa: PLC0415
 
+    if sys.stderr.isatty() and not os.environ.get("SMS_STATS_LOG_LEVEL"):
+        # A person is reading: a JSON line per call would bury the progress bar and the
+        # summary. Warnings and errors still show; SMS_STATS_LOG_LEVEL=INFO brings the rest.
+        os.environ["SMS_STATS_LOG_LEVEL"] = "WARNING"
     logger.set_stream(sys.stderr)  # stdout is for the answer, so it can be piped
     try:
         return int(args.func(args))
+    except BrokenPipeError:
+        # `sms-stats gaps | head -3`: the reader has what it wanted. Point stdout at devnull
+        # so the interpreter's final flush does not print a traceback (Python docs' recipe).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     finally:
         logger.set_stream(None)
 

@@ -72,6 +72,18 @@ class ConfigError(SmsStatsError):
     code = "InternalError.Configuration"
     status = 500
 
+    @classmethod
+    def of(cls, problems: list[str], head: str = "") -> ConfigError:
+        """One error for several problems: `message` joins them for a log line; `problems`
+        keeps them apart for a terminal."""
+        error = cls(head + "; ".join(problems))
+        error.problems = list(problems)
+        return error
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.problems = [message]
+
 
 class UpstreamError(SmsStatsError):
     """SendStatusStatistics failed after our retries; the upstream code passes through."""

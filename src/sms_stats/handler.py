@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from . import http
+from . import http, preflight
 from .context import Invocation, RuntimeContext
 from .errors import ConfigError, InputError, SmsStatsError
 from .events import (
@@ -30,12 +30,12 @@ from .jobs import Job, from_job_request, from_stats_request
 from .log import correlation, logger
 from .pipeline import RunResult, run_job
 from .settings import CONFIG_FILE_ENV, ENV_FIELDS, Settings, load_settings
-from .sinks import Sink, build_sinks
+from .sinks import Sink, build_each
 
 _ENV_KEYS = (*ENV_FIELDS, CONFIG_FILE_ENV, "TENCENTCLOUD_REGION")
 _cache_lock = threading.Lock()
 _settings_cache: dict[tuple[str | None, ...], Settings] = {}
-_sinks_cache: dict[Settings, list[Sink]] = {}
+_sinks_cache: dict[Settings, tuple[list[Sink], list[str]]] = {}
 
 
 def utcnow() -> datetime:
@@ -58,14 +58,22 @@ def current_settings() -> Settings:
 
 
 def sinks_for(settings: Settings) -> list[Sink]:
+    """The sinks of these settings, built once per container (ConfigError if any is wrong)."""
+    sinks, problems = _built(settings)
+    if problems:
+        raise ConfigError.of(problems)
+    return sinks
+
+
+def _built(settings: Settings) -> tuple[list[Sink], list[str]]:
     with _cache_lock:
-        sinks = _sinks_cache.get(settings)
-    if sinks is None:
-        sinks = build_sinks(settings)
+        built = _sinks_cache.get(settings)
+    if built is None:
+        built = build_each(settings)
         with _cache_lock:
             _sinks_cache.clear()
-            _sinks_cache[settings] = sinks
-    return sinks
+            _sinks_cache[settings] = built
+    return built
 
 
 def trigger_kind(event: Any) -> str:
@@ -128,12 +136,12 @@ def handle_http(event: Any, invocation: Invocation) -> dict[str, Any]:
         settings = current_settings()
         request = http.normalize(parsed, settings.max_body_bytes)
         if http.route(request, settings.http_base_path) == "/healthz":
-            ready_sinks(settings)
+            ready_sinks(settings, scheduled=False)
             return http.response(200, {"status": "ok"})
         http.authorize(request, settings)
         job = http.job_from_request(request, settings, utcnow())
         # A caller is waiting: earlier runs' debts are left to the timer (drain=False).
-        result = _run(job, settings, invocation, drain=False)
+        result = _run(job, settings, invocation, scheduled=False, drain=False)
     except ConfigError as exc:
         # The details are for the operator's logs, not for whoever reached the Function URL.
         logger.error("http.refused", status=exc.status, code=exc.code, message=exc.message)
@@ -164,8 +172,12 @@ def handle_http(event: Any, invocation: Invocation) -> dict[str, Any]:
 def handle_scheduled(event: Any, invocation: Invocation) -> dict[str, Any]:
     parsed = parse_event(event)
     settings = current_settings()
-    job = resolve_job(parsed, settings)
-    result = _run(job, settings, invocation)
+    try:
+        job = resolve_job(parsed, settings)
+    except ConfigError as exc:  # no app ids: said together with what else is wrong
+        ready_sinks(settings, scheduled=True, more=[exc.message])
+        raise
+    result = _run(job, settings, invocation, scheduled=True)
     error = result.error()
     if error is not None:
         raise error
@@ -206,16 +218,21 @@ def refuse_unended(job: Job, trigger_time: datetime, now: datetime) -> None:
         )
 
 
-def ready_sinks(settings: Settings) -> list[Sink]:
-    """What a run needs before any API call: its sinks built (a bad URL fails here) and its
-    credentials present. `/healthz` answers ok only when this passes."""
-    sinks = sinks_for(settings)
-    settings.credentials()
+def ready_sinks(settings: Settings, *, scheduled: bool, more: Sequence[str] = ()) -> list[Sink]:
+    """What a run needs before any API call: its sinks built, its credentials present and, for
+    a scheduled run, somewhere to put the records. Every problem in one ConfigError (with
+    `more` found by the caller); `/healthz` answers ok only when this passes."""
+    sinks, problems = preflight.check(settings, scheduled=scheduled, built=_built(settings))
+    problems.extend(more)
+    if problems:
+        raise ConfigError.of(problems)
     return sinks
 
 
-def _run(job: Job, settings: Settings, invocation: Invocation, *, drain: bool = True) -> RunResult:
-    sinks = ready_sinks(settings)
+def _run(
+    job: Job, settings: Settings, invocation: Invocation, *, scheduled: bool, drain: bool = True
+) -> RunResult:
+    sinks = ready_sinks(settings, scheduled=scheduled)
     started = time.monotonic()
     result = run_job(job, settings, invocation, sinks, drain=drain)
     logger.info(

@@ -13,7 +13,7 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -66,9 +66,6 @@ def _split_list(value: Any) -> Any:
     return value
 
 
-AppId = Annotated[str, Field(pattern=rf"^{APP_ID_RE.pattern}$")]
-
-
 class Settings(BaseModel):
     """What one invocation needs to know; immutable, so it can key the per-container caches."""
 
@@ -78,7 +75,7 @@ class Settings(BaseModel):
     secret_key: SecretStr | None = None
     session_token: SecretStr | None = None
     region: str = "ap-guangzhou"
-    app_ids: tuple[AppId, ...] = ()
+    app_ids: tuple[str, ...] = ()
     endpoint: str | None = None
     timezone: str = "Asia/Shanghai"
     sinks: tuple[str, ...] = ()
@@ -115,6 +112,11 @@ class Settings(BaseModel):
         if not value:
             return None
         parts = urlsplit(value)
+        if "://" not in value and "@" not in value:
+            raise ValueError(
+                f"must be scheme://host[:port]; got {value[:80]!r}, which has no scheme: "
+                f"write http://{value[:80]} (or https://)"
+            )
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be scheme://host[:port], like http://127.0.0.1:9000")
         if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
@@ -145,6 +147,13 @@ class Settings(BaseModel):
     @field_validator("app_ids")
     @classmethod
     def _app_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [item for item in value if not APP_ID_RE.fullmatch(item)]
+        if bad:
+            shown = ", ".join(repr(item[:40]) for item in bad[:5])
+            raise ValueError(
+                f"{shown} {'is not an SmsSdkAppId' if len(bad) == 1 else 'are not SmsSdkAppIds'}"
+                " ('1400' followed by 6 digits, like 1400006874; comma-separated)"
+            )
         return tuple(dict.fromkeys(value))  # `A,B,A` is a slip: keep order, drop repeats
 
     @field_validator("http_app_ids")
@@ -222,12 +231,36 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, raw)) from None
+        problems = _describe(exc, raw)
+        bad = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+        problems += _more_problems({k: v for k, v in raw.items() if k not in bad})
+        raise ConfigError.of(problems, head="invalid settings: ") from None
+
+
+def _more_problems(valid: dict[str, Any]) -> list[str]:
+    """With the fields that did validate: the sinks and credentials checks too, so every
+    problem is in the first message, not one per redeploy."""
+    from .preflight import check  # noqa: PLC0415 - the sinks package imports this module
+
+    try:
+        partial = Settings.model_validate(valid)
+    except ValidationError:  # pragma: no cover - every failing field was left out
+        return []
+    return check(partial)[1]
+
+
+def bundled_config_file() -> Path:
+    """Where `sms_stats.toml` is read from when SMS_STATS_CONFIG names no file: next to
+    `index.py`, which is the zip's root in SCF (the package's parent) and the repository's
+    root in a checkout (the parent of `src/`): one file, in one place, for both."""
+    here = Path(__file__).resolve().parents[1]
+    root = here.parent if here.name == "src" and (here.parent / "index.py").is_file() else here
+    return root / DEFAULT_CONFIG_FILE
 
 
 def _read_config_file(env: Mapping[str, str]) -> dict[str, Any]:
     explicit = env.get(CONFIG_FILE_ENV)
-    path = Path(explicit) if explicit else Path(__file__).resolve().parents[1] / DEFAULT_CONFIG_FILE
+    path = Path(explicit) if explicit else bundled_config_file()
     if not path.is_file():
         if explicit:
             raise ConfigError(f"{CONFIG_FILE_ENV}: no such file: {explicit}")
@@ -274,14 +307,16 @@ def _cut(item: Any) -> str:
     return f"{parts.scheme}://{host}/..." if parts.scheme and host else f"{parts.scheme or '?'}:..."
 
 
-def _describe(exc: ValidationError, raw: Mapping[str, Any]) -> str:
+def _describe(exc: ValidationError, raw: Mapping[str, Any]) -> list[str]:
     problems = []
     for error in exc.errors(include_url=False):
         field = str(error["loc"][0]) if error["loc"] else "?"
         env = FIELD_ENV.get(field, field)
-        value = _shown(field, raw.get(field))
         rule = error["msg"].removeprefix("Value error, ")
         if len(error["loc"]) > 1 and field in _LIST_FIELDS:
-            rule = f"item {error['loc'][1]}: {rule}"
-        problems.append(f"{env}: {rule} (got {value})")
-    return "invalid settings: " + "; ".join(problems)
+            rule = f"item {int(error['loc'][1]) + 1}: {rule}"
+        if "got " in rule or field == "app_ids":  # the rule already quotes what is wrong
+            problems.append(f"{env}: {rule}")
+        else:
+            problems.append(f"{env}: {rule} (got {_shown(field, raw.get(field))})")
+    return problems

@@ -38,9 +38,16 @@ def _parse_fault(spec: str) -> tuple[str | None, Fault]:
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    default_id, default_key = next(iter(DEFAULT_CREDENTIALS.items()))
     parser = argparse.ArgumentParser(
-        prog="python -m sms_stats.emulator",
+        prog="sms-stats emulator",
         description="Local stand-in for Tencent Cloud SMS SendStatusStatistics (API 3.0).",
+        epilog=(
+            "It accepts the TC3 signatures of the key pairs given with --secret-id/--secret-key, "
+            "plus TENCENTCLOUD_SECRETID/TENCENTCLOUD_SECRETKEY when both are set; with none of "
+            f"those, the pair SecretId {default_id} / SecretKey {default_key}. Point the function "
+            "at it with SMS_STATS_ENDPOINT=http://127.0.0.1:PORT and those credentials."
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000, help="0 picks a free port")
@@ -89,8 +96,9 @@ def _write_port_file(path: str, port: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
+    credentials = _credentials(parser, args.secret_id, args.secret_key)
     emulator = Emulator(
-        credentials=_credentials(parser, args.secret_id, args.secret_key),
+        credentials=credentials,
         host=args.host,
         port=args.port,
         rate_limit=args.rate_limit,
@@ -110,12 +118,40 @@ def main(argv: list[str] | None = None) -> int:
         signum: signal.signal(signum, _on_signal) for signum in (signal.SIGINT, signal.SIGTERM)
     }
     try:
-        emulator.start()
+        try:
+            emulator.start()
+        except OSError as exc:
+            print(
+                f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc} "
+                "(another emulator still running? --port 0 picks a free port)",
+                file=sys.stderr,
+            )
+            return 1
         try:
             if args.port_file:
                 _write_port_file(args.port_file, emulator.port)
-            event = {"event": "listening", "endpoint": emulator.endpoint, "port": emulator.port}
+            event = {
+                "event": "listening",
+                "endpoint": emulator.endpoint,
+                "port": emulator.port,
+                "secret_ids": sorted(credentials),
+            }
             print(json.dumps(event), flush=True)
+            # The stand-in's own keys are not secrets, and without them nothing signs in; a
+            # key taken from the environment may be a real one, and is never printed.
+            env_id = os.environ.get("TENCENTCLOUD_SECRETID")
+            pairs = "".join(
+                f"  TENCENTCLOUD_SECRETID={key_id} TENCENTCLOUD_SECRETKEY="
+                + ("<the one in your environment>" if key_id == env_id else key)
+                + "\n"
+                for key_id, key in credentials.items()
+            )
+            print(
+                f"SMS API stand-in on {emulator.endpoint}; sign with one of:\n{pairs}"
+                f"  SMS_STATS_ENDPOINT={emulator.endpoint}",
+                file=sys.stderr,
+                flush=True,
+            )
             while not stop.wait(1.0):
                 pass
         finally:

@@ -22,7 +22,15 @@ from ..settings import Settings
 from .base import Sink, SinkError, Store
 from .transport import Transport
 
-__all__ = ["Delivery", "Sink", "SinkError", "build_sinks", "deliver_all", "sink_kind"]
+__all__ = [
+    "Delivery",
+    "Sink",
+    "SinkError",
+    "build_each",
+    "build_sinks",
+    "deliver_all",
+    "sink_kind",
+]
 
 KINDS = ("file", "cos", "webhook", "wecom", "dingtalk", "feishu", "slack")
 # Chat platforms by the host their webhook URLs use.
@@ -62,7 +70,10 @@ def sink_kind(url: str) -> tuple[str, str]:
     """(kind, the URL to use): `wecom+https://...` -> ('wecom', 'https://...')."""
     scheme, sep, _ = url.partition(":")
     if not sep or not scheme:
-        raise ValueError(f"{redact(url)!r} is not a URL")
+        if any(mark in url for mark in "?@#"):  # a bot or webhook URL without https://: a key
+            raise ValueError("not a URL (no scheme); webhook and chat-bot URLs start with https://")
+        # A path, then (`out`, `/var/sms`), which holds no secret: show it, and the fix.
+        raise ValueError(f"{url[:80]!r} is not a URL (no scheme); for a directory write file:{url}")
     scheme = scheme.lower()
     if "+" in scheme:
         kind, _, inner = scheme.partition("+")
@@ -85,20 +96,35 @@ def sink_kind(url: str) -> tuple[str, str]:
 
 
 def build_sinks(settings: Settings, transport: Transport | None = None) -> list[Sink]:
+    """Every sink of the settings, or one ConfigError naming every item that is wrong."""
+    sinks, problems = build_each(settings, transport)
+    if problems:
+        raise ConfigError.of(problems)
+    return sinks
+
+
+def build_each(
+    settings: Settings, transport: Transport | None = None
+) -> tuple[list[Sink], list[str]]:
+    """(the sinks that could be built, a problem per item that could not)."""
     transport = transport or Transport(timeout=settings.timeout, max_attempts=settings.max_attempts)
-    sinks = []
+    sinks: list[Sink] = []
+    problems: list[str] = []
     for index, url in enumerate(settings.sinks):
         try:
             kind, target = sink_kind(url)
             module = importlib.import_module(f"{__name__}.{kind}")
             sinks.append(module.build(target, settings, transport))
         except ValueError as exc:
-            raise ConfigError(f"SMS_STATS_SINKS item {index + 1}: {exc}") from None
+            problems.append(f"SMS_STATS_SINKS item {index + 1}: {exc}")
+        except ConfigError as exc:  # a setting the sink needs (credentials): said once
+            if exc.message not in problems:
+                problems.append(exc.message)
     names = [sink.name for sink in sinks]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ConfigError(f"SMS_STATS_SINKS: the same sink is listed twice: {duplicates[0]}")
-    return sinks
+        problems.append(f"SMS_STATS_SINKS: the same sink is listed twice: {duplicates[0]}")
+    return sinks, problems
 
 
 def redact(url: str) -> str:
