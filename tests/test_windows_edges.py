@@ -6,6 +6,7 @@ Through the real handler, the SDK and the stand-in, with a real store and webhoo
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -139,3 +140,53 @@ class TestRunErrors:
         with pytest.raises(InputError) as caught:
             main_handler({"window": "day", "lookback": 32}, None)
         assert caught.value.message.startswith("lookback: 32 days, 768 hours; at most 744")
+
+
+class TestPlatformDetails:
+    def test_given_lower_case_timer_type_of_older_docs_when_handled_then_a_timer_run(
+        self, scf_env: dict[str, str], store: Path, context: dict[str, Any]
+    ) -> None:
+        summary = main_handler({**load_event("timer.json"), "Type": "timer"}, context)
+        assert summary["ok"] is True
+        assert len(files(store)) == 2
+
+    def test_given_cache_buster_and_tracking_params_when_get_then_ignored_not_refused(
+        self, scf_env: dict[str, str], context: dict[str, Any]
+    ) -> None:
+        event = load_event("function_url_get.json")
+        event["queryString"] = {**event["queryString"], "_": "1712345678", "utm_source": "x"}
+        answer = main_handler(event, context)
+        assert answer["statusCode"] == 200, answer["body"]
+
+    def test_given_unknown_field_in_post_body_when_handled_then_still_refused(
+        self, scf_env: dict[str, str], context: dict[str, Any]
+    ) -> None:
+        event = load_event("function_url_post.json")
+        body = {**json.loads(event["body"]), "utm_source": "x"}
+        answer = main_handler({**event, "body": json.dumps(body)}, context)
+        assert answer["statusCode"] == 400
+        assert "body.utm_source is not a known field" in answer["body"]
+
+    def test_given_unreachable_api_when_get_then_caller_gets_code_logs_get_the_detail(
+        self,
+        scf_env: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch,
+        context: dict[str, Any],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        with socket.socket() as probe:  # a port nothing listens on
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        monkeypatch.setenv("SMS_STATS_ENDPOINT", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("SMS_STATS_MAX_ATTEMPTS", "1")
+        answer = main_handler(load_event("function_url_get.json"), context)
+        assert answer["statusCode"] == 504
+        assert "ClientNetworkError" in answer["body"]
+        assert str(port) not in answer["body"]
+        assert "HTTPConnectionPool" not in answer["body"]
+        refused = [
+            json.loads(line)
+            for line in capsys.readouterr().out.splitlines()
+            if '"http.refused"' in line
+        ]
+        assert str(port) in refused[0]["message"]

@@ -42,7 +42,7 @@ class TimerEvent(BaseModel):
 
     model_config = ConfigDict(extra="ignore", defer_build=True)
 
-    Type: Literal["Timer"]
+    Type: Literal["Timer", "timer"]  # "timer" in older docs (and so in older captures)
     TriggerName: StrictStr = ""
     Time: datetime
     Message: StrictStr = ""

@@ -78,7 +78,7 @@ def _built(settings: Settings) -> tuple[list[Sink], list[str]]:
 
 def trigger_kind(event: Any) -> str:
     if isinstance(event, Mapping):
-        if event.get("Type") == "Timer":
+        if event.get("Type") in ("Timer", "timer"):
             return "timer"
         if "httpMethod" in event:
             return "http"
@@ -157,12 +157,13 @@ def handle_http(event: Any, invocation: Invocation) -> dict[str, Any]:
         return http.error_response(
             SmsStatsError(f"unexpected internal error; quote request id {request_id}"), request_id
         )
-    body = result.summary()
+    body = result.summary(public=True)
     records = {"records": body["records"]}
     extra = {k: body[k] for k in ("failures", "deliveries", "incomplete_windows") if body[k]}
-    error = result.error()
+    error = result.error(public=True)
     if error is not None and result.failures:
-        logger.warning("http.refused", status=error.status, code=error.code, message=error.message)
+        logged = result.error() or error  # the logs keep the transport's detail
+        logger.warning("http.refused", status=error.status, code=error.code, message=logged.message)
         return http.error_response(error, request_id, **records, **extra)
     if error is not None:
         extra["error"] = error.to_dict()

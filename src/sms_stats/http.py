@@ -27,6 +27,7 @@ from .errors import (
 )
 from .events import HttpEvent, StatsRequest, parse_direct, parse_json_object
 from .jobs import Job, check_app_ids, from_stats_request, window_between
+from .log import logger
 from .settings import Settings
 
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
@@ -183,8 +184,10 @@ def _job_from_query(
     for name, values in query.items():
         canonical = _QUERY_ALIASES.get(name)
         if canonical is None:
-            known = "app_id, begin, end"
-            raise InputError(f"unknown query parameter {name[:40]!r}; the parameters are {known}")
+            # Browsers and proxies add their own (`_=1712345678`, `utm_source`): not ours to
+            # refuse. A misspelt one of ours still fails, as its real name is then missing.
+            logger.debug("http.query_ignored", parameter=name[:40])
+            continue
         params.setdefault(canonical, []).extend(values)
     for name in ("Limit", "Offset"):
         if name in params and [str(v) for v in params[name]] != ["0"]:

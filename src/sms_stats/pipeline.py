@@ -40,13 +40,31 @@ class FetchFailure:
     def out_of_time(self) -> bool:
         return self.error.code == OUT_OF_TIME
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, public: bool = False) -> dict[str, Any]:
+        body = {
             "sms_sdk_app_id": self.app_id,
             "window": self.window,
             "attempts": self.error.attempts,
             **self.error.to_dict(),
         }
+        body["message"] = self.message(public)
+        return body
+
+    def message(self, public: bool = False) -> str:
+        """The error's text; `public` (an HTTP caller) leaves out the transport's detail
+        (hosts, ports, a proxy's page), which only the logs keep."""
+        if public and self.error.code in TRANSPORT_CODES:
+            return (
+                f"the SMS API could not be reached or did not answer properly "
+                f"({self.error.code}); the function's logs have the detail"
+            )
+        return self.error.message
+
+
+# Failures whose message quotes the transport: an HTTP caller gets the code, the logs the rest.
+TRANSPORT_CODES = frozenset(
+    {"ClientNetworkError", "ServerNetworkError", "InternalError.BadUpstreamResponse"}
+)
 
 
 @dataclass
@@ -70,10 +88,10 @@ class RunResult:
     def ok(self) -> bool:
         return not self.failures and not self.failed_deliveries
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, public: bool = False) -> dict[str, Any]:
         return {
             "records": [r.to_dict() for r in self.records],
-            "failures": [f.to_dict() for f in self.failures if not f.out_of_time],
+            "failures": [f.to_dict(public) for f in self.failures if not f.out_of_time],
             "left_for_next_run": [
                 {"sms_sdk_app_id": f.app_id, "window": f.window} for f in self.left_for_next_run
             ],
@@ -82,14 +100,15 @@ class RunResult:
             "ok": self.ok,
         }
 
-    def error(self) -> SmsStatsError | None:
-        """One exception that says what went wrong: the first few problems, then a count."""
+    def error(self, public: bool = False) -> SmsStatsError | None:
+        """One exception that says what went wrong: the first few problems, then a count.
+        `public`: for an HTTP caller (see `FetchFailure.message`)."""
         if self.ok:
             return None
         late = self.left_for_next_run
         failed = [f for f in self.failures if not f.out_of_time]
         parts = [
-            f"app {f.app_id} window {f.window}: {f.error.code}: {f.error.message}" for f in failed
+            f"app {f.app_id} window {f.window}: {f.error.code}: {f.message(public)}" for f in failed
         ]
         parts += [f"app {d.app_id} window {d.window}: {d.error}" for d in self.failed_deliveries]
         if late:
