@@ -4,13 +4,18 @@ Machines here are noisy, so every figure is paired with its floor, measured alte
 same run, and the ratio is what counts; absolute numbers are printed for context.
 
 - cold start: a fresh process that imports `index` and handles one timer event (one app, `file:`
-  sink) against the local stand-in, vs a fresh process that imports pydantic and the SMS SDK and
-  makes the same single call (target <= 1.15x);
-- peak RSS of that cold invocation (target <= 50 MB), and with a COS sink (target <= 64 MB);
+  sink) against the local stand-in, vs the fair floor: a fresh process that imports pydantic
+  and the SMS SDK, validates the timer event with one small pydantic model and makes the same
+  call (target <= 1.10x, whole process, in the virtualenv and from dist/package); the
+  import-only floor (no model) is printed too, so the model layer's own price stays visible;
+- peak RSS of that cold invocation (target <= 40 MB), and with a COS sink (target <= 64 MB);
 - warm: median of 200 HTTP GETs through `main_handler` vs the same raw SDK call (target <= 1.2x);
 - backfill: 2 apps x 100 hours, stand-in enforcing 10 req/s with 150 ms latency: wall time vs the
   20 s the rate limit allows (target <= 1.10x) and vs a plain sequential loop;
 - deployment zip size vs the same zip with the monolithic SDK (when `make package` has run).
+
+Progress goes to stderr as it runs; each figure with a target is marked ok or MISSED, and the
+exit status is 1 when any is missed.
 """
 
 from __future__ import annotations
@@ -24,8 +29,8 @@ import sys
 import tempfile
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -50,31 +55,45 @@ OURS = textwrap.dedent(
     sys.__stderr__.write(json.dumps({{"t": t, "rss_kb": rss}}) + "\\n")
     """
 ).format(timer=json.dumps(TIMER))
-FLOOR = textwrap.dedent(
-    """
-    import time
-    t0 = time.perf_counter()
-    import json, os
-    import pydantic
-    from tencentcloud.common.credential import Credential
-    from tencentcloud.common.profile.client_profile import ClientProfile
-    from tencentcloud.common.profile.http_profile import HttpProfile
-    from tencentcloud.sms.v20210111 import models, sms_client
-    scheme, _, host = os.environ["SMS_STATS_ENDPOINT"].partition("://")
-    profile = ClientProfile(httpProfile=HttpProfile(protocol=scheme, endpoint=host, reqTimeout=5))
-    client = sms_client.SmsClient(
-        Credential(os.environ["TENCENTCLOUD_SECRETID"], os.environ["TENCENTCLOUD_SECRETKEY"]),
-        "ap-guangzhou", profile)
-    req = models.SendStatusStatisticsRequest()
-    req.from_json_string(json.dumps({{"SmsSdkAppId": "{app}", "BeginTime": "2021050112",
-                                      "EndTime": "2021050112", "Limit": 0, "Offset": 0}}))
-    client.SendStatusStatistics(req)
-    t = time.perf_counter() - t0
-    import resource, sys
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    sys.stderr.write(json.dumps({{"t": t, "rss_kb": rss}}) + "\\n")
-    """
-).format(app=APP)
+# The floors import pydantic and the SMS SDK and make the same call. The fair floor also
+# validates the timer event with one small pydantic model, as the design asks of us: pydantic's
+# model layer (schema machinery, plugin lookup) is then in both, and the ratio is what is ours.
+# The import-only floor keeps the price of that model layer visible.
+_FLOOR = """
+import time
+t0 = time.perf_counter()
+import json, os
+import pydantic
+from tencentcloud.common.credential import Credential
+from tencentcloud.common.profile.client_profile import ClientProfile
+from tencentcloud.common.profile.http_profile import HttpProfile
+from tencentcloud.sms.v20210111 import models, sms_client
+{model}
+scheme, _, host = os.environ["SMS_STATS_ENDPOINT"].partition("://")
+profile = ClientProfile(httpProfile=HttpProfile(protocol=scheme, endpoint=host, reqTimeout=5))
+client = sms_client.SmsClient(
+    Credential(os.environ["TENCENTCLOUD_SECRETID"], os.environ["TENCENTCLOUD_SECRETKEY"]),
+    "ap-guangzhou", profile)
+req = models.SendStatusStatisticsRequest()
+req.from_json_string(json.dumps({{"SmsSdkAppId": "{app}", "BeginTime": "2021050112",
+                                  "EndTime": "2021050112", "Limit": 0, "Offset": 0}}))
+client.SendStatusStatistics(req)
+t = time.perf_counter() - t0
+import resource, sys
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+sys.stderr.write(json.dumps({{"t": t, "rss_kb": rss}}) + "\\n")
+"""
+_ONE_MODEL = """
+from datetime import datetime
+class Timer(pydantic.BaseModel):
+    Type: str
+    TriggerName: str = ""
+    Time: datetime
+    Message: str = ""
+Timer.model_validate({timer})
+"""
+FLOOR = _FLOOR.format(model="", app=APP)
+FAIR_FLOOR = _FLOOR.format(model=_ONE_MODEL.format(timer=json.dumps(TIMER)), app=APP)
 
 
 def env_for(emulator: Emulator, sinks: str) -> dict[str, str]:
@@ -117,23 +136,25 @@ def child(program: str, env: dict[str, str], isolated: bool = False) -> dict[str
 
 def cold_start(
     emulator: Emulator, runs: int, store: Path, package: Path | None = None
-) -> dict[str, Any]:
-    """Medians of fresh processes; with `package`, both sides import from the deployment
-    package (dist/package) alone, as SCF does, with no .pyc files written."""
+) -> dict[str, dict[str, float]]:
+    """Medians of fresh processes: ours, the fair floor and the import-only floor, alternated
+    so that drift on a noisy machine hits all alike. With `package`, every side imports from
+    the deployment package (dist/package) alone, with `-S` and no .pyc written, as SCF runs."""
     env = env_for(emulator, f"file://{store}")
     if package is not None:
         env["PYTHONPATH"] = str(package)
         env["PYTHONDONTWRITEBYTECODE"] = "1"
     isolated = package is not None
-    child(OURS, env, isolated)  # warm the OS file cache (and .pyc files) for both
-    child(FLOOR, env, isolated)
-    ours, floor = [], []
-    for _ in range(runs):  # alternate, so drift on a noisy machine hits both alike
-        ours.append(child(OURS, env, isolated))
-        floor.append(child(FLOOR, env, isolated))
+    programs = {"ours": OURS, "fair": FAIR_FLOOR, "floor": FLOOR}
+    for program in programs.values():  # warm the OS file cache (and .pyc files) for each
+        child(program, env, isolated)
+    rows: dict[str, list[dict[str, float]]] = {name: [] for name in programs}
+    for _ in range(runs):
+        for name, program in programs.items():
+            rows[name].append(child(program, env, isolated))
     return {
-        name: {k: statistics.median(r[k] for r in rows) for k in ("t", "wall", "rss_kb")}
-        for name, rows in (("ours", ours), ("floor", floor))
+        name: {k: statistics.median(r[k] for r in found) for k in ("t", "wall", "rss_kb")}
+        for name, found in rows.items()
     }
 
 
@@ -308,6 +329,79 @@ def zip_sizes() -> dict[str, int] | None:
         }
 
 
+@dataclass
+class Figure:
+    name: str
+    value: str
+    target: str = ""
+    context: str = ""
+    met: bool | None = None  # None: no target
+
+
+class Report:
+    """Figures as they come, with progress on stderr (a run takes minutes)."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+        self.step = 0
+        self.figures: list[Figure] = []
+
+    def start(self, what: str) -> None:
+        self.step += 1
+        print(f"[{self.step}/{self.steps}] {what} ...", file=sys.stderr, flush=True)
+
+    def add(self, figure: Figure) -> None:
+        self.figures.append(figure)
+        mark = {True: "ok", False: "MISSED", None: ""}[figure.met]
+        print(f"      {figure.name}: {figure.value} {mark}", file=sys.stderr, flush=True)
+
+    def ratio(self, name: str, ours: float, base: float, most: float, context: str) -> None:
+        ratio = ours / base
+        self.add(Figure(name, f"{ratio:.2f}x", f"<= {most:.2f}x", context, ratio <= most))
+
+    def print(self) -> None:
+        width = max(len(f.name) for f in self.figures)
+        print(f"{'figure':<{width}}  {'ratio/value':>12}  {'target':>9}  {'':6}  context")
+        for f in self.figures:
+            mark = {True: "ok", False: "MISSED", None: ""}[f.met]
+            print(f"{f.name:<{width}}  {f.value:>12}  {f.target:>9}  {mark:6}  {f.context}")
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def cold_figures(report: Report, cold: dict[str, dict[str, float]], where: str) -> None:
+    ours, fair, floor = cold["ours"], cold["fair"], cold["floor"]
+    report.ratio(
+        f"cold start, whole process, {where}, vs fair floor",
+        ours["wall"],
+        fair["wall"],
+        COLD_TARGET,
+        f"{_ms(ours['wall'])} vs {_ms(fair['wall'])}",
+    )
+    report.add(
+        Figure(
+            f"  the same vs import-only floor ({where})",
+            f"{ours['wall'] / floor['wall']:.2f}x",
+            context=f"floor {_ms(floor['wall'])}; one pydantic model costs "
+            f"{fair['wall'] / floor['wall']:.2f}x of it",
+        )
+    )
+    report.add(
+        Figure(
+            f"  in process ({where}), vs fair floor",
+            f"{ours['t'] / fair['t']:.2f}x",
+            context=f"{_ms(ours['t'])} vs {_ms(fair['t'])}",
+        )
+    )
+
+
+COLD_TARGET = 1.10
+RSS_TARGET_MB = 40.0
+WARM_TARGET = 1.2
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=15, help="cold-start processes per side")
@@ -316,107 +410,82 @@ def main() -> int:
     parser.add_argument("--skip-backfill", action="store_true")
     args = parser.parse_args()
 
-    rows: list[tuple[str, str, str, str]] = []
+    package = ROOT / "dist" / "package"
+    has_package = (package / "index.py").exists()
+    report = Report(steps=4 + has_package + (not args.skip_backfill))
     with Emulator() as emulator, tempfile.TemporaryDirectory() as store:
+        report.start(f"cold start in the development virtualenv, {args.runs} x 3 processes")
         cold = cold_start(emulator, args.runs, Path(store))
-        ratio_t = cold["ours"]["t"] / cold["floor"]["t"]
-        ratio_wall = cold["ours"]["wall"] / cold["floor"]["wall"]
-        ours, floor = cold["ours"], cold["floor"]
-        rows.append(
-            (
-                "cold start (in process)",
-                f"{ratio_t:.2f}x",
-                "<= 1.15x",
-                f"{ours['t'] * 1000:.0f} ms vs {floor['t'] * 1000:.0f} ms",
-            )
-        )
-        rows.append(
-            (
-                "cold start (whole process)",
-                f"{ratio_wall:.2f}x",
-                "<= 1.15x",
-                f"{ours['wall'] * 1000:.0f} ms vs {floor['wall'] * 1000:.0f} ms",
-            )
-        )
+        cold_figures(report, cold, "venv")
         rss = cold["ours"]["rss_kb"] / 1024
-        rows.append(
-            (
-                "peak RSS, cold, file sink",
+        report.add(
+            Figure(
+                "peak RSS, cold timer run, file sink",
                 f"{rss:.1f} MB",
-                "<= 50 MB",
-                f"floor {cold['floor']['rss_kb'] / 1024:.1f} MB",
+                f"<= {RSS_TARGET_MB:.0f} MB",
+                f"fair floor {cold['fair']['rss_kb'] / 1024:.1f} MB",
+                rss <= RSS_TARGET_MB,
             )
         )
-        package = ROOT / "dist" / "package"
-        if (package / "index.py").exists():
-            zipped = cold_start(emulator, max(5, args.runs // 2), Path(store), package)
-            o, f = zipped["ours"], zipped["floor"]
-            rows.append(
-                (
-                    "cold start from dist/package",
-                    f"{o['wall'] / f['wall']:.2f}x",
-                    "<= 1.15x",
-                    f"{o['wall'] * 1000:.0f} ms vs {f['wall'] * 1000:.0f} ms whole process, "
-                    f"bytecode shipped; peak RSS {o['rss_kb'] / 1024:.1f} MB",
-                )
-            )
+        if has_package:
+            runs = max(5, args.runs // 2)
+            report.start(f"cold start from dist/package (python -S), {runs} x 3 processes")
+            zipped = cold_start(emulator, runs, Path(store), package)
+            cold_figures(report, zipped, "dist/package")
+        report.start("peak RSS with a COS sink")
         cos_rss = cold_rss_with_cos(emulator, max(3, args.runs // 3))
-        rows.append(
-            (
+        report.add(
+            Figure(
                 "peak RSS, cold, COS sink",
                 "n/a" if cos_rss is None else f"{cos_rss / 1024:.1f} MB",
                 "<= 64 MB",
-                "" if cos_rss is None else f"{cos_rss / cold['floor']['rss_kb']:.2f}x floor",
+                "" if cos_rss is None else f"{cos_rss / cold['fair']['rss_kb']:.2f}x fair floor",
+                None if cos_rss is None else cos_rss / 1024 <= 64,
             )
         )
+        report.start(f"warm HTTP GET, {args.calls} calls per side")
         medians = warm(emulator, args.calls)
-        ours_ms, raw_ms = medians["ours"] * 1000, medians["raw"] * 1000
-        rows.append(
-            (
-                "warm HTTP GET (median)",
-                f"{ours_ms / raw_ms:.2f}x",
-                "<= 1.2x",
-                f"{ours_ms:.2f} ms vs {raw_ms:.2f} ms",
-            )
+        report.ratio(
+            "warm HTTP GET (median) vs the raw SDK call",
+            medians["ours"],
+            medians["raw"],
+            WARM_TARGET,
+            f"{medians['ours'] * 1000:.2f} ms vs {medians['raw'] * 1000:.2f} ms",
         )
     if not args.skip_backfill:
+        report.start(f"backfill 2 apps x {args.hours} hours at 10 req/s, then the sequential loop")
         b = backfill_bench(args.hours)
-        rows.append(
-            (
-                "backfill 2x100 h vs rate floor",
-                f"{b['ours'] / b['floor']:.2f}x",
-                "<= 1.10x",
-                f"{b['ours']:.1f} s vs {b['floor']:.0f} s; {b['rejected']:.0f} rejected",
-            )
+        report.ratio(
+            f"backfill 2x{args.hours} h vs the rate limit's floor",
+            b["ours"],
+            b["floor"],
+            1.10,
+            f"{b['ours']:.1f} s vs {b['floor']:.0f} s; {b['rejected']:.0f} rejected",
         )
-        rows.append(
-            (
-                "backfill vs sequential loop",
+        report.add(
+            Figure(
+                "  backfill vs a sequential loop",
                 f"{b['sequential'] / b['ours']:.2f}x faster",
-                "~1.5x",
-                f"{b['sequential']:.1f} s sequential",
+                context=f"{b['sequential']:.1f} s sequential",
             )
         )
+    report.start("deployment zip vs the monolithic SDK")
     sizes = zip_sizes()
     if sizes:
         mib = 2**20
-        rows.append(
-            (
+        report.add(
+            Figure(
                 "deployment zip vs monolith SDK",
                 f"{sizes['ours'] / sizes['monolith']:.2f}x",
-                "",
-                f"{sizes['ours'] / mib:.1f} MiB vs {sizes['monolith'] / mib:.1f} MiB zipped; "
-                f"{sizes['ours_unzipped'] / mib:.0f} vs {sizes['monolith_unzipped'] / mib:.0f} MiB"
-                " unzipped",
+                context=f"{sizes['ours'] / mib:.1f} MiB vs {sizes['monolith'] / mib:.1f} MiB "
+                f"zipped; {sizes['ours_unzipped'] / mib:.0f} vs "
+                f"{sizes['monolith_unzipped'] / mib:.0f} MiB unzipped",
             )
         )
     else:
-        rows.append(("deployment zip", "n/a", "", "run make package first"))
-    width = max(len(r[0]) for r in rows)
-    print(f"{'figure':<{width}}  {'ratio/value':>14}  {'target':>9}  context")
-    for name, value, target, context in rows:
-        print(f"{name:<{width}}  {value:>14}  {target:>9}  {context}")
-    return 0
+        report.add(Figure("deployment zip", "n/a", context="run make package first"))
+    report.print()
+    return 0 if all(f.met is not False for f in report.figures) else 1
 
 
 if __name__ == "__main__":
