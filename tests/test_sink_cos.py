@@ -41,6 +41,7 @@ from sms_stats.windows import Window, zone
 
 from .conftest import APP_A, APP_B, SECRET_ID, SECRET_KEY, SESSION_TOKEN, load_event, seed_record
 from .standins.cos import CosFault, CosStandIn, closed_port
+from .standins.slow import SlowServer
 
 BUCKET = "stats-1250000000"
 HOST = f"{BUCKET}.cos.ap-guangzhou.myqcloud.com"
@@ -376,6 +377,28 @@ class TestDelivery:
             sink.deliver([make_record()])
         assert time.monotonic() - started < 3.0
         assert len(cos.requests) == 2
+
+    @pytest.mark.parametrize("mode", ["drip_body", "drip_headers"])
+    def test_given_cos_dripping_when_delivered_then_each_attempt_ends_at_the_timeout(
+        self, make_sink: Callable[..., CosSink], mode: str
+    ) -> None:
+        """Per-read timeouts never trip on a byte every 0.1 s; the whole-call one does."""
+        with SlowServer(mode=mode, drip_s=0.1) as slow:
+            sink = make_sink(make_settings(timeout=0.3, max_attempts=2), endpoint=slow.url)
+            started = time.monotonic()
+            with pytest.raises(SinkError, match=r"no answer within 0\.3 s after 2 attempts$"):
+                sink.deliver([make_record()])
+            assert time.monotonic() - started < 3.0
+            assert slow.requests == 2
+
+    def test_given_cos_object_of_400_mb_when_read_then_refused_after_reading_a_little(
+        self, make_sink: Callable[..., CosSink]
+    ) -> None:
+        with SlowServer(mode="huge", huge_bytes=400 * 1024 * 1024) as slow:
+            sink = make_sink(make_settings(max_attempts=1), endpoint=slow.url)
+            with pytest.raises(SinkError, match="is over 8388608 bytes: not ours"):
+                sink.get("app=1/dt=2021-05-01/2021050112.json")
+        assert slow.sent < 100 * 1024 * 1024
 
     def test_given_connection_dropped_once_when_delivered_then_retried(
         self, cos: CosStandIn, make_sink: Callable[..., CosSink]

@@ -103,6 +103,9 @@ def _build_sdk_client(
     profile = ClientProfile(httpProfile=http, language="en-US", disable_region_breaker=True)
     client = SmsClient(Credential(secret_id, secret_key, token), settings.region, profile)
     client.request.set_keep_alive()
+    from . import net  # noqa: PLC0415 - imports requests' adapters, as the SDK just did
+
+    net.bound(client.request.conn._session, net.API_MAX_BODY)  # whole-call deadline, capped body
     return client
 
 

@@ -230,7 +230,11 @@ def make_client(
         )
     except CosClientError as exc:  # e.g. a secret with surrounding spaces; the text holds none
         raise ConfigError(f"{target.name}: the COS SDK refused its configuration: {exc}") from None
-    return CosS3Client(config, retry=0)
+    from .. import net  # noqa: PLC0415
+
+    # Our own session, not the SDK's shared one: every call ends within its timeout, whole,
+    # and reads at most one object's worth (a larger one is refused by `get`).
+    return CosS3Client(config, retry=0, session=net.session(MAX_OBJECT_BYTES + 1))
 
 
 class _DropHeadMiss(logging.Filter):

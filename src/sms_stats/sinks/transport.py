@@ -64,9 +64,9 @@ class Transport:
             return self.session
         session = getattr(self._local, "session", None)
         if session is None:
-            import requests  # noqa: PLC0415 - already loaded by the SDK; no cost when unused
+            from .. import net  # noqa: PLC0415 - requests is loaded by the SDK already
 
-            session = self._local.session = requests.Session()
+            session = self._local.session = net.session(net.RECEIVER_MAX_BODY)
         return session
 
     def post(

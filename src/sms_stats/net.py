@@ -1,0 +1,244 @@
+"""Every HTTP call the function makes ends on time and reads a bounded answer.
+
+`requests` timeouts apply to each socket operation, not to the call: a server that drips one
+byte every half second never trips a 5 s read timeout, and kept an API call 19.6 s past an
+8 s invocation (SCF then kills the function: no answer, no `invocation.end` line). And
+`response.content` reads whatever arrives: a receiver answering a 400 MB page took the
+function from 31 MB to 843 MB.
+
+So every session the function uses (the SMS SDK's, the HTTP sinks', COS's) gets a
+`BoundedAdapter`. Its timeout is for the whole call, connect to last byte: when it runs out,
+one reaper thread shuts the connection's socket down, which ends whatever read is blocked, and
+the call fails as a timeout. The answer is read inside the call, at most `max_body` bytes
+(after decompression, so a gzip bomb is cut too); the rest is never read and the connection is
+dropped rather than returned to the pool. Callers start a call only when its timeout fits
+before the invocation's deadline, so the deadline holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import socket
+import threading
+import time
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import HTTPError, ReadTimeoutError
+
+API_MAX_BODY = 1024 * 1024  # an SMS statistics answer is a few KB; 500 packages ~150 KB
+RECEIVER_MAX_BODY = 64 * 1024  # a webhook's or bot's answer: we read a status and a code
+DEFAULT_LIMIT_S = 60.0  # a call made without a timeout still ends
+_CHUNK = 64 * 1024
+
+
+class CallTimeout(requests.exceptions.ReadTimeout):
+    """The whole call outlived its timeout (connect + every read, however slowly bytes came)."""
+
+
+class _Watch:
+    """One call in flight: the connection it uses, and whether its time ran out."""
+
+    __slots__ = ("conn", "done", "fired")
+
+    def __init__(self) -> None:
+        self.conn: Any = None
+        self.done = False
+        self.fired = False
+
+
+class _Reaper:
+    """One daemon thread for every call: sleeps until the earliest deadline, then ends that
+    call's socket. Cheaper on the warm path than a timer thread per call."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Watch]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, seconds: float) -> _Watch:
+        watch = _Watch()
+        with self._cond:
+            heapq.heappush(self._heap, (time.monotonic() + seconds, next(self._order), watch))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="sms-stats-reaper")
+                self._thread.daemon = True
+                self._thread.start()
+            self._cond.notify()
+        return watch
+
+    def done(self, watch: _Watch) -> None:
+        with self._cond:  # under the lock: the reaper never shuts a finished call's socket
+            watch.done = True
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                when, _, watch = self._heap[0]
+                if watch.done:
+                    heapq.heappop(self._heap)
+                    continue
+                wait = when - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+                watch.fired = True
+                _shut(watch.conn)
+
+
+def _shut(conn: Any) -> None:
+    sock = getattr(conn, "sock", None)
+    if sock is None:
+        return  # still connecting: the connect timeout (the call's timeout) bounds that
+    with contextlib.suppress(OSError):  # already closed by the other side
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+_reaper = _Reaper()
+_current = threading.local()  # the watch of the call this thread is making
+
+
+def _note(conn: Any) -> None:
+    watch = getattr(_current, "watch", None)
+    if watch is not None:
+        watch.conn = conn
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def connect(self) -> None:
+        _note(self)
+        super().connect()
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _note(self)  # a kept-alive connection is reused without connect()
+        super().request(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def connect(self) -> None:
+        _note(self)
+        super().connect()
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _note(self)
+        super().request(*args, **kwargs)
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+def call_limit(timeout: Any) -> float:
+    """A requests timeout (seconds, a (connect, read) pair, or None) as one whole-call limit."""
+    if isinstance(timeout, tuple):
+        parts = [float(part) for part in timeout if part is not None]
+        return max(parts) if parts else DEFAULT_LIMIT_S
+    if timeout is None:
+        return DEFAULT_LIMIT_S
+    return float(timeout)
+
+
+class BoundedAdapter(HTTPAdapter):
+    """An HTTPAdapter whose calls end within their timeout and read at most `max_body` bytes.
+
+    A longer answer is cut at `max_body`: what a caller parses from the cut (an API answer, a
+    COS object it size-checks) fails as malformed, and a receiver's status still counts.
+    """
+
+    def __init__(self, max_body: int, **kwargs: Any) -> None:
+        self.max_body = max_body
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = _POOLS
+        return manager
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: bool | str = True,
+        cert: Any = None,
+        proxies: Any = None,
+    ) -> requests.Response:
+        limit = call_limit(timeout)
+        if limit <= 0:
+            raise CallTimeout("no time left for the call", request=request)
+        watch = _reaper.watch(limit)
+        _current.watch = watch
+        try:
+            response = super().send(
+                request, stream=True, timeout=limit, verify=verify, cert=cert, proxies=proxies
+            )
+            _read_bounded(response, self.max_body)
+        except requests.RequestException:
+            if watch.fired:
+                raise CallTimeout(
+                    f"the call took longer than {limit:g} s in all", request=request
+                ) from None
+            raise
+        finally:
+            _current.watch = None
+            _reaper.done(watch)
+        return response
+
+
+def _read_bounded(response: requests.Response, max_body: int) -> None:
+    """Read the answer now, within the call's time, keeping at most `max_body` bytes."""
+    raw = response.raw
+    kept = bytearray()
+    try:
+        while True:
+            chunk = raw.read(_CHUNK, decode_content=True)
+            if not chunk:
+                break
+            kept += chunk
+            if len(kept) > max_body:
+                del kept[max_body:]
+                response.close()  # drop the connection: the rest is never read
+                break
+    except ReadTimeoutError as exc:
+        raise requests.exceptions.ReadTimeout(exc, request=response.request) from None
+    except (HTTPError, OSError) as exc:  # ProtocolError, DecodeError, a reset
+        raise requests.exceptions.ConnectionError(exc, request=response.request) from None
+    response._content = bytes(kept)
+    response._content_consumed = True  # type: ignore[attr-defined]
+
+
+def bound(session: requests.Session, max_body: int) -> requests.Session:
+    """Mount bounded adapters on `session` for http and https, keeping its pool size."""
+    old = session.get_adapter("https://")
+    size = getattr(old, "_pool_maxsize", 10)
+    connections = getattr(old, "_pool_connections", 10)
+    for prefix in ("https://", "http://"):
+        session.mount(
+            prefix,
+            BoundedAdapter(max_body, pool_connections=connections, pool_maxsize=size),
+        )
+    return session
+
+
+def session(max_body: int) -> requests.Session:
+    return bound(requests.Session(), max_body)
