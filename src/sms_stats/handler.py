@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from . import http, preflight
+from . import imported, preflight
 from .context import Invocation, RuntimeContext
 from .errors import ConfigError, InputError, SmsStatsError
 from .events import (
@@ -128,6 +128,8 @@ def _since(invocation: Invocation) -> float:
 
 
 def handle_http(event: Any, invocation: Invocation) -> dict[str, Any]:
+    from . import http  # noqa: PLC0415 - a timer container never loads the HTTP layer
+
     request_id = invocation.request_id
     try:
         parsed = parse_event(event)
@@ -188,7 +190,7 @@ def handle_scheduled(event: Any, invocation: Invocation) -> dict[str, Any]:
 def resolve_job(parsed: Any, settings: Settings) -> Job:
     if isinstance(parsed, TimerEvent):
         message = parsed.Message.strip()
-        request: StatsRequest | JobRequest = JobRequest()
+        request: StatsRequest | JobRequest | None = None  # the default job
         # JSON structure means a job was meant: a broken one fails loudly, never falls back.
         if message.startswith(("{", "[")):
             request = parse_direct(parse_json_object(message, "Message"), "Message")
@@ -247,3 +249,6 @@ def _run(
         duration_ms=round((time.monotonic() - started) * 1000, 1),
     )
     return result
+
+
+imported()  # last: everything the handler needs at every call is loaded

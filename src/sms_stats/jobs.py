@@ -102,15 +102,15 @@ def from_stats_request(request: StatsRequest, settings: Settings, now: datetime)
     return Job(app_ids, (window_between(request.BeginTime, request.EndTime, settings, now),))
 
 
-def from_job_request(request: JobRequest, settings: Settings, now: datetime) -> Job:
-    """Windows that ended at or before `now` (the timer's Time, or the clock when direct)."""
+def from_job_request(request: JobRequest | None, settings: Settings, now: datetime) -> Job:
+    """Windows that ended at or before `now` (the timer's Time, or the clock when direct).
+
+    `None` is the default job (every configured app, the last full hour): what a timer runs
+    every hour, without building the job model it does not need."""
+    if request is None:
+        return Job(_configured_app_ids(settings), tuple(last_full(now, settings.zone, "hour", 1)))
     if request.app_ids is None:
-        if not settings.app_ids:
-            raise ConfigError(
-                "no app ids to collect: set SMS_STATS_APP_IDS (comma-separated SmsSdkAppIds, "
-                "e.g. 1400006874,1400006875) or give app_ids in the job"
-            )
-        app_ids = settings.app_ids
+        app_ids = _configured_app_ids(settings)
     else:
         app_ids = check_app_ids(request.app_ids, "app_ids", settings)
     hours = request.lookback * (24 if request.window == "day" else 1)
@@ -125,3 +125,12 @@ def from_job_request(request: JobRequest, settings: Settings, now: datetime) -> 
         )
     windows = last_full(now, settings.zone, request.window, request.lookback)
     return Job(app_ids, tuple(windows))
+
+
+def _configured_app_ids(settings: Settings) -> tuple[str, ...]:
+    if not settings.app_ids:
+        raise ConfigError(
+            "no app ids to collect: set SMS_STATS_APP_IDS (comma-separated SmsSdkAppIds, "
+            "e.g. 1400006874,1400006875) or give app_ids in the job"
+        )
+    return settings.app_ids

@@ -14,13 +14,16 @@ import importlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 from ..records import Record
 from ..settings import Settings
 from .base import Sink, SinkError, Store
-from .transport import Transport
+
+if TYPE_CHECKING:  # loaded only when an HTTP sink is configured: a store-only run never needs it
+    from .transport import Transport
 
 __all__ = [
     "Delivery",
@@ -33,6 +36,7 @@ __all__ = [
 ]
 
 KINDS = ("file", "cos", "webhook", "wecom", "dingtalk", "feishu", "slack")
+_OWN_HTTP = ("file", "cos")  # no HTTP, or the COS SDK's own: no shared Transport
 # Chat platforms by the host their webhook URLs use.
 BOT_HOSTS = {
     "qyapi.weixin.qq.com": "wecom",
@@ -107,13 +111,16 @@ def build_each(
     settings: Settings, transport: Transport | None = None
 ) -> tuple[list[Sink], list[str]]:
     """(the sinks that could be built, a problem per item that could not)."""
-    transport = transport or Transport(timeout=settings.timeout, max_attempts=settings.max_attempts)
     sinks: list[Sink] = []
     problems: list[str] = []
     for index, url in enumerate(settings.sinks):
         try:
             kind, target = sink_kind(url)
             module = importlib.import_module(f"{__name__}.{kind}")
+            if transport is None and kind not in _OWN_HTTP:
+                from .transport import Transport  # noqa: PLC0415
+
+                transport = Transport(timeout=settings.timeout, max_attempts=settings.max_attempts)
             sinks.append(module.build(target, settings, transport))
         except ValueError as exc:
             problems.append(f"SMS_STATS_SINKS item {index + 1}: {exc}")

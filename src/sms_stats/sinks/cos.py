@@ -33,7 +33,6 @@ from ..records import Record
 from ..settings import REGION_RE, Settings
 from .base import SinkError, one_per_record
 from .file import MAX_OBJECT_BYTES, encode
-from .transport import Transport
 
 T = TypeVar("T")
 
@@ -170,7 +169,7 @@ def _endpoint(value: str) -> Endpoint:
 def build(
     url: str,
     settings: Settings,
-    transport: Transport,
+    transport: object,
     *,
     clock: Callable[[], float] | None = None,
     sleep: Callable[[float], None] | None = None,

@@ -12,14 +12,13 @@ from urllib.parse import unquote, urlsplit
 from ..records import Record
 from ..settings import Settings
 from .base import SinkError, one_per_record
-from .transport import Transport
 
 # Records are a few hundred bytes and outbox entries a few hundred KB: anything far larger under
 # our keys was not written by us, and is not read whole into memory.
 MAX_OBJECT_BYTES = 8 * 1024 * 1024
 
 
-def build(url: str, settings: Settings, transport: Transport) -> FileSink:
+def build(url: str, settings: Settings, transport: object) -> FileSink:
     """`file:///abs/dir` or `file:rel/dir` (relative to the working directory)."""
     parts = urlsplit(url)
     if parts.netloc:
