@@ -70,7 +70,8 @@ class _Reaper:
                 self._thread = threading.Thread(target=self._run, name="sms-stats-reaper")
                 self._thread.daemon = True
                 self._thread.start()
-            self._cond.notify()
+            if self._heap[0][2] is watch:  # sooner than the reaper's wake-up: wake it now
+                self._cond.notify()
         return watch
 
     def done(self, watch: _Watch) -> None:
