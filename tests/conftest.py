@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from sms_stats import client, handler, pipeline
+from sms_stats import client, handler, layout, pipeline
 from sms_stats.emulator import Emulator
 from sms_stats.records import Counts, Record
 from sms_stats.sinks import summary
@@ -81,6 +81,7 @@ def _clean_state(monkeypatch: pytest.MonkeyPatch) -> None:
     client._limiters.clear()
     pipeline._clients.clear()
     summary.posted.clear()
+    layout._checked.clear()
 
 
 @pytest.fixture
@@ -125,3 +126,9 @@ def context() -> dict[str, Any]:
         "tencentcloud_appid": "1250000000",
         "tencentcloud_uin": "100000000001",
     }
+
+
+def record_files(store: Path) -> list[str]:
+    """The records in a file store, as relative paths: not its `_store.json` or `_outbox/`."""
+    paths = (str(p.relative_to(store)) for p in store.rglob("*.json"))
+    return sorted(p for p in paths if not p.startswith("_"))

@@ -16,7 +16,7 @@ from sms_stats.settings import load_settings
 from sms_stats.sinks import build_sinks
 from sms_stats.sinks.base import find_store
 
-from .conftest import APP_A, APP_B, SECRET_ID, SECRET_KEY, SESSION_TOKEN
+from .conftest import APP_A, APP_B, SECRET_ID, SECRET_KEY, SESSION_TOKEN, record_files
 from .standins.bots import BotReceiver
 from .standins.cos import CosFault, CosStandIn
 
@@ -42,7 +42,7 @@ class Interrupt:
 
 
 def stored(store: Path) -> list[str]:
-    return sorted(str(p.relative_to(store)) for p in store.rglob("*.json"))
+    return record_files(store)
 
 
 def test_given_range_when_backfilled_then_every_hour_stored_with_stand_in_counts(
@@ -101,7 +101,7 @@ def test_given_ctrl_c_mid_run_when_resumed_then_store_consistent_and_complete(
     assert len(stored(store)) == 72
 
 
-def test_given_day_backfill_when_gaps_checked_then_days_cover_their_hours(
+def test_given_day_backfill_when_gaps_checked_then_days_cover_days_and_not_hours(
     scf_env: dict[str, str], store: Path
 ) -> None:
     settings = load_settings()
@@ -109,15 +109,18 @@ def test_given_day_backfill_when_gaps_checked_then_days_cover_their_hours(
     plan = backfill.plan([APP_A], "2021050100", "2021050223", "day", settings, sinks, NOW)
     backfill.run(plan, settings, sinks)
     assert stored(store) == [
-        f"app={APP_A}/dt=2021-05-01/2021050100-2021050123.json",
-        f"app={APP_A}/dt=2021-05-02/2021050200-2021050223.json",
+        f"daily/app={APP_A}/dt=2021-05-01/2021050100-2021050123.json",
+        f"daily/app={APP_A}/dt=2021-05-02/2021050200-2021050223.json",
     ]
     store_sink = find_store(sinks)
     assert store_sink is not None
-    assert backfill.gaps([APP_A], "2021050100", "2021050223", settings, store_sink, NOW) == []
-    missing = backfill.gaps([APP_A], "2021050100", "2021050301", settings, store_sink, NOW)
     name = store_sink.name
-    assert missing == [(APP_A, "2021050300", name), (APP_A, "2021050301", name)]
+    days = backfill.gaps([APP_A], "2021050100", "2021050323", settings, store_sink, NOW, by="day")
+    assert days == [(APP_A, "2021-05-03", name)]
+    # One grain per layout: a day record never stands in for its hours (a SUM would count twice).
+    hours = backfill.gaps([APP_A], "2021050100", "2021050223", settings, store_sink, NOW)
+    assert len(hours) == 48
+    assert hours[0] == (APP_A, "2021050100", name)
 
 
 @pytest.mark.parametrize(
@@ -272,7 +275,7 @@ class TestPipelineResume:
         result = backfill.run(again, settings, sinks)
         assert result.ok
         assert [r.sms_sdk_app_id for r in result.records] == [APP_B] * 4
-        assert len(list(store.rglob("*.json"))) == 8
+        assert len(record_files(store)) == 8
 
 
 class TestBackfillEdges:

@@ -12,7 +12,7 @@ import pytest
 from sms_stats.cli import main
 from sms_stats.emulator import Emulator
 
-from .conftest import APP_A, APP_B, EVENTS
+from .conftest import APP_A, APP_B, EVENTS, record_files
 
 
 def test_given_range_when_fetch_then_table_with_stand_in_counts(
@@ -69,7 +69,7 @@ def test_given_builtin_timer_when_invoke_then_records_stored(
     scf_env: dict[str, str], store: Path
 ) -> None:
     assert main(["invoke", "timer"]) == 0
-    assert len(list(store.rglob("*.json"))) == 2
+    assert len(record_files(store)) == 2
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ from jsonschema import Draft202012Validator
 
 from sms_stats.emulator import Emulator
 
-from .conftest import API_TOKEN, APP_A, APP_B, SECRET_ID, SECRET_KEY, load_event
+from .conftest import API_TOKEN, APP_A, APP_B, SECRET_ID, SECRET_KEY, load_event, record_files
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_SCRIPT = ROOT / "scripts" / "package"
@@ -289,13 +289,12 @@ class TestSmoke:
         # The timer run wrote the last full hour of each app (and the HTTP GET its hour), with
         # the counts the stand-in answers.
         assert out["timer"]["ok"] is True
-        stored = sorted(store.rglob("*.json"))
-        assert [p.relative_to(store).as_posix() for p in stored] == [
+        assert record_files(store) == [
             f"app={APP_A}/dt=2021-05-01/2021050112-2021050112.json",
             f"app={APP_A}/dt=2021-05-01/2021050113-2021050113.json",
             f"app={APP_B}/dt=2021-05-01/2021050112-2021050112.json",
         ]
-        for path in stored:
+        for path in (store / name for name in record_files(store)):
             record = json.loads(path.read_text(encoding="utf-8"))
             expected = Emulator.expected(
                 record["sms_sdk_app_id"], record["begin_time"], record["end_time"]

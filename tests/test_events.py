@@ -20,7 +20,7 @@ from sms_stats.events import (
     parse_event,
 )
 
-from .conftest import APP_A, APP_B, load_event
+from .conftest import APP_A, APP_B, load_event, record_files
 
 
 class TestShapes:
@@ -161,7 +161,7 @@ def test_property_any_json_event_parses_or_raises_input_error(event: Any) -> Non
 
 
 def stored(store: Path) -> list[str]:
-    return sorted(str(p.relative_to(store)) for p in store.rglob("*.json"))
+    return record_files(store)
 
 
 class TestEventEdges:

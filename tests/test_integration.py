@@ -15,13 +15,12 @@ from sms_stats import handler
 from sms_stats.emulator import Emulator, Fault
 from sms_stats.errors import ConfigError, InputError, SmsStatsError, UpstreamError
 
-from .conftest import APP_A, APP_B, load_event
+from .conftest import APP_A, APP_B, load_event, record_files
 
 
 def stored(store: Path) -> dict[str, dict[str, Any]]:
     return {
-        str(p.relative_to(store)): json.loads(p.read_text(encoding="utf-8"))
-        for p in sorted(store.rglob("*.json"))
+        name: json.loads((store / name).read_text(encoding="utf-8")) for name in record_files(store)
     }
 
 
@@ -133,7 +132,10 @@ class TestDirect:
         assert (record["begin_time"], record["end_time"]) == ("2021050113", "2021050118")
         assert record["window_end"] == "2021-05-01T19:00:00+08:00"
         assert_matches_emulator(record)
-        assert list(stored(store)) == [f"app={APP_A}/dt=2021-05-01/2021050113-2021050118.json"]
+        # Six hours in one call: a range, in its own layout, never beside the hours.
+        assert list(stored(store)) == [
+            f"ranges/app={APP_A}/dt=2021-05-01/2021050113-2021050118.json"
+        ]
 
     def test_given_day_job_when_invoked_then_yesterday_for_each_app(
         self, scf_env: dict[str, str], mocker: MockerFixture, context: dict[str, Any]
@@ -444,7 +446,7 @@ class TestHandlerEdges:
         event = {**load_event("timer.json"), "Message": '\n  {"window": "week"}'}
         with pytest.raises(InputError, match=r"Message\.window"):
             main_handler(event, context)
-        assert not list(store.rglob("*.json"))  # nothing ran
+        assert not list(store.rglob("*.json"))  # nothing ran, not even _store.json
 
     def test_given_log_level_in_bundled_file_when_handled_then_it_applies(
         self,

@@ -19,7 +19,7 @@ from sms_stats.settings import load_settings
 from sms_stats.sinks import build_sinks
 from sms_stats.windows import Window, zone
 
-from .conftest import APP_A, APP_B, load_event
+from .conftest import APP_A, APP_B, load_event, record_files
 
 SHANGHAI = zone("Asia/Shanghai")
 
@@ -106,7 +106,7 @@ def test_given_one_failing_window_when_run_then_other_windows_delivered(
     result = run_job(job, settings, invocation(), build_sinks(settings))
     assert [r.sms_sdk_app_id for r in result.records] == [APP_A, APP_A]
     assert [f.app_id for f in result.failures] == [APP_B, APP_B]
-    assert len(list(store.rglob("*.json"))) == 2
+    assert len(record_files(store)) == 2
 
 
 def test_given_correlation_when_worker_threads_log_then_lines_carry_request_id(

@@ -40,9 +40,33 @@ def test_given_record_when_dumped_then_contract_fields_with_offsets() -> None:
     }
 
 
-def test_given_day_window_when_keyed_then_hive_style_under_its_local_date() -> None:
+def test_given_day_window_when_keyed_then_in_the_daily_layout_under_its_local_date() -> None:
     day = Window.from_api("2021050100", "2021050123", SHANGHAI)
-    assert store_key(APP_A, day) == f"app={APP_A}/dt=2021-05-01/2021050100-2021050123.json"
+    assert store_key(APP_A, day) == f"daily/app={APP_A}/dt=2021-05-01/2021050100-2021050123.json"
+
+
+@pytest.mark.parametrize(
+    ("begin", "end", "layout"),
+    [
+        ("2021050113", "2021050113", ""),
+        ("2021050100", "2021050123", "daily/"),
+        ("2021050113", "2021050118", "ranges/"),
+        ("2021050101", "2021050123", "ranges/"),  # a clipped day is a range
+        ("2021050100", "2021050200", "ranges/"),  # a day and an hour
+        ("2021050100", "2021050223", "ranges/"),  # two days in one call
+    ],
+)
+def test_given_window_when_keyed_then_one_grain_per_layout(
+    begin: str, end: str, layout: str
+) -> None:
+    window = Window.from_api(begin, end, SHANGHAI)
+    assert store_key(APP_A, window) == f"{layout}app={APP_A}/dt=2021-05-01/{begin}-{end}.json"
+
+
+@pytest.mark.parametrize(("day", "hours"), [("20210314", 23), ("20211107", 25)])
+def test_given_a_daylight_saving_day_when_keyed_then_still_a_day(day: str, hours: int) -> None:
+    window = Window.from_api(f"{day}00", f"{day}23", zone("America/New_York"))
+    assert (window.hours, window.grain) == (hours, "day")
 
 
 def test_given_no_requests_when_rated_then_none_not_zero() -> None:

@@ -493,8 +493,13 @@ class TestHandler:
             f"stats/app={app}/dt=2021-05-01/2021050112-2021050112.json": app
             for app in (APP_A, APP_B)
         }
-        assert sorted(key for _, key in cos.objects) == sorted(names)
+        assert sorted(key for _, key in cos.objects) == sorted([*names, "stats/_store.json"])
+        assert json.loads(cos.objects[(BUCKET, "stats/_store.json")].body)["timezone"] == (
+            "Asia/Shanghai"
+        )
         for (_, key), stored in cos.objects.items():
+            if key not in names:
+                continue
             record = json.loads(stored.body)
             expected = Emulator.expected(names[key], "2021050112", "2021050112")
             assert record["sms_sdk_app_id"] == names[key]
@@ -562,7 +567,7 @@ class TestHandler:
         )
         assert (first.todo, first.stored) == (6, 0)
         assert backfill.run(first, settings, sinks).ok
-        assert len(cos.objects) == 6
+        assert len(cos.objects) == 6 + 1  # and _store.json
         again = backfill.plan(
             [APP_A, APP_B], "2021050100", "2021050102", "hour", settings, sinks, now
         )

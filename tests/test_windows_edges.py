@@ -19,7 +19,7 @@ from sms_stats.cli import main
 from sms_stats.emulator import Emulator
 from sms_stats.errors import InputError, UpstreamError
 
-from .conftest import API_TOKEN, APP_A, APP_B, load_event
+from .conftest import API_TOKEN, APP_A, APP_B, load_event, record_files
 from .standins.webhook import WebhookReceiver
 
 
@@ -30,7 +30,7 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 
 def files(store: Path) -> list[str]:
-    return sorted(str(p.relative_to(store)) for p in store.rglob("*.json"))
+    return record_files(store)
 
 
 class TestUnfinishedWindows:

@@ -20,6 +20,7 @@ from typing import TextIO
 from .context import Invocation
 from .errors import InputError
 from .jobs import BEGIN_CODE, END_CODE, Job, check_app_ids
+from .layout import ensure_zone
 from .outbox import Outbox, describe
 from .pipeline import RunResult, run_job
 from .records import store_key
@@ -101,7 +102,22 @@ def plan(
     force: bool = False,
 ) -> Plan:
     apps = check_app_ids(app_ids, "--app-id", settings, limit=1000)
-    if by == "day" and not (begin.endswith("00") and end.endswith("23")):
+    if by == "day":
+        _whole_days(begin, end)
+    windows = tuple(requested_range(begin, end, settings, now).split(by))
+    store = find_store(sinks)
+    skip: frozenset[tuple[str, Window]] = frozenset()
+    owed: dict[str, int] = {}
+    if store is not None:
+        ensure_zone(store, settings.timezone)  # another zone's store: refused before any call
+        if not force:
+            skip = frozenset((a, w) for w in windows for a in apps if store.exists(store_key(a, w)))
+        owed = describe(Outbox(store).owed(None))
+    return Plan(Job(apps, windows, skip), store, len(skip), owed)
+
+
+def _whole_days(begin: str, end: str) -> None:
+    if not (begin.endswith("00") and end.endswith("23")):
         # A day record is always D00-D23: a clipped day would be a window that neither the
         # timer's day job nor `gaps` knows, and the store would keep it forever.
         raise InputError(
@@ -109,15 +125,6 @@ def plan(
             f"(got {begin}..{end})",
             code=BEGIN_CODE if not begin.endswith("00") else END_CODE,
         )
-    windows = tuple(requested_range(begin, end, settings, now).split(by))
-    store = find_store(sinks)
-    skip: frozenset[tuple[str, Window]] = frozenset()
-    owed: dict[str, int] = {}
-    if store is not None:
-        if not force:
-            skip = frozenset((a, w) for w in windows for a in apps if store.exists(store_key(a, w)))
-        owed = describe(Outbox(store).owed(None))
-    return Plan(Job(apps, windows, skip), store, len(skip), owed)
 
 
 @dataclass
@@ -212,35 +219,28 @@ def gaps(
     store: Store,
     now: datetime,
     sinks: Sequence[Sink] = (),
+    by: Granularity = "hour",
 ) -> list[tuple[str, str, str]]:
-    """(app, hour, sink) for each hour a sink lacks: the store lacks an hour no stored record
-    covers (neither its hour file nor its day file); another sink also lacks the hours the
-    outbox still owes it. `sinks` defaults to the store alone."""
+    """(app, window, sink) for each hour (or whole day, `by`) a sink lacks: the store lacks a
+    window it holds no record of at that grain (a day record does not fill an hour's gap, nor
+    hours a day's); another sink also lacks the windows the outbox still owes it. `sinks`
+    defaults to the store alone."""
     window = requested_range(begin, end, settings, now)
     apps = check_app_ids(app_ids, "--app-id", settings, limit=1000)
+    if by == "day":
+        _whole_days(begin, end)
+    ensure_zone(store, settings.timezone, write=False)
     others = [sink for sink in sinks if sink.name != store.name]
     owed = Outbox(store).owed(None) if others else {}
     missing: list[tuple[str, str, str]] = []
     for app_id in apps:
-        days: dict[datetime, bool] = {}
-        for hour in window.iter_hours():
-            day = _day_of(hour)
-            if day.start not in days:
-                days[day.start] = store.exists(store_key(app_id, day))
-            hour_key = store_key(app_id, hour)
-            stored = days[day.start] or store.exists(hour_key)
-            label = hour_label(hour.start)
+        for part in window.split(by):
+            key = store_key(app_id, part)
+            stored = store.exists(key)
+            label = hour_label(part.start) if by == "hour" else part.local_date.isoformat()
             if not stored:
                 missing.append((app_id, label, store.name))
             for sink in others:
-                owes = owed.get(sink.name, set())
-                if not stored or hour_key in owes or store_key(app_id, day) in owes:
+                if not stored or key in owed.get(sink.name, set()):
                     missing.append((app_id, label, sink.name))
     return missing
-
-
-def _day_of(hour: Window) -> Window:
-    """The local day holding this hour, as a daily backfill stores it (D00-D23)."""
-    start = datetime.combine(hour.local_date, datetime.min.time(), hour.tz)
-    end = datetime.combine(hour.local_date + timedelta(days=1), datetime.min.time(), hour.tz)
-    return Window(start, end)

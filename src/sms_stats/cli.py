@@ -205,16 +205,49 @@ def _gaps(args: argparse.Namespace) -> int:
                 "no store to check: give --sink file:DIR or cos://..., or set SMS_STATS_SINKS",
                 code="MissingParameter",
             )
-        missing = backfill.gaps(app_ids, args.begin, args.end, settings, store, utcnow(), sinks)
+        missing = backfill.gaps(
+            app_ids, args.begin, args.end, settings, store, utcnow(), sinks, by=args.by
+        )
     except (SmsStatsError, SinkError) as exc:
         _fail(exc)
         return 1
-    for app_id, hour, sink in missing:
-        print(f"{app_id} {hour} {sink}")
+    for app_id, window, sink in missing:
+        print(f"{app_id} {window} {sink}")
     for sink in sinks:
         count = sum(1 for *_, name in missing if name == sink.name)
-        print(f"{count} hour(s) missing from {sink.name}", file=sys.stderr)
+        print(f"{count} {args.by}(s) missing from {sink.name}", file=sys.stderr)
     return 1 if missing else 0
+
+
+def _store_migrate(args: argparse.Namespace) -> int:
+    from .layout import migrate  # noqa: PLC0415
+    from .sinks.base import find_store  # noqa: PLC0415
+
+    try:
+        settings, sinks, _ = _backfill_settings(args)
+        store = find_store(sinks)
+        if store is None:
+            raise SmsStatsError(
+                "no store to migrate: give --sink file:DIR or cos://..., or set SMS_STATS_SINKS",
+                code="MissingParameter",
+            )
+        found = migrate(store, settings.timezone, apply=args.apply)
+    except (SmsStatsError, SinkError) as exc:
+        _fail(exc)
+        return 1
+    verb = "moved" if args.apply else "to move"
+    for old, new in found.moves:
+        print(f"{old} -> {new}")
+    print(f"{store.name}: {len(found.moves)} record(s) {verb} to their grain", file=sys.stderr)
+    for key in found.other_zone:
+        print(f"left alone (a record of another zone than {found.zone}): {key}", file=sys.stderr)
+    for key in found.foreign:
+        print(f"left alone (not an sms-stats record): {key}", file=sys.stderr)
+    if found.outbox_entries:
+        print(f"outbox: {found.outbox_entries} entry(ies) now owe the new keys", file=sys.stderr)
+    if found.moves and not args.apply:
+        print("dry run: nothing changed; add --apply to move them", file=sys.stderr)
+    return 0
 
 
 def table(records: Any) -> str:
@@ -259,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for name, func, text in (
         ("backfill", _backfill, "fetch a range into the sinks, skipping what the store has"),
-        ("gaps", _gaps, "list hours missing from the store, and from each sink (the outbox)"),
+        ("gaps", _gaps, "list windows missing from the store, and from each sink (the outbox)"),
     ):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--app-id", action="append", help="repeatable; default SMS_STATS_APP_IDS")
@@ -268,8 +301,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         cmd.add_argument(
             "--sink", action="append", help="sink URL (repeatable); default SMS_STATS_SINKS"
         )
+        cmd.add_argument(
+            "--by",
+            choices=("hour", "day"),
+            default="hour",
+            help="grain: hours, or whole local days (--from D00 --to D23), each in its layout",
+        )
         if name == "backfill":
-            cmd.add_argument("--by", choices=("hour", "day"), default="hour")
             cmd.add_argument("--force", action="store_true", help="fetch stored windows again")
             cmd.add_argument(
                 "--notify",
@@ -278,6 +316,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "platform's rate; left out by default)",
             )
         cmd.set_defaults(func=func)
+
+    store = sub.add_parser("store", help="operations on the store as a whole")
+    store_sub = store.add_subparsers(dest="store_command", required=True)
+    migrate = store_sub.add_parser(
+        "migrate",
+        help="move records of an older store to the layout of their grain (dry run unless "
+        "--apply)",
+    )
+    migrate.add_argument(
+        "--sink", action="append", help="store URL (file: or cos://); default SMS_STATS_SINKS"
+    )
+    migrate.add_argument("--apply", action="store_true", help="make the moves")
+    migrate.set_defaults(func=_store_migrate, app_id=None)
 
     sub.add_parser("emulator", help="run the local SMS API stand-in", add_help=False)
 

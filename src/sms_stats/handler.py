@@ -236,6 +236,11 @@ def _run(
     job: Job, settings: Settings, invocation: Invocation, *, scheduled: bool, drain: bool = True
 ) -> RunResult:
     sinks = ready_sinks(settings, scheduled=scheduled)
+    if not scheduled and any(window.grain == "range" for window in job.windows):
+        # An HTTP question over several hours is answered, not stored: the store keeps hours
+        # and days, and a range record beside them is one more thing to keep apart.
+        logger.info("http.not_stored", reason="a range of hours is answered only")
+        sinks = []
     started = time.monotonic()
     result = run_job(job, settings, invocation, sinks, drain=drain)
     logger.info(

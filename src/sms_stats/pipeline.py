@@ -21,6 +21,7 @@ from .client import OUT_OF_TIME, StatsClient
 from .context import Invocation
 from .errors import DeliveryError, SmsStatsError, UpstreamError
 from .jobs import Job
+from .layout import ensure_zone
 from .log import logger
 from .outbox import Outbox
 from .records import Counts, Record
@@ -173,6 +174,8 @@ def run_job(
     client = client or _client_for(settings)
     result = RunResult()
     courier = Courier(sinks, invocation.deadline)
+    if courier.outbox is not None and len(job):  # one zone per store: before any call or write
+        ensure_zone(courier.outbox.store, settings.timezone, invocation.deadline)
     waiting = dict.fromkeys(job.windows, 0)  # fetches still out, per window
     for _, window in job.tasks():
         waiting[window] += 1

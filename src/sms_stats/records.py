@@ -64,9 +64,17 @@ class Record:
         }
 
 
+# One grain per layout: the hour layout holds only hours, so a SUM over it never counts an hour
+# twice; a whole day fetched in one call and any other range live in layouts of their own.
+GRAIN_PREFIXES = {"hour": "", "day": "daily/", "range": "ranges/"}
+
+
 def store_key(app_id: str, window: Window) -> str:
     """Hive-style relative key, shared by the file and COS sinks, stable across re-runs."""
-    return f"app={app_id}/dt={window.local_date.isoformat()}/{window.label}.json"
+    return (
+        f"{GRAIN_PREFIXES[window.grain]}app={app_id}/dt={window.local_date.isoformat()}/"
+        f"{window.label}.json"
+    )
 
 
 def from_dict(data: Any) -> Record:

@@ -19,6 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 HOUR = timedelta(hours=1)
 _HOUR_RE = re.compile(r"[0-9]{10}")
 Granularity = Literal["hour", "day"]
+# What a window is, for where it is stored: one hour, one whole local day, or anything else.
+Grain = Literal["hour", "day", "range"]
 
 
 def zone(name: str) -> ZoneInfo:
@@ -165,6 +167,20 @@ class Window:
     @property
     def local_date(self) -> date:
         return self.start.date()
+
+    @cached_property
+    def grain(self) -> Grain:
+        """`day` only for a whole local calendar day (00:00 to the next 00:00, however many
+        hours daylight saving gives it); a clipped day is a `range`."""
+        if self.hours == 1:
+            return "hour"
+        midnight = datetime.combine(self.local_date, datetime.min.time(), self.tz)
+        next_midnight = datetime.combine(
+            self.local_date + timedelta(days=1), datetime.min.time(), self.tz
+        )
+        if _utc(self.start) == _utc(midnight) and _utc(self.end) == _utc(next_midnight):
+            return "day"
+        return "range"
 
     def __str__(self) -> str:
         return self.label

@@ -1,0 +1,188 @@
+"""The store as a whole: the one zone it holds, and moving an older store's records to their grain.
+
+A store's hours are named `yyyymmddhh` in one zone. Two deployments (or one whose
+`SMS_STATS_TIMEZONE` changed) writing into one store would put Shanghai and UTC hours under the
+same keys, and `gaps` would count one for the other. So the first write records the zone in
+`_store.json` at the store's root, and a run with another zone is refused before any write.
+
+Stores written before "one grain per layout" hold day and range records beside the hours, where a
+SUM counts hours twice. `migrate` moves each record to the key its window's grain gives it: a dry
+run lists the moves, `apply` makes them (write the new key, then delete the old one: an
+interrupted run leaves both, which the next run finishes), and a second run finds nothing to do.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from .errors import ConfigError
+from .log import logger
+from .outbox import PREFIX as OUTBOX_PREFIX
+from .outbox import decode
+from .records import from_dict, isoformat_utc
+from .sinks.base import SinkError, Store
+
+META_KEY = "_store.json"
+LAYOUT = 2  # 1: before grains (no _store.json); 2: one grain per layout
+_checked: set[tuple[str, str]] = set()  # (store, zone) known to agree, for this container
+_lock = threading.Lock()
+
+
+def _meta(zone: str) -> bytes:
+    body = {
+        "timezone": zone,
+        "layout": LAYOUT,
+        "created_at": isoformat_utc(datetime.now(timezone.utc)),
+    }
+    return json.dumps(body, indent=2).encode() + b"\n"
+
+
+def stored_zone(store: Store, deadline: float | None = None) -> str | None:
+    """The zone `_store.json` names; None when there is none. ConfigError when it is unreadable:
+    guessing would risk the mix the file is there to prevent."""
+    data = store.get(META_KEY, deadline)
+    if data is None:
+        return None
+    try:
+        zone = json.loads(data)["timezone"]
+    except (ValueError, KeyError, TypeError):
+        zone = None
+    if not isinstance(zone, str) or not zone:
+        raise ConfigError(
+            f"{store.name}: {META_KEY} is not ours or is damaged (it should be a JSON object "
+            'with "timezone"); fix or remove it'
+        )
+    return zone
+
+
+def ensure_zone(
+    store: Store, zone: str, deadline: float | None = None, *, write: bool = True
+) -> None:
+    """Refuse (ConfigError) when the store holds another zone's hours; else, with `write`,
+    record this zone if the store has none yet. Once per container and store: a warm run pays
+    nothing. A store that cannot answer is not refused here: its own writes fail and are
+    reported (and owed) like any other delivery."""
+    with _lock:
+        if (store.name, zone) in _checked:
+            return
+    try:
+        found = stored_zone(store, deadline)
+        if found is None:
+            found = _zone_of_a_record(store, deadline) or zone
+            if found == zone:
+                if not write:
+                    return  # nothing recorded yet: the first write will check again
+                store.put(META_KEY, _meta(zone), deadline)
+    except SinkError as exc:
+        logger.warning("store.zone_unchecked", store=store.name, error=str(exc))
+        return
+    if found != zone:
+        raise ConfigError(
+            f"{store.name} holds hours named in {found} (its {META_KEY}); this run's "
+            f"SMS_STATS_TIMEZONE is {zone}. One store holds one zone: set "
+            f"SMS_STATS_TIMEZONE={found}, or give this zone a store of its own (another "
+            "directory or COS prefix)"
+        )
+    with _lock:
+        _checked.add((store.name, zone))
+
+
+def _zone_of_a_record(store: Store, deadline: float | None) -> str | None:
+    """A store from before `_store.json`: the zone its first record names, if any."""
+    for key in _hour_layout(store, deadline)[:1]:
+        data = store.get(key, deadline)
+        try:
+            return from_dict(json.loads(data or b"")).timezone
+        except ValueError:
+            return None
+    return None
+
+
+def _hour_layout(store: Store, deadline: float | None) -> list[str]:
+    """The `.json` keys of the hour layout (`app=.../`): where earlier versions put everything.
+    Listed from the root, since `app=` is not one folder."""
+    return [k for k in store.keys("", deadline) if k.startswith("app=") and k.endswith(".json")]
+
+
+@dataclass
+class Migration:
+    """What `migrate` found: the moves (old key -> new key), and what it leaves alone."""
+
+    moves: list[tuple[str, str]] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)  # not a record of ours: left in place
+    other_zone: list[str] = field(default_factory=list)  # another zone's records: left in place
+    outbox_entries: int = 0  # entries whose owed keys were rewritten
+    zone: str | None = None
+    applied: bool = False
+
+
+def migrate(
+    store: Store,
+    zone: str,
+    *,
+    apply: bool = False,
+    deadline: float | None = None,
+    on_move: Callable[[str, str], None] | None = None,
+) -> Migration:
+    """Move every record of the hour layout whose window is not one hour to its grain's layout.
+
+    Idempotent: the moves are found from what is stored, so a second run (or a run after an
+    interrupted one) finds only what is left. The outbox's owed keys follow their records, so
+    deliveries still owed are not lost. `_store.json` is written (with `apply`) when missing.
+    """
+    result = Migration(zone=zone, applied=apply)
+    stored = stored_zone(store, deadline)
+    if stored is not None and stored != zone:
+        raise ConfigError(
+            f"{store.name} holds hours named in {stored} (its {META_KEY}); run migrate with "
+            f"SMS_STATS_TIMEZONE={stored}"
+        )
+    for key in _hour_layout(store, deadline):
+        data = store.get(key, deadline)
+        try:
+            record = from_dict(json.loads(data or b""))
+        except ValueError:  # JSONDecodeError included
+            result.foreign.append(key)
+            continue
+        if record.timezone != zone:
+            result.other_zone.append(key)
+            continue
+        if record.key != key:
+            result.moves.append((key, record.key))
+    moved = dict(result.moves)
+    if apply:
+        for old, new in result.moves:
+            store.put(new, store.get(old, deadline) or b"", deadline)
+            store.delete(old, deadline)
+            if on_move is not None:
+                on_move(old, new)
+        result.outbox_entries = _follow_in_outbox(store, moved, deadline)
+        if stored is None and not result.other_zone:
+            store.put(META_KEY, _meta(zone), deadline)
+    return result
+
+
+def _follow_in_outbox(store: Store, moved: dict[str, str], deadline: float | None) -> int:
+    """Owed keys that name a moved record now name its new key."""
+    if not moved:
+        return 0
+    rewritten = 0
+    for key in store.keys(OUTBOX_PREFIX, deadline):
+        data = store.get(key, deadline)
+        if data is None:
+            continue
+        try:
+            entry = decode(key, data)
+        except ValueError:
+            continue
+        owed = {sink: [moved.get(k, k) for k in keys] for sink, keys in entry.owed.items()}
+        if owed != entry.owed:
+            entry.owed = owed
+            store.put(key, entry.encode(), deadline)
+            rewritten += 1
+    return rewritten
+
