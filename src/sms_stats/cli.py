@@ -321,8 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     store_sub = store.add_subparsers(dest="store_command", required=True)
     migrate = store_sub.add_parser(
         "migrate",
-        help="move records of an older store to the layout of their grain (dry run unless "
-        "--apply)",
+        help="move records of an older store to the layout of their grain (dry run unless --apply)",
     )
     migrate.add_argument(
         "--sink", action="append", help="store URL (file: or cos://); default SMS_STATS_SINKS"

@@ -185,4 +185,3 @@ def _follow_in_outbox(store: Store, moved: dict[str, str], deadline: float | Non
             store.put(key, entry.encode(), deadline)
             rewritten += 1
     return rewritten
-
