@@ -173,7 +173,9 @@ def test_given_upstream_fault_when_http_get_then_documented_outcome(
     for line in bad:
         assert line["level"] == "WARNING"
         assert line["app_id"] == APP_A
-        assert line["field"] and line["rule"] and line["value"]
+        assert line["field"]
+        assert line["rule"]
+        assert line["value"]
         for name, text in BAD_FIELDS.get(fault, {}).items():
             assert name in line["field"] or name in line["rule"]
             assert text in line["value"]
