@@ -265,7 +265,8 @@ def map_error(code: Any, raw: Any, request_id: Any) -> UpstreamError:
     )
 
 
-# The SDK wraps a failure to read the answer in the exception's class name as the "code".
+# The SDK's product clients wrap a failure to read the answer in the exception's class name as
+# the "code". We read answers ourselves now (answers.py); kept for any SDK path that still parses.
 _PYTHON_ERRORS = frozenset(
     {"JSONDecodeError", "KeyError", "TypeError", "ValueError", "AttributeError", "IndexError"}
 )
