@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -108,6 +111,8 @@ class TestStatsClientAgainstStandIn:
             Fault(http_status=502, times=2),
             Fault(html=True, times=2),
             Fault(no_response_key=True, times=2),
+            Fault(fields={"RequestCount": "1e400"}, times=2),
+            Fault(raw_body=b"[" * 100_000, times=2),
         ],
     )
     def test_given_two_transient_failures_when_fetched_then_third_attempt_succeeds(
@@ -211,3 +216,112 @@ class TestClientRateLimitAndDeadline:
         assert caught.value.code == OUT_OF_TIME
         assert len(emulator.requests) == before
         assert time.monotonic() - started < 0.5
+
+
+class TestAnswersReadByUs:
+    """The SDK signs and sends; the answer's bytes are read and validated by answers.py."""
+
+    def test_given_impossible_count_when_fetched_then_bad_upstream_response_logged_per_attempt(
+        self,
+        stats_client: tuple[StatsClient, list[Any]],
+        emulator: Emulator,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        client, attempts = stats_client
+        emulator.set_fault(Fault(fields={"RequestCount": "Infinity"}), APP_A)
+
+        with pytest.raises(UpstreamError) as caught:
+            client.fetch(APP_A, window())
+
+        assert caught.value.code == "InternalError.BadUpstreamResponse"
+        assert caught.value.attempts == 3
+        assert "Response.SendStatusStatistics.RequestCount" in caught.value.message
+        assert [a["code"] for a in attempts] == ["InternalError.BadUpstreamResponse"] * 3
+        assert all(a["upstream_request_id"] for a in attempts)  # the answer's own RequestId
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        bad = [line for line in lines if line["event"] == "upstream.bad_answer"]
+        assert len(bad) == 3
+        assert bad[0]["level"] == "WARNING"
+        assert bad[0]["field"] == "Response.SendStatusStatistics.RequestCount"
+        assert bad[0]["value"] == "Infinity"
+        assert bad[0]["app_id"] == APP_A
+        assert bad[0]["window"] == str(window())
+
+    def test_given_error_envelope_with_charset_when_fetched_then_its_code_passes_through(
+        self, stats_client: tuple[StatsClient, list[Any]], emulator: Emulator
+    ) -> None:
+        """The SDK's own error check knows only two exact Content-Types."""
+        client, _ = stats_client
+        body = b'{"Response":{"Error":{"Code":"UnauthorizedOperation.SdkAppIdIsDisabled",'
+        body += b'"Message":"disabled"},"RequestId":"rid-7"}}'
+        emulator.set_fault(
+            Fault(raw_body=body, content_type="application/json; charset=utf-8"), APP_A
+        )
+
+        with pytest.raises(UpstreamError) as caught:
+            client.fetch(APP_A, window())
+
+        assert caught.value.code == "UnauthorizedOperation.SdkAppIdIsDisabled"
+        assert caught.value.request_id == "rid-7"
+        assert caught.value.attempts == 1
+
+    def test_given_valid_answer_padded_past_the_body_cap_when_fetched_then_refused(
+        self, stats_client: tuple[StatsClient, list[Any]], emulator: Emulator
+    ) -> None:
+        """Cut at 1 MiB, trailing spaces would still parse: a cut answer is never used."""
+        client, _ = stats_client
+        answer = b'{"Response":{"SendStatusStatistics":{"FeeCount":1,"RequestCount":1,'
+        answer += b'"RequestSuccessCount":1},"RequestId":"r"}}'
+        emulator.set_fault(Fault(raw_body=answer + b" " * (2 * 1024 * 1024)), APP_A)
+
+        with pytest.raises(UpstreamError) as caught:
+            client.fetch(APP_A, window())
+
+        assert caught.value.code == "InternalError.BadUpstreamResponse"
+        assert "1 MiB" in caught.value.message
+
+    def test_given_answer_just_under_the_cap_when_fetched_then_used(
+        self, stats_client: tuple[StatsClient, list[Any]], emulator: Emulator
+    ) -> None:
+        client, _ = stats_client
+        answer = b'{"Response":{"SendStatusStatistics":{"FeeCount":1,"RequestCount":1,'
+        answer += b'"RequestSuccessCount":1},"RequestId":"r"}}'
+        emulator.set_fault(Fault(raw_body=answer + b" " * (1024 * 1024 - 1 - len(answer))), APP_A)
+
+        assert client.fetch(APP_A, window()).request_count == 1
+
+    def test_given_a_fetch_when_made_then_the_sdk_product_package_is_not_imported(
+        self, scf_env: dict[str, str]
+    ) -> None:
+        """Only tencentcloud-sdk-python-common runs: its generated models never see an answer."""
+        probe = (
+            "import sys\n"
+            "from sms_stats.client import StatsClient\n"
+            "from sms_stats.settings import load_settings\n"
+            "from sms_stats.windows import Window, zone\n"
+            "w = Window.from_api('2021050113', '2021050113', zone('Asia/Shanghai'))\n"
+            f"print(StatsClient(load_settings()).fetch('{APP_A}', w).request_count)\n"
+            "print(sorted(m for m in sys.modules if m.startswith('tencentcloud.sms')))\n"
+        )
+
+        result = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+        )
+
+        count, modules = result.stdout.splitlines()
+        expected = Emulator.expected(APP_A, "2021050113", "2021050113")
+        assert int(count) == expected["RequestCount"]
+        assert modules == "[]"
+
+    def test_given_sdk_client_when_built_then_its_session_is_bounded(
+        self, scf_env: dict[str, str]
+    ) -> None:
+        from sms_stats import net
+        from sms_stats.client import sdk_client
+
+        session = sdk_client(load_settings()).request.conn._session
+
+        for prefix in ("http://", "https://"):
+            adapter = session.get_adapter(prefix)
+            assert isinstance(adapter, net.BoundedAdapter)
+            assert adapter.max_body == net.API_MAX_BODY

@@ -962,9 +962,107 @@ def test_given_real_key_in_environment_when_cli_started_then_key_never_printed(
         ("1400000002:hang", "1400000002", Fault(hang=True)),
         ("1400000003:html", "1400000003", Fault(html=True)),
         ("1400000004:no-response", "1400000004", Fault(no_response_key=True)),
+        ("*:raw=\udcff{}", None, Fault(raw_body=b"\xff{}")),  # argv's surrogateescape
+        ("*:field=RequestCount=1e400", None, Fault(fields={"RequestCount": "1e400"})),
+        ("*:field=RequestId={}", None, Fault(fields={"RequestId": "{}"})),
+        ("*:drip=0.5", None, Fault(drip_s=0.5)),
+        ("*:huge=2097152", None, Fault(huge_body=2097152)),
     ],
 )
 def test_given_fault_spec_when_parsed_then_fault(
     spec: str, app_id: str | None, fault: Fault
 ) -> None:
     assert _parse_fault(spec) == (app_id, fault)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "*:field=RequestCount",
+        "*:field==1",
+        "*:field=RequestCount=nope",
+        "*:drip=0",
+        "*:drip=x",
+        "*:huge=-1",
+        "*:weird=1",
+    ],
+)
+def test_given_bad_answer_fault_spec_when_parsed_then_usage_error_names_it(spec: str) -> None:
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError, match=re.escape(repr(spec))):
+        _parse_fault(spec)
+
+
+def test_given_field_specs_for_one_app_when_merged_then_one_answer_with_both() -> None:
+    from sms_stats.emulator.cli import _merged
+
+    faults = [_parse_fault("*:field=RequestCount=1"), _parse_fault("*:field=RequestSuccessCount=2")]
+
+    assert _merged(faults) == {
+        None: Fault(fields={"RequestCount": "1", "RequestSuccessCount": "2"})
+    }
+
+
+def test_given_field_that_is_not_json_when_set_then_refused(emu: Emulator) -> None:
+    with pytest.raises(ValueError, match="RequestCount"):
+        emu.set_fault(Fault(fields={"RequestCount": "1e400 nope"}))
+
+
+def test_given_raw_body_fault_when_called_then_bytes_as_is_with_200_json(emu: Emulator) -> None:
+    emu.set_fault(Fault(raw_body=b'\xff{"Response":'), APP)
+
+    status, response, payload = raw(emu, body_of(), tc3_headers(host_of(emu), body_of()))
+
+    assert status == 200
+    assert response.getheader("Content-Type") == "application/json"
+    assert payload == b'\xff{"Response":'
+
+
+def test_given_fields_fault_when_called_then_those_json_texts_in_the_answer(emu: Emulator) -> None:
+    emu.set_fault(Fault(fields={"RequestCount": "1e400", "RequestId": "{}", "New": "true"}), APP)
+
+    _, _, payload = raw(emu, body_of(), tc3_headers(host_of(emu), body_of()))
+
+    text = payload.decode()
+    assert '"RequestCount":1e400' in text
+    assert '"RequestId":{}' in text
+    answer = json.loads(text)["Response"]
+    expected = Emulator.expected(APP, "2021050113", "2021050118")
+    assert answer["SendStatusStatistics"]["FeeCount"] == expected["FeeCount"]
+    assert answer["SendStatusStatistics"]["New"] is True
+
+
+def test_given_huge_body_fault_when_called_then_json_answer_of_exactly_that_size(
+    emu: Emulator,
+) -> None:
+    emu.set_fault(Fault(huge_body=300_000), APP)
+
+    status, response, payload = raw(emu, body_of(), tc3_headers(host_of(emu), body_of()))
+
+    assert status == 200
+    assert int(response.getheader("Content-Length")) == len(payload) == 300_000
+    answer = json.loads(payload)["Response"]
+    assert set(answer["Padding"]) == {"x"}
+    assert answer["SendStatusStatistics"] == Emulator.expected(APP, "2021050113", "2021050118")
+
+
+def test_given_drip_fault_when_called_then_the_answer_comes_a_byte_at_a_time(
+    emu: Emulator,
+) -> None:
+    emu.set_fault(Fault(drip_s=0.002), APP)
+    connection = http.client.HTTPConnection("127.0.0.1", emu.port, timeout=5)
+    try:
+        connection.request(
+            "POST", "/", body=body_of(), headers=tc3_headers(host_of(emu), body_of())
+        )
+        response = connection.getresponse()
+        pieces = []
+        while piece := response.read1(4096):
+            pieces.append(piece)
+    finally:
+        connection.close()
+
+    assert len(pieces) > 50  # one byte per write: the reads see them one or a few at a time
+    answer = json.loads(b"".join(pieces))["Response"]
+    assert answer["SendStatusStatistics"] == Emulator.expected(APP, "2021050113", "2021050118")

@@ -26,7 +26,7 @@ ROW = re.compile(
 )
 
 
-def fault_rows() -> list[tuple[str, str, int, int, bool]]:
+def fault_rows() -> list[tuple[str, str, int, int, bool, bool]]:
     text = README.read_text(encoding="utf-8")
     table = text.split("<!-- fault-table")[1].split("<!-- /fault-table -->")[0]
     rows = []
@@ -40,6 +40,7 @@ def fault_rows() -> list[tuple[str, str, int, int, bool]]:
                     int(match["status"]),
                     int(match["attempts"]),
                     "check the clock" in line,
+                    "upstream.bad_answer" in line,
                 )
             )
     return rows
@@ -73,8 +74,42 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
+# Answers no real API gives: the field of the normal answer written as this JSON text.
+BAD_FIELDS: dict[str, dict[str, str]] = {
+    "count `Infinity`": {"RequestCount": "Infinity"},
+    "count `1e400`": {"RequestCount": "1e400"},
+    "count above 2^63-1": {"RequestCount": "9223372036854775808"},
+    "negative count": {"RequestCount": "-1"},
+    "successes above requests": {"RequestCount": "1", "RequestSuccessCount": "2"},
+    "count as a string": {"RequestCount": '"12"'},
+    "count as a float": {"RequestCount": "1880.5"},
+    "count as `true`": {"RequestCount": "true"},
+    "`RequestId` an object": {"RequestId": "{}"},
+}
+BAD_BODIES: dict[str, bytes] = {
+    "`RequestId` missing": (
+        b'{"Response":{"SendStatusStatistics":'
+        b'{"FeeCount":1,"RequestCount":1,"RequestSuccessCount":1}}}'
+    ),
+    "invalid UTF-8": (
+        b'{"Response":{"SendStatusStatistics":'
+        b'{"FeeCount":1,"RequestCount":1,"RequestSuccessCount":1},"RequestId":"\xff\xfe"}}'
+    ),
+    "JSON nested 100,000 deep": b'{"Response":' + b"[" * 100_000,
+}
+
+
 def inject(fault: str, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    if fault.startswith("error `"):
+    if fault in BAD_FIELDS:
+        emulator.set_fault(Fault(fields=BAD_FIELDS[fault]), APP_A)
+    elif fault in BAD_BODIES:
+        emulator.set_fault(Fault(raw_body=BAD_BODIES[fault]), APP_A)
+    elif fault.startswith("huge answer"):
+        emulator.set_fault(Fault(huge_body=2 * 1024 * 1024), APP_A)
+    elif fault == "API drips one byte at a time":
+        monkeypatch.setenv("SMS_STATS_TIMEOUT", "0.2")
+        emulator.set_fault(Fault(drip_s=0.05), APP_A)
+    elif fault.startswith("error `"):
         emulator.set_fault(Fault(error_code=fault.split("`")[1]), APP_A)
     elif fault.startswith("HTTP 200 with an HTML"):
         emulator.set_fault(Fault(html=True), APP_A)
@@ -92,7 +127,9 @@ def inject(fault: str, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 @pytest.mark.parametrize(
-    ("fault", "code", "status", "attempts", "clock"), ROWS, ids=[row[0] for row in ROWS]
+    ("fault", "code", "status", "attempts", "clock", "bad_answer"),
+    ROWS,
+    ids=[row[0] for row in ROWS],
 )
 def test_given_upstream_fault_when_http_get_then_documented_outcome(
     scf_env: dict[str, str],
@@ -106,6 +143,7 @@ def test_given_upstream_fault_when_http_get_then_documented_outcome(
     status: int,
     attempts: int,
     clock: bool,
+    bad_answer: bool,
 ) -> None:
     sleep = mocker.patch("sms_stats.client.time.sleep")
     inject(fault, emulator, monkeypatch)
@@ -130,11 +168,23 @@ def test_given_upstream_fault_when_http_get_then_documented_outcome(
     assert [r["code"] for r in refused] == [code]
     assert lines[-1]["event"] == "invocation.end"
     assert lines[-1]["status"] == status
+    bad = [line for line in lines if line["event"] == "upstream.bad_answer"]
+    assert len(bad) == (attempts if bad_answer else 0)
+    for line in bad:
+        assert line["level"] == "WARNING"
+        assert line["app_id"] == APP_A
+        assert line["field"]
+        assert line["rule"]
+        assert line["value"]
+        for name, text in BAD_FIELDS.get(fault, {}).items():
+            assert name in line["field"] or name in line["rule"]
+            assert text in line["value"]
 
 
 @pytest.mark.parametrize(
-    ("fault", "code", "status", "attempts", "clock"),
-    [r for r in ROWS if r[0].startswith("error `")][:6],
+    ("fault", "code", "status", "attempts", "clock", "bad_answer"),
+    [r for r in ROWS if r[0].startswith("error `")][:6]
+    + [r for r in ROWS if r[0] in ("count `1e400`", "invalid UTF-8")],
 )
 def test_given_upstream_fault_when_timer_then_raises_with_the_code(
     scf_env: dict[str, str],
@@ -147,6 +197,7 @@ def test_given_upstream_fault_when_timer_then_raises_with_the_code(
     status: int,
     attempts: int,
     clock: bool,
+    bad_answer: bool,
 ) -> None:
     from sms_stats.errors import SmsStatsError
 

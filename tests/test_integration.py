@@ -122,6 +122,34 @@ class TestTimer:
         assert APP_B in caught.value.message
         assert list(stored(store)) == [f"app={APP_A}/dt=2021-05-01/2021050112-2021050112.json"]
 
+    def test_given_one_app_answers_a_bad_count_when_timer_runs_then_other_is_stored_and_run_raises(
+        self,
+        scf_env: dict[str, str],
+        emulator: Emulator,
+        store: Path,
+        context: dict[str, Any],
+        mocker: MockerFixture,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """An answer Python cannot hold (1e400 overflowed `int()`) fails its own app only."""
+        mocker.patch("sms_stats.client.time.sleep")
+        emulator.set_fault(Fault(fields={"RequestCount": "1e400"}), APP_A)
+
+        with pytest.raises(SmsStatsError) as caught:
+            main_handler(load_event("timer.json"), context)
+
+        assert caught.value.code == "InternalError.BadUpstreamResponse"
+        assert APP_A in caught.value.message
+        files = stored(store)
+        assert list(files) == [f"app={APP_B}/dt=2021-05-01/2021050112-2021050112.json"]
+        assert_matches_emulator(next(iter(files.values())))
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        bad = [line for line in lines if line["event"] == "upstream.bad_answer"]
+        assert [line["value"] for line in bad] == ["1e400"] * 3
+        assert lines[-1]["event"] == "invocation.end"
+        assert lines[-1]["level"] == "ERROR"
+        assert lines[-1]["code"] == "InternalError.BadUpstreamResponse"
+
 
 class TestDirect:
     def test_given_seed_request_when_invoked_then_one_record_for_the_inclusive_range(

@@ -5,6 +5,13 @@ role credentials get a new one) and the SDK is imported only when a call is abou
 do not use the SDK's StandardRetryer: it re-raises an old error after a successful retry and
 sleeps after the last try. Ours is bounded by attempts and by the invocation's deadline, jittered,
 and retries only what can succeed on a second try.
+
+The SDK signs and sends (its `CommonClient`, TC3-HMAC-SHA256, transport errors as
+`ClientNetworkError`, a non-200 as `ServerNetworkError`), but never reads the answer: its
+`call`/`call_json` and the generated models `json.loads` the body and convert fields unchecked
+(`int(Infinity)` raised OverflowError out of a run; invalid UTF-8 came back as the "code"
+`UnicodeDecodeError`), and its error check only knows two exact Content-Types. So the raw body
+goes to `answers.read`, which validates it, and a bad answer fails that (app, window) only.
 """
 
 from __future__ import annotations
@@ -14,9 +21,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-from .errors import UpstreamError
+from .errors import BAD_RESPONSE, UpstreamError
+from .log import logger
 from .pacing import RateLimiter
 from .records import Counts
 from .settings import Settings
@@ -34,9 +42,10 @@ TRANSIENT_CODES = frozenset(
     }
 )
 CLOCK_CODES = frozenset({"AuthFailure.SignatureExpire", "InternalError.RequestTimeException"})
-BAD_RESPONSE = "InternalError.BadUpstreamResponse"
 OUT_OF_TIME = "FailedOperation.OutOfTime"  # ours: the invocation's time ran out before the call
 _MAX_UPSTREAM_TEXT = 300
+SERVICE, VERSION = "sms", "2021-01-11"
+ACTION: Final = "SendStatusStatistics"
 
 
 def _sleep(seconds: float) -> None:
@@ -73,7 +82,7 @@ def limiter_for(settings: Settings, secret_id: str) -> RateLimiter:
 
 
 def sdk_client(settings: Settings) -> Any:
-    """The SDK's SmsClient for these settings, built once per container."""
+    """The SDK's CommonClient for these settings, built once per container."""
     secret_id, secret_key, token = settings.credentials()
     key = (secret_id, secret_key, token, settings.region, settings.endpoint, settings.timeout)
     with _cache_lock:
@@ -89,10 +98,10 @@ def _build_sdk_client(
     settings: Settings, secret_id: str, secret_key: str, token: str | None
 ) -> Any:
     # Imported here: a refused HTTP request or a bad event never pays for the SDK import.
+    from tencentcloud.common.common_client import CommonClient  # noqa: PLC0415
     from tencentcloud.common.credential import Credential  # noqa: PLC0415
     from tencentcloud.common.profile.client_profile import ClientProfile  # noqa: PLC0415
     from tencentcloud.common.profile.http_profile import HttpProfile  # noqa: PLC0415
-    from tencentcloud.sms.v20210111.sms_client import SmsClient  # noqa: PLC0415
 
     if settings.endpoint:
         scheme, _, host = settings.endpoint.partition("://")
@@ -101,7 +110,8 @@ def _build_sdk_client(
         http = HttpProfile(reqTimeout=settings.timeout)
     http.keepAlive = True
     profile = ClientProfile(httpProfile=http, language="en-US", disable_region_breaker=True)
-    client = SmsClient(Credential(secret_id, secret_key, token), settings.region, profile)
+    credential = Credential(secret_id, secret_key, token)
+    client = CommonClient(SERVICE, VERSION, credential, settings.region, profile)
     client.request.set_keep_alive()
     from . import net  # noqa: PLC0415 - imports requests' adapters, as the SDK just did
 
@@ -179,45 +189,65 @@ class StatsClient:
         from tencentcloud.common.exception.tencent_cloud_sdk_exception import (  # noqa: PLC0415
             TencentCloudSDKException,
         )
-        from tencentcloud.sms.v20210111.models import (  # noqa: PLC0415
-            SendStatusStatisticsRequest,
-        )
 
-        request = SendStatusStatisticsRequest()
-        request.SmsSdkAppId = app_id
-        request.BeginTime = window.begin_time
-        request.EndTime = window.end_time
-        request.Limit = 0
-        request.Offset = 0
+        from . import answers, net  # noqa: PLC0415 - its models are built on the first call
+
+        params = {
+            "SmsSdkAppId": app_id,
+            "BeginTime": window.begin_time,
+            "EndTime": window.end_time,
+            "Limit": 0,
+            "Offset": 0,
+        }
         try:
-            response = self._client.SendStatusStatistics(request)
+            # `_call` signs and sends, and is all of `call` but the parsing (see the module
+            # docstring); `_check_status` turns a non-200 into ServerNetworkError.
+            response = self._client._call(ACTION, params)
+            self._client._check_status(response)
         except TencentCloudSDKException as exc:
             raise map_sdk_error(exc) from None
-        stats = response.SendStatusStatistics
-        request_id = response.RequestId or ""
+        body: bytes = response.content
         try:
-            return Counts(
-                request_count=int(stats.RequestCount),
-                request_success_count=int(stats.RequestSuccessCount),
-                fee_count=int(stats.FeeCount),
-                request_id=request_id,
+            if len(body) >= net.API_MAX_BODY:  # the adapter cut it there: never half an answer
+                raise answers.BadAnswer(
+                    ACTION, "", "the body must be under 1 MiB", f"{len(body)} bytes or more"
+                )
+            answer = answers.read(ACTION, body)
+        except answers.ErrorAnswer as exc:
+            raise map_error(exc.code, exc.message, exc.request_id) from None
+        except answers.BadAnswer as exc:
+            logger.warning(
+                "upstream.bad_answer",
+                action=ACTION,
+                app_id=app_id,
+                window=str(window),
+                field=exc.field or "(body)",
+                rule=exc.rule,
+                value=exc.value,
+                upstream_request_id=exc.request_id,
             )
-        except (AttributeError, TypeError, ValueError):
-            raise UpstreamError(
-                "the API answered without SendStatusStatistics counts",
-                code=BAD_RESPONSE,
-                request_id=request_id or None,
-                retryable=True,
-            ) from None
+            raise
+        stats = answer.SendStatusStatistics
+        return Counts(
+            request_count=stats.RequestCount,
+            request_success_count=stats.RequestSuccessCount,
+            fee_count=stats.FeeCount,
+            request_id=answer.RequestId,
+        )
 
 
 def map_sdk_error(exc: Any) -> UpstreamError:
     """A TencentCloudSDKException as an UpstreamError with a message a user can act on."""
-    code = str(exc.code or "InternalError")
-    raw = exc.message
+    return map_error(exc.code, exc.message, exc.requestId)
+
+
+def map_error(code: Any, raw: Any, request_id: Any) -> UpstreamError:
+    """An upstream code, message and RequestId (the SDK's exception or the API's own error
+    envelope) as an UpstreamError with a message a user can act on."""
+    code = str(code or "InternalError")
     message = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
     message = " ".join(message.split())[:_MAX_UPSTREAM_TEXT]
-    request_id = exc.requestId or None
+    request_id = request_id or None
     if code == "ServerNetworkError":
         message = f"the API answered a non-200 HTTP status: {message or '(empty body)'}"
     elif code == "ClientNetworkError":
@@ -235,7 +265,8 @@ def map_sdk_error(exc: Any) -> UpstreamError:
     )
 
 
-# The SDK wraps a failure to read the answer in the exception's class name as the "code".
+# The SDK's product clients wrap a failure to read the answer in the exception's class name as
+# the "code". We read answers ourselves now (answers.py); kept for any SDK path that still parses.
 _PYTHON_ERRORS = frozenset(
     {"JSONDecodeError", "KeyError", "TypeError", "ValueError", "AttributeError", "IndexError"}
 )

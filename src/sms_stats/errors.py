@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+BAD_RESPONSE = "InternalError.BadUpstreamResponse"
+"""Ours: the API answered something that is not an answer (retried: the next may be fine)."""
+
 
 class SmsStatsError(Exception):
     """Base class: a code, a human message and the HTTP status the code maps to."""

@@ -22,19 +22,66 @@ from .server import DEFAULT_CREDENTIALS, Emulator, Fault
 
 def _parse_fault(spec: str) -> tuple[str | None, Fault]:
     """``APPID:CODE``; APPID ``*`` means every app; CODE is an error code, an HTTP status
-    (3 digits), ``html``, ``no-response`` or ``hang``."""
+    (3 digits), ``html``, ``no-response`` or ``hang``, or one of the answers no real API gives:
+    ``raw=BODY`` (BODY answered as-is, HTTP 200 JSON; bytes that are not UTF-8 pass through
+    from the command line), ``field=NAME=JSON`` (that field of the answer written as the JSON
+    text, e.g. ``RequestCount=1e400``; repeat the spec for more fields), ``drip=SECONDS`` (one
+    byte of the answer every SECONDS), ``huge=BYTES`` (an answer padded to BYTES)."""
     app_id, sep, code = spec.partition(":")
     if not sep or not app_id or not code:
         raise argparse.ArgumentTypeError(f"expected APPID:CODE, got {spec!r}")
     target = None if app_id == "*" else app_id
     if code.isdigit():
         return target, Fault(http_status=int(code))
+    kind, eq, value = code.partition("=")
+    if eq:
+        return target, _parse_answer_fault(spec, kind, value)
     special = {
         "html": Fault(html=True),
         "no-response": Fault(no_response_key=True),
         "hang": Fault(hang=True),
     }
     return target, special.get(code, Fault(error_code=code))
+
+
+def _parse_answer_fault(spec: str, kind: str, value: str) -> Fault:
+    try:
+        if kind == "raw":
+            # argv was decoded with surrogateescape: this gives back the bytes typed.
+            return Fault(raw_body=value.encode("utf-8", "surrogateescape"))
+        if kind == "field":
+            name, eq, text = value.partition("=")
+            if not eq or not name:
+                raise ValueError("expected field=NAME=JSON")
+            json.loads(text)
+            return Fault(fields={name: text})
+        if kind == "drip":
+            seconds = float(value)
+            if not seconds > 0:
+                raise ValueError("drip needs seconds > 0")
+            return Fault(drip_s=seconds)
+        if kind == "huge":
+            size = int(value)
+            if size < 0:
+                raise ValueError("huge needs a byte count >= 0")
+            return Fault(huge_body=size)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{spec!r}: {exc}") from None
+    raise argparse.ArgumentTypeError(
+        f"{spec!r}: unknown fault {kind!r}= (raw=, field=, drip=, huge=)"
+    )
+
+
+def _merged(faults: Sequence[tuple[str | None, Fault]]) -> dict[str | None, Fault]:
+    """One fault per app; ``field=`` specs for the same app add up to one answer."""
+    merged: dict[str | None, Fault] = {}
+    for app_id, fault in faults:
+        before = merged.get(app_id)
+        if fault.fields and before is not None and before.fields:
+            merged[app_id] = Fault(fields={**before.fields, **fault.fields})
+        else:
+            merged[app_id] = fault
+    return merged
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -65,7 +112,8 @@ def _build_parser() -> argparse.ArgumentParser:
         type=_parse_fault,
         metavar="APPID:CODE",
         help="inject a fault; APPID '*' = all; CODE: error code, HTTP status, html, "
-        "no-response or hang (repeatable)",
+        "no-response, hang, raw=BODY, field=NAME=JSON (e.g. field=RequestCount=1e400), "
+        "drip=SECONDS or huge=BYTES (repeatable)",
     )
     parser.add_argument("--port-file", help="write the bound port here once listening")
     parser.add_argument("--quiet", action="store_true", help="no JSON request log on stderr")
@@ -106,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         max_skew_s=args.max_skew,
         log_stream=None if args.quiet else sys.stderr,
     )
-    for app_id, fault in args.fault_app:
+    for app_id, fault in _merged(args.fault_app).items():
         emulator.set_fault(fault, app_id)
 
     stop = threading.Event()

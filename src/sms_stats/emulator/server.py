@@ -80,8 +80,17 @@ class Fault:
 
     Faults act after signature verification and the rate limit, like an upstream failure
     behind a healthy gateway. When several behaviours are set, ``latency_s`` always applies
-    first, then the first of hang, http_status, html, no_response_key, error_code wins.
+    first, then the first of hang, http_status, html, no_response_key, raw_body, error_code
+    wins; ``fields``, ``drip_s`` and ``huge_body`` change the answer that is given.
     A fault with only ``latency_s`` slows the request and then answers normally.
+
+    Answers the SDK's models would take and no real API gives: ``raw_body`` is answered as-is
+    (HTTP 200, ``content_type``); ``fields`` replaces fields of the normal answer with JSON
+    text, which may be what Python cannot hold (``{"RequestCount": "1e400"}``, ``"Infinity"``,
+    ``"-1"``, ``"true"``, ``'"12"'``; ``RequestId`` is the Response's, the rest are
+    SendStatusStatistics'). ``drip_s`` writes the body one byte every ``drip_s`` seconds;
+    ``huge_body`` pads the answer to that many bytes (a JSON string field that never ends
+    before the last byte, so any cut of it is malformed).
     """
 
     error_code: str | None = None
@@ -91,6 +100,11 @@ class Fault:
     times: int | None = None
     html: bool = False
     no_response_key: bool = False
+    raw_body: bytes | None = None
+    content_type: str = "application/json"
+    fields: dict[str, str] | None = None
+    drip_s: float = 0.0
+    huge_body: int | None = None
 
 
 class ApiError(Exception):
@@ -109,6 +123,8 @@ class _Reply:
     body: bytes
     code: str
     hang: bool = False
+    drip_s: float = 0.0  # seconds between the body's bytes
+    pad_to: int | None = None  # the body is padded to this many bytes as it is written
 
 
 @dataclass
@@ -200,6 +216,16 @@ class Emulator(LoopbackService):
             raise ValueError("Fault.latency_s must be >= 0")
         if fault.http_status is not None and not 100 <= fault.http_status <= 599:
             raise ValueError("Fault.http_status must be an HTTP status code")
+        if fault.drip_s < 0:
+            raise ValueError("Fault.drip_s must be >= 0")
+        if fault.huge_body is not None and fault.huge_body < 0:
+            raise ValueError("Fault.huge_body must be >= 0")
+        for name, text in (fault.fields or {}).items():
+            try:
+                json.loads(text)  # Python's JSON: Infinity, NaN and 1e400 are accepted
+            except ValueError:
+                message = f"Fault.fields[{name!r}] must be JSON text, got {text!r}"
+                raise ValueError(message) from None
         with self._lock:
             self._faults[app_id] = _Armed(fault, fault.times)
 
@@ -319,9 +345,11 @@ class Emulator(LoopbackService):
             "RequestCount": figures["RequestCount"],
             "RequestSuccessCount": figures["RequestSuccessCount"],
         }
-        return _json_reply(
-            {"Response": {"SendStatusStatistics": statistics, "RequestId": request_id}}, "OK"
-        )
+        if fault is None:
+            return _json_reply(
+                {"Response": {"SendStatusStatistics": statistics, "RequestId": request_id}}, "OK"
+            )
+        return _shaped_reply(fault, statistics, request_id)
 
     def _authenticate(
         self,
@@ -439,6 +467,8 @@ class Emulator(LoopbackService):
             return _Reply(HTTPStatus.OK, "text/html", page.encode(), "Fault.Html")
         if fault.no_response_key:
             return _json_reply({"Unexpected": {}}, "Fault.NoResponseKey")
+        if fault.raw_body is not None:
+            return _Reply(HTTPStatus.OK, fault.content_type, fault.raw_body, "Fault.RawBody")
         if fault.error_code is not None:
             return _error_reply(ApiError(fault.error_code), request_id)
         return None
@@ -459,6 +489,28 @@ class Emulator(LoopbackService):
                 self._log_stream.flush()
             except (OSError, ValueError):
                 pass  # a closed log stream must not take the server down
+
+
+def _shaped_reply(fault: Fault, statistics: dict[str, int], request_id: str) -> _Reply:
+    """The normal answer, with ``fault.fields`` written in as raw JSON text, then dripped or
+    padded as the fault says."""
+    overrides = dict(fault.fields or {})
+    rid = overrides.pop("RequestId", json.dumps(request_id))
+    texts = {name: json.dumps(value) for name, value in statistics.items()}
+    texts.update(overrides)
+    inner = ",".join(f"{json.dumps(name)}:{text}" for name, text in texts.items())
+    answer = f'{{"Response":{{"SendStatusStatistics":{{{inner}}},"RequestId":{rid}'
+    code = "Fault.Fields" if fault.fields else "OK"
+    pad_to = None
+    if fault.huge_body is not None:
+        answer += ',"Padding":"'  # the pad's closing quote and braces are its last bytes
+        pad_to = fault.huge_body
+        code = "Fault.HugeBody"
+    else:
+        answer += "}}"
+    if fault.drip_s:
+        code = "Fault.Drip"
+    return _Reply(HTTPStatus.OK, _JSON, answer.encode(), code, drip_s=fault.drip_s, pad_to=pad_to)
 
 
 def _parse_parameters(
@@ -546,6 +598,12 @@ def _is_hour(value: object) -> bool:
     return True
 
 
+def _length(reply: _Reply) -> int:
+    if reply.pad_to is None:
+        return len(reply.body)
+    return max(reply.pad_to, len(reply.body) + 3)  # see _Handler._write_padded
+
+
 class _Handler(LoopbackHandler[Emulator]):
     methods = ("POST", "GET", "PUT", "DELETE", "PATCH")
     server_version = "sms-stats-emulator"
@@ -589,7 +647,7 @@ class _Handler(LoopbackHandler[Emulator]):
         lines = [
             f"{self.protocol_version} {reply.status} {reason(reply.status)}",
             f"Content-Type: {reply.content_type}",
-            f"Content-Length: {len(reply.body)}",
+            f"Content-Length: {_length(reply)}",
             f"Date: {formatdate(usegmt=True)}",
             f"Server: {self.server_version}",
         ]
@@ -597,6 +655,27 @@ class _Handler(LoopbackHandler[Emulator]):
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         try:
-            self.wfile.write(head + reply.body)
+            if reply.drip_s:
+                self.wfile.write(head)
+                for index in range(len(reply.body)):
+                    self.owner._pause(reply.drip_s)
+                    self.wfile.write(reply.body[index : index + 1])
+                    self.wfile.flush()
+            elif reply.pad_to is not None:
+                self._write_padded(head, reply.body, reply.pad_to)
+            else:
+                self.wfile.write(head + reply.body)
         except OSError:
             self.close_connection = True  # the client went away; nothing left to tell it
+
+    def _write_padded(self, head: bytes, start: bytes, size: int) -> None:
+        """``start``, then ``x`` up to ``size`` bytes closed by ``"}}``, in 64 KiB pieces:
+        a 400 MB answer never sits in memory."""
+        end = b'"}}'
+        pad = max(0, size - len(start) - len(end))
+        self.wfile.write(head + start)
+        chunk = b"x" * 65536
+        while pad > 0:
+            self.wfile.write(chunk[: min(pad, len(chunk))])
+            pad -= min(pad, len(chunk))
+        self.wfile.write(end)
