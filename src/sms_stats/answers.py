@@ -61,7 +61,8 @@ class _Strict(BaseModel):
     """Shared by every answer model: strict types, unknown fields ignored (Tencent adds
     fields over time), immutable."""
 
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    # Built on the first answer read: a refused HTTP request never pays for them.
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, defer_build=True)
 
 
 class Answer(_Strict):
@@ -89,9 +90,60 @@ class SendStatusStatisticsAnswer(Answer):
     SendStatusStatistics: SendStatusCounts
 
 
-ANSWERS: dict[str, type[Answer]] = {"SendStatusStatistics": SendStatusStatisticsAnswer}
-"""Action -> the model of its successful answer (CallbackStatusStatistics and
-SmsPackagesStatistics go here beside it)."""
+class CallbackStatusCounts(_Strict):
+    """Receipts: how many came back, how many said delivered, and why the rest failed."""
+
+    CallbackCount: Count
+    RequestSuccessCount: Count
+    CallbackFailCount: Count
+    CallbackSuccessCount: Count
+    InternalErrorCount: Count
+    InvalidNumberCount: Count
+    ShutdownErrorCount: Count
+    BlackListCount: Count
+    FrequencyLimitCount: Count
+
+    @model_validator(mode="after")
+    def _parts_within_the_whole(self) -> CallbackStatusCounts:
+        # Receipts above submissions can happen (a receipt counted in another hour than its
+        # send): kept, and said in the log by the record. A receipt that is neither a success
+        # nor a failure cannot.
+        if self.CallbackSuccessCount + self.CallbackFailCount > self.CallbackCount:
+            raise PydanticCustomError(
+                "receipts_above_total",
+                "CallbackSuccessCount + CallbackFailCount must not exceed CallbackCount",
+            )
+        return self
+
+
+class CallbackStatusStatisticsAnswer(Answer):
+    CallbackStatusStatistics: CallbackStatusCounts
+
+
+PackageTime = Annotated[int, Field(ge=0, le=253402300799)]
+"""Unix seconds up to 9999-12-31: what `datetime` can show."""
+
+
+class PackageStatistics(_Strict):
+    PackageId: Count
+    PackageType: Literal[0, 1]  # 0 gift, 1 bought
+    PackageAmount: Count
+    CurrentUsage: Count
+    PackageCreateTime: PackageTime
+    PackageEffectiveTime: PackageTime
+    PackageExpiredTime: PackageTime
+
+
+class SmsPackagesStatisticsAnswer(Answer):
+    SmsPackagesStatisticsSet: list[PackageStatistics]
+
+
+ANSWERS: dict[str, type[Answer]] = {
+    "SendStatusStatistics": SendStatusStatisticsAnswer,
+    "CallbackStatusStatistics": CallbackStatusStatisticsAnswer,
+    "SmsPackagesStatistics": SmsPackagesStatisticsAnswer,
+}
+"""Action -> the model of its successful answer."""
 
 
 class _ErrorDetail(_Strict):
@@ -135,6 +187,12 @@ class BadAnswer(UpstreamError):
 
 @overload
 def read(action: Literal["SendStatusStatistics"], body: bytes) -> SendStatusStatisticsAnswer: ...
+@overload
+def read(
+    action: Literal["CallbackStatusStatistics"], body: bytes
+) -> CallbackStatusStatisticsAnswer: ...
+@overload
+def read(action: Literal["SmsPackagesStatistics"], body: bytes) -> SmsPackagesStatisticsAnswer: ...
 @overload
 def read(action: str, body: bytes) -> Answer: ...
 def read(action: str, body: bytes) -> Answer:
@@ -187,6 +245,8 @@ _RULES = {
     "dict_type": "must be a JSON object",
     "string_too_short": "must not be empty",
     "string_unicode": "must be text (it holds a lone surrogate)",
+    "list_type": "must be a JSON array",
+    "literal_error": "must be 0 (gift) or 1 (bought)",
 }
 
 

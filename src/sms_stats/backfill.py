@@ -19,11 +19,11 @@ from typing import TextIO
 
 from .context import Invocation
 from .errors import InputError
-from .jobs import BEGIN_CODE, END_CODE, Job, check_app_ids
+from .jobs import BEGIN_CODE, END_CODE, Job, Task, check_app_ids
 from .layout import ensure_zone
 from .outbox import Outbox, describe
 from .pipeline import RunResult, run_job
-from .records import store_key
+from .records import Kind, store_key
 from .settings import Settings
 from .sinks import Sink
 from .sinks.base import Store, find_store
@@ -100,20 +100,32 @@ def plan(
     now: datetime,
     *,
     force: bool = False,
+    kinds: Sequence[Kind] = ("send",),
 ) -> Plan:
     apps = check_app_ids(app_ids, "--app-id", settings, limit=1000)
+    if "packages" in kinds:
+        raise InputError(
+            "--kind packages: a balance is a snapshot of now, with no past to backfill; "
+            "backfill send and callback"
+        )
     if by == "day":
         _whole_days(begin, end)
     windows = tuple(requested_range(begin, end, settings, now).split(by))
     store = find_store(sinks)
-    skip: frozenset[tuple[str, Window]] = frozenset()
+    skip: frozenset[Task] = frozenset()
     owed: dict[str, int] = {}
     if store is not None:
         ensure_zone(store, settings.timezone)  # another zone's store: refused before any call
         if not force:
-            skip = frozenset((a, w) for w in windows for a in apps if store.exists(store_key(a, w)))
+            skip = frozenset(
+                (k, a, w)
+                for w in windows
+                for k in kinds
+                for a in apps
+                if store.exists(store_key(a, w, k))
+            )
         owed = describe(Outbox(store).owed(None))
-    return Plan(Job(apps, windows, skip), store, len(skip), owed)
+    return Plan(Job(apps, windows, skip, kinds=tuple(kinds)), store, len(skip), owed)
 
 
 def _whole_days(begin: str, end: str) -> None:
@@ -198,7 +210,7 @@ def run(
 
     try:
         for start in range(0, len(job.windows), size):
-            part = Job(job.app_ids, job.windows[start : start + size], job.skip)
+            part = Job(job.app_ids, job.windows[start : start + size], job.skip, job.kinds)
             if not len(part):
                 continue
             result = run_job(part, settings, invocation, sinks, on_fetched=fetched, drain=False)

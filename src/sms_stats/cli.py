@@ -136,7 +136,15 @@ def _backfill(args: argparse.Namespace) -> int:
             )
         settings.credentials()  # missing keys: a message now, not a traceback mid-run
         plan = backfill.plan(
-            app_ids, args.begin, args.end, args.by, settings, sinks, utcnow(), force=args.force
+            app_ids,
+            args.begin,
+            args.end,
+            args.by,
+            settings,
+            sinks,
+            utcnow(),
+            force=args.force,
+            kinds=args.kind or ["send"],
         )
     except (SmsStatsError, SinkError) as exc:
         _fail(exc)
@@ -145,7 +153,7 @@ def _backfill(args: argparse.Namespace) -> int:
         print(
             f"left out: {chat.name} (chat bots get a backfill only with --notify)", file=sys.stderr
         )
-    windows = len({window for _, window in plan.job.tasks()})
+    windows = len({(kind, window) for kind, _, window in plan.job.tasks()})
     for sink in sinks:
         if isinstance(sink, ChatSink):
             least = timedelta(seconds=round(backfill.posting_time(windows, sink)))
@@ -308,6 +316,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             help="grain: hours, or whole local days (--from D00 --to D23), each in its layout",
         )
         if name == "backfill":
+            cmd.add_argument(
+                "--kind",
+                action="append",
+                choices=("send", "callback"),
+                help="repeatable; default send (receipts: --kind callback)",
+            )
             cmd.add_argument("--force", action="store_true", help="fetch stored windows again")
             cmd.add_argument(
                 "--notify",

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from . import answers
 from .errors import BAD_RESPONSE, UpstreamError
 from .log import logger
 from .pacing import RateLimiter
@@ -69,12 +70,13 @@ class RetryPolicy:
 
 _cache_lock = threading.Lock()
 _sdk_clients: dict[tuple[Any, ...], Any] = {}
-_limiters: dict[tuple[str, str, float], RateLimiter] = {}
+_limiters: dict[tuple[str, str, float, str], RateLimiter] = {}
 
 
-def limiter_for(settings: Settings, secret_id: str) -> RateLimiter:
-    """One limiter per (region, sub-account, rate): the scope Tencent counts the limit in."""
-    key = (settings.region, secret_id, settings.rate_limit)
+def limiter_for(settings: Settings, secret_id: str, action: str = ACTION) -> RateLimiter:
+    """One limiter per (region, sub-account, rate, action): Tencent counts 10 requests a
+    second per API, region and sub-account, so three APIs may each use their own 10."""
+    key = (settings.region, secret_id, settings.rate_limit, action)
     with _cache_lock:
         if key not in _limiters:
             _limiters[key] = RateLimiter(settings.rate_limit)
@@ -135,28 +137,60 @@ class StatsClient:
         self.settings = settings
         self.policy = policy or RetryPolicy(max_attempts=settings.max_attempts)
         self._client = sdk_client(settings)
-        self._limiter = limiter_for(settings, settings.credentials()[0])
+        self._secret_id = settings.credentials()[0]
+        self._limiters: dict[str, RateLimiter] = {}
         self._clock = clock
         self._sleep = sleep
         self._rng = rng
         self._on_attempt = on_attempt
 
     def fetch(self, app_id: str, window: Window, deadline: float | None = None) -> Counts:
-        """`deadline` is a `clock()` time: no attempt starts that its timeout could overrun."""
+        """SendStatusStatistics of one app and window, retried as it deserves."""
+        params = {
+            "SmsSdkAppId": app_id,
+            "BeginTime": window.begin_time,
+            "EndTime": window.end_time,
+            "Limit": 0,
+            "Offset": 0,
+        }
+        answer = self.call(ACTION, params, app_id, str(window), deadline)
+        assert isinstance(answer, answers.SendStatusStatisticsAnswer)
+        stats = answer.SendStatusStatistics
+        return Counts(
+            request_count=stats.RequestCount,
+            request_success_count=stats.RequestSuccessCount,
+            fee_count=stats.FeeCount,
+            request_id=answer.RequestId,
+        )
+
+    def call(
+        self,
+        action: str,
+        params: dict[str, Any],
+        app_id: str,
+        window: str,
+        deadline: float | None = None,
+    ) -> answers.Answer:
+        """One action's validated answer, after the retries it deserves, under that action's
+        rate limit. `deadline` is a `clock()` time: no attempt starts that its timeout could
+        overrun. `app_id` and `window` name the call in logs and errors."""
+        limiter = self._limiters.get(action)
+        if limiter is None:
+            limiter = self._limiters[action] = limiter_for(self.settings, self._secret_id, action)
         attempt = 0
         while True:
             attempt += 1
             if deadline is not None and self._clock() + self.settings.timeout > deadline:
                 raise _out_of_time(app_id, window, attempt - 1)
             latest = None if deadline is None else deadline - self.settings.timeout
-            if not self._limiter.acquire(latest):
+            if not limiter.acquire(latest):
                 raise _out_of_time(app_id, window, attempt - 1)
             started = self._clock()
             try:
-                counts = self._call(app_id, window)
+                answer = self._call(action, params, app_id, window)
             except UpstreamError as exc:
                 exc.attempts = attempt
-                self._report(app_id, window, attempt, started, exc.code, exc.request_id)
+                self._report(action, app_id, window, attempt, started, exc.code, exc.request_id)
                 if not exc.retryable or attempt >= self.policy.max_attempts:
                     raise
                 delay = self.policy.delay(attempt, self._rng)
@@ -167,17 +201,25 @@ class StatsClient:
                     raise
                 self._sleep(delay)
                 continue
-            self._report(app_id, window, attempt, started, "OK", counts.request_id)
-            return counts
+            self._report(action, app_id, window, attempt, started, "OK", answer.RequestId)
+            return answer
 
     def _report(
-        self, app_id: str, window: Window, attempt: int, started: float, code: str, rid: str | None
+        self,
+        action: str,
+        app_id: str,
+        window: str,
+        attempt: int,
+        started: float,
+        code: str,
+        rid: str | None,
     ) -> None:
         if self._on_attempt is not None:
             self._on_attempt(
                 {
+                    "action": action,
                     "app_id": app_id,
-                    "window": str(window),
+                    "window": window,
                     "attempt": attempt,
                     "code": code,
                     "upstream_request_id": rid,
@@ -185,24 +227,19 @@ class StatsClient:
                 }
             )
 
-    def _call(self, app_id: str, window: Window) -> Counts:
+    def _call(
+        self, action: str, params: dict[str, Any], app_id: str, window: str
+    ) -> answers.Answer:
         from tencentcloud.common.exception.tencent_cloud_sdk_exception import (  # noqa: PLC0415
             TencentCloudSDKException,
         )
 
-        from . import answers, net  # noqa: PLC0415 - its models are built on the first call
+        from . import net  # noqa: PLC0415
 
-        params = {
-            "SmsSdkAppId": app_id,
-            "BeginTime": window.begin_time,
-            "EndTime": window.end_time,
-            "Limit": 0,
-            "Offset": 0,
-        }
         try:
             # `_call` signs and sends, and is all of `call` but the parsing (see the module
             # docstring); `_check_status` turns a non-200 into ServerNetworkError.
-            response = self._client._call(ACTION, params)
+            response = self._client._call(action, params)
             self._client._check_status(response)
         except TencentCloudSDKException as exc:
             raise map_sdk_error(exc) from None
@@ -210,30 +247,23 @@ class StatsClient:
         try:
             if len(body) >= net.API_MAX_BODY:  # the adapter cut it there: never half an answer
                 raise answers.BadAnswer(
-                    ACTION, "", "the body must be under 1 MiB", f"{len(body)} bytes or more"
+                    action, "", "the body must be under 1 MiB", f"{len(body)} bytes or more"
                 )
-            answer = answers.read(ACTION, body)
+            return answers.read(action, body)
         except answers.ErrorAnswer as exc:
             raise map_error(exc.code, exc.message, exc.request_id) from None
         except answers.BadAnswer as exc:
             logger.warning(
                 "upstream.bad_answer",
-                action=ACTION,
+                action=action,
                 app_id=app_id,
-                window=str(window),
+                window=window,
                 field=exc.field or "(body)",
                 rule=exc.rule,
                 value=exc.value,
                 upstream_request_id=exc.request_id,
             )
             raise
-        stats = answer.SendStatusStatistics
-        return Counts(
-            request_count=stats.RequestCount,
-            request_success_count=stats.RequestSuccessCount,
-            fee_count=stats.FeeCount,
-            request_id=answer.RequestId,
-        )
 
 
 def map_sdk_error(exc: Any) -> UpstreamError:
@@ -272,7 +302,7 @@ _PYTHON_ERRORS = frozenset(
 )
 
 
-def _out_of_time(app_id: str, window: Window, attempts: int) -> UpstreamError:
+def _out_of_time(app_id: str, window: str, attempts: int) -> UpstreamError:
     return UpstreamError(
         f"no time left in this invocation to fetch app {app_id} window {window} "
         f"(after {attempts} attempt{'s' if attempts != 1 else ''}); it is left for the next run",

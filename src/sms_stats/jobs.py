@@ -13,6 +13,7 @@ from datetime import datetime, tzinfo
 
 from .errors import ConfigError, InputError
 from .events import FIELD_CODES, JobRequest, StatsRequest
+from .records import Kind
 from .settings import APP_ID_RE, Settings
 from .windows import Window, last_full, parse_hour
 
@@ -20,19 +21,38 @@ BEGIN_CODE = FIELD_CODES["BeginTime"]
 END_CODE = FIELD_CODES["EndTime"]
 
 
+Task = tuple[Kind, str, Window]  # one call's worth of work: which API, which app, which window
+
+
 @dataclass(frozen=True)
 class Job:
-    """Apps x windows, minus the pairs in `skip` (already stored, when a backfill resumes)."""
+    """Kinds x apps x windows, minus the tasks in `skip` (already stored: a backfill resumes).
+
+    `settle` are earlier hours whose receipts are fetched again while they still arrive
+    (callback only). A balance (`packages`) is one snapshot per app, taken once per job; its
+    task carries the job's last window, which names it in logs."""
 
     app_ids: tuple[str, ...]
     windows: tuple[Window, ...]
-    skip: frozenset[tuple[str, Window]] = frozenset()
+    skip: frozenset[Task] = frozenset()
+    kinds: tuple[Kind, ...] = ("send",)
+    settle: tuple[Window, ...] = ()
 
-    def tasks(self) -> Iterator[tuple[str, Window]]:
+    def tasks(self) -> Iterator[Task]:
+        windowed = [kind for kind in self.kinds if kind != "packages"]
         for window in self.windows:
-            for app_id in self.app_ids:
-                if (app_id, window) not in self.skip:
-                    yield app_id, window
+            for kind in windowed:
+                yield from self._each_app(kind, window)
+        if "callback" in self.kinds:
+            for window in self.settle:
+                yield from self._each_app("callback", window)
+        if "packages" in self.kinds and self.windows:
+            yield from self._each_app("packages", self.windows[-1])
+
+    def _each_app(self, kind: Kind, window: Window) -> Iterator[Task]:
+        for app_id in self.app_ids:
+            if (kind, app_id, window) not in self.skip:
+                yield kind, app_id, window
 
     def __len__(self) -> int:
         return sum(1 for _ in self.tasks())
@@ -108,7 +128,7 @@ def from_job_request(request: JobRequest | None, settings: Settings, now: dateti
     `None` is the default job (every configured app, the last full hour): what a timer runs
     every hour, without building the job model it does not need."""
     if request is None:
-        return Job(_configured_app_ids(settings), tuple(last_full(now, settings.zone, "hour", 1)))
+        return default_job(settings, now)
     if request.app_ids is None:
         app_ids = _configured_app_ids(settings)
     else:
@@ -134,3 +154,17 @@ def _configured_app_ids(settings: Settings) -> tuple[str, ...]:
             "e.g. 1400006874,1400006875) or give app_ids in the job"
         )
     return settings.app_ids
+
+
+def default_job(settings: Settings, now: datetime) -> Job:
+    """What the timer runs every hour: the last full hour of every configured app, for every
+    collected kind; the receipts of the `settle_hours` before it again; one balance per app."""
+    hours = last_full(now, settings.zone, "hour", 1 + settings.settle_hours)
+    kinds = collected(settings.collect)
+    return Job(_configured_app_ids(settings), (hours[-1],), kinds=kinds, settle=tuple(hours[:-1]))
+
+
+def collected(names: Sequence[str]) -> tuple[Kind, ...]:
+    """Kind names (already checked by the settings or the job model) in the canonical order."""
+    order: tuple[Kind, ...] = ("send", "callback", "packages")
+    return tuple(kind for kind in order if kind in names)

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .log import logger
-from .records import Record, from_dict, isoformat_utc
+from .records import AnyRecord, from_dict, isoformat_utc
 from .sinks import Delivery, Sink, deliver_all
 from .sinks.base import SinkError, Store
 
@@ -37,7 +37,7 @@ class Entry:
     """Records of one window, and for each sink (by name) the keys of those it still owes."""
 
     key: str
-    records: list[Record]
+    records: list[AnyRecord]
     owed: dict[str, list[str]] = field(default_factory=dict)
 
     def encode(self) -> bytes:
@@ -49,7 +49,7 @@ class Entry:
         }
         return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
-    def records_owed_to(self, sink: str) -> list[Record]:
+    def records_owed_to(self, sink: str) -> list[AnyRecord]:
         keys = set(self.owed.get(sink, ()))
         return [r for r in self.records if r.key in keys]
 
@@ -63,7 +63,7 @@ class Entry:
                     del self.owed[delivery.sink]
 
 
-def entry_key(records: Sequence[Record]) -> str:
+def entry_key(records: Sequence[AnyRecord]) -> str:
     """One key per set of records: a retry of the same window and apps rewrites the same entry."""
     keys = sorted(r.key for r in records)
     digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
@@ -94,7 +94,7 @@ class Outbox:
         self.store = store
 
     def open(
-        self, records: Sequence[Record], sinks: Sequence[Sink], deadline: float | None
+        self, records: Sequence[AnyRecord], sinks: Sequence[Sink], deadline: float | None
     ) -> Entry | None:
         """Write the entry before the first delivery; None (and a warning) when the store
         cannot take it, in which case the records are still delivered, just not remembered."""

@@ -11,24 +11,28 @@ stable, so a retry duplicates nothing).
 from __future__ import annotations
 
 import contextvars
+import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from .apis import APIS
 from .client import OUT_OF_TIME, StatsClient
 from .context import Invocation
 from .errors import DeliveryError, SmsStatsError, UpstreamError
-from .jobs import Job
+from .jobs import Job, Task
 from .layout import ensure_zone
 from .log import logger
 from .outbox import Outbox
-from .records import Counts, Record
+from .records import AnyRecord, Kind, from_dict
 from .settings import Settings
 from .sinks import Delivery, Sink, deliver_all
-from .sinks.base import find_store
+from .sinks.base import SinkError, find_store
 from .windows import Window
+
+Batch = tuple[Kind, Window]  # what goes to the sinks together: one kind, one window
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class FetchFailure:
     app_id: str
     window: str
     error: UpstreamError
+    kind: Kind = "send"
 
     @property
     def out_of_time(self) -> bool:
@@ -43,6 +48,7 @@ class FetchFailure:
 
     def to_dict(self, public: bool = False) -> dict[str, Any]:
         body = {
+            "kind": self.kind,
             "sms_sdk_app_id": self.app_id,
             "window": self.window,
             "attempts": self.error.attempts,
@@ -70,7 +76,7 @@ TRANSPORT_CODES = frozenset(
 
 @dataclass
 class RunResult:
-    records: list[Record] = field(default_factory=list)
+    records: list[AnyRecord] = field(default_factory=list)
     failures: list[FetchFailure] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     # Windows that had not ended when fetched: their counts are answered, never stored or sent,
@@ -176,44 +182,48 @@ def run_job(
     courier = Courier(sinks, invocation.deadline)
     if courier.outbox is not None and len(job):  # one zone per store: before any call or write
         ensure_zone(courier.outbox.store, settings.timezone, invocation.deadline)
-    waiting = dict.fromkeys(job.windows, 0)  # fetches still out, per window
-    for _, window in job.tasks():
-        waiting[window] += 1
-    done: dict[Window, list[Record]] = {window: [] for window in job.windows}
+    # Records go out per batch, (kind, window): as soon as every app of it is in.
+    waiting: dict[Batch, int] = {}
+    for kind, _, window in job.tasks():
+        waiting[kind, window] = waiting.get((kind, window), 0) + 1
+    done: dict[Batch, list[AnyRecord]] = {batch: [] for batch in waiting}
+    incomplete: set[Batch] = set()
     workers = max(1, min(settings.concurrency, len(job)))
 
-    def fetch(app_id: str, window: Window) -> Counts:
-        return client.fetch(app_id, window, invocation.deadline)
+    def fetch(kind: Kind, app_id: str, window: Window) -> AnyRecord:
+        api = APIS[kind]
+        return api.fetch(client, app_id, window, settings.timezone, now(), invocation.deadline)
 
     with _pool(workers, "fetch") as fetchers, _pool(workers, "deliver") as deliverers:
-        futures: dict[Future[Counts], tuple[str, Window]] = {
-            _submit(fetchers, fetch, app_id, window): (app_id, window)
-            for app_id, window in job.tasks()
+        futures: dict[Future[AnyRecord], Task] = {
+            _submit(fetchers, fetch, *task): task for task in job.tasks()
         }
         deliveries: list[Future[list[Delivery]]] = []
         try:
             # Inline futures are all done already; as_completed would only add waiter locks.
             finished = futures if isinstance(fetchers, _Inline) else as_completed(futures)
             for future in finished:
-                app_id, window = futures[future]
+                kind, app_id, window = batch_task = futures[future]
+                batch = (kind, window)
                 try:
-                    counts = future.result()
+                    record = future.result()
                 except UpstreamError as exc:
-                    result.failures.append(FetchFailure(app_id, str(window), exc))
+                    result.failures.append(FetchFailure(app_id, str(window), exc, kind))
                 else:
-                    fetched_at = now()
-                    done[window].append(
-                        Record(app_id, window, settings.timezone, counts, fetched_at)
-                    )
-                    if window.end > fetched_at and window not in result.incomplete:
-                        result.incomplete.append(window)
-                waiting[window] -= 1
+                    done[batch].append(record)
+                    # A window that had not ended when fetched holds partial counts: answered,
+                    # never stored or sent (a balance is a snapshot: always whole).
+                    if kind != "packages" and window.end > record.fetched_at:
+                        incomplete.add(batch)
+                        if window not in result.incomplete:
+                            result.incomplete.append(window)
+                waiting[batch] -= 1
                 if on_fetched is not None:
                     on_fetched(app_id, window, future.exception() is None)
-                complete = window not in result.incomplete
-                if waiting[window] == 0 and done[window] and sinks and complete:
+                del batch_task
+                if waiting[batch] == 0 and done[batch] and sinks and batch not in incomplete:
                     deliveries.append(
-                        _submit(deliverers, courier.deliver, _in_job_order(done[window], job))
+                        _submit(deliverers, courier.deliver, _in_job_order(done[batch], job))
                     )
         except BaseException:  # Ctrl-C in a backfill: start nothing new, finish what runs
             for pending in futures:
@@ -223,7 +233,7 @@ def run_job(
             result.deliveries.extend(delivered.result())
     if drain:
         result.deliveries.extend(courier.drain(result.deliveries))
-    result.records = [r for window in job.windows for r in _in_job_order(done[window], job)]
+    result.records = [r for batch in done for r in _in_job_order(done[batch], job)]
     _report(result, job, sinks)
     return result
 
@@ -238,15 +248,44 @@ class Courier:
         self.outbox = Outbox(store) if store is not None else None
         self.opened: list[str] = []  # entries this run wrote (settled by this run, not drained)
 
-    def deliver(self, records: list[Record]) -> list[Delivery]:
+    def deliver(self, records: list[AnyRecord]) -> list[Delivery]:
         if self.outbox is None:
             return deliver_all(records, self.sinks, self.deadline)
+        records = self._changed(records)
+        if not records:
+            return []
         entry = self.outbox.open(records, self.sinks, self.deadline)
         outcomes = deliver_all(records, self.sinks, self.deadline)
         if entry is not None:
             self.opened.append(entry.key)
             self.outbox.settle(entry, outcomes, self.deadline)
         return outcomes
+
+    def _changed(self, records: list[AnyRecord]) -> list[AnyRecord]:
+        """Receipts fetched again while they settle are told again only when they changed:
+        a receipt record whose content the store already holds goes nowhere (what an earlier
+        run failed to deliver of it, the outbox still owes)."""
+        assert self.outbox is not None
+        kept: list[AnyRecord] = []
+        for record in records:
+            if record.kind == "callback" and self._stored(record) == record.content():
+                logger.info(
+                    "delivery.unchanged",
+                    kind=record.kind,
+                    sms_sdk_app_id=record.sms_sdk_app_id,
+                    window=str(record.window),
+                )
+                continue
+            kept.append(record)
+        return kept
+
+    def _stored(self, record: AnyRecord) -> str | None:
+        assert self.outbox is not None
+        try:
+            data = self.outbox.store.get(record.key, self.deadline)
+            return None if data is None else from_dict(json.loads(data)).content()
+        except (SinkError, ValueError):  # unreadable or not ours: deliver, and overwrite it
+            return None
 
     def drain(self, this_run: Sequence[Delivery]) -> list[Delivery]:
         """What earlier runs still owe, except to sinks that just failed in this run."""
@@ -260,7 +299,7 @@ class Courier:
 
 def _report(result: RunResult, job: Job, sinks: Sequence[Sink]) -> None:
     """Outcomes in job order (earlier runs' debts after this run's windows), then logged."""
-    order = {(app, str(window)): i for i, (app, window) in enumerate(job.tasks())}
+    order = {(app, str(window)): i for i, (_, app, window) in enumerate(job.tasks())}
     result.failures.sort(key=lambda f: order[(f.app_id, f.window)])
     sink_rank = {sink.name: i for i, sink in enumerate(sinks)}
     result.deliveries.sort(
@@ -313,11 +352,11 @@ def _submit(pool: Executor, fn: Callable[..., Any], *args: Any) -> Future[Any]:
     return pool.submit(context.run, fn, *args)
 
 
-def _in_job_order(records: list[Record], job: Job) -> list[Record]:
+def _in_job_order(records: list[AnyRecord], job: Job) -> list[AnyRecord]:
     rank = {app_id: i for i, app_id in enumerate(job.app_ids)}
     return sorted(records, key=lambda r: rank[r.sms_sdk_app_id])
 
 
 def _log_attempt(fields: dict[str, Any]) -> None:
     log = logger.info if fields["code"] == "OK" else logger.warning
-    log("upstream.call", action="SendStatusStatistics", **fields)
+    log("upstream.call", **fields)

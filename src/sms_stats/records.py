@@ -1,14 +1,40 @@
-"""The `sms-stats/v1` record: one per app and window, the unit every sink stores or sends."""
+"""Records: the unit every sink stores or sends, one kind per statistics API.
+
+- `Record` (`sms-stats/v1`): submissions of one app in one window (SendStatusStatistics);
+- `CallbackRecord` (`sms-stats-callback/v1`): delivery receipts of one app in one window;
+- `BalanceRecord` (`sms-stats-packages/v1`): one app's SMS packages, a snapshot per run.
+
+Each has `kind`, `key` (where a store keeps it: one grain per layout, one folder per kind),
+`window` (what outbox entries, chat summaries and ids group by) and `to_dict()`, exactly the
+contract's fields. `content()` is what a correction changes: the fields without the request id
+and fetch time, so a webhook id can follow the content (a retry repeats it, a settled re-fetch
+with new counts gets a new one).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
 
-from .windows import Window, isoformat, zone
+from .windows import Window, format_hour, isoformat, zone
 
 SCHEMA = "sms-stats/v1"
+CALLBACK_SCHEMA = "sms-stats-callback/v1"
+PACKAGES_SCHEMA = "sms-stats-packages/v1"
+Kind = Literal["send", "callback", "packages"]
+KINDS: tuple[Kind, ...] = ("send", "callback", "packages")
+KIND_FOLDERS = {"send": "", "callback": "callback/", "packages": "packages/"}
+_VOLATILE = ("request_id", "fetched_at")
+
+
+def _digest(data: dict[str, Any]) -> str:
+    stable = {k: v for k, v in data.items() if k not in _VOLATILE}
+    text = json.dumps(stable, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -28,23 +54,19 @@ class Record:
     timezone: str
     counts: Counts
     fetched_at: datetime
+    kind: Literal["send"] = "send"
 
     @property
     def success_rate(self) -> float | None:
-        if self.counts.request_count == 0:
-            return None
-        ok, total = self.counts.request_success_count, self.counts.request_count
-        rate = round(ok / total, 6)
         # Never round a failure away (or a success into nothing), as the chat summary does.
-        if rate == 1.0 and ok < total:
-            return 0.999999
-        if rate == 0.0 and ok > 0:
-            return 0.000001
-        return rate
+        return _rate(self.counts.request_success_count, self.counts.request_count)
 
     @property
     def key(self) -> str:
         return store_key(self.sms_sdk_app_id, self.window)
+
+    def content(self) -> str:
+        return _digest(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,39 +91,288 @@ class Record:
 GRAIN_PREFIXES = {"hour": "", "day": "daily/", "range": "ranges/"}
 
 
-def store_key(app_id: str, window: Window) -> str:
-    """Hive-style relative key, shared by the file and COS sinks, stable across re-runs."""
+def store_key(app_id: str, window: Window, kind: Kind = "send") -> str:
+    """Hive-style relative key, shared by the file and COS sinks, stable across re-runs:
+    `[daily/|ranges/][callback/]app=<id>/dt=<local date>/<BeginTime>-<EndTime>.json`."""
     return (
-        f"{GRAIN_PREFIXES[window.grain]}app={app_id}/dt={window.local_date.isoformat()}/"
-        f"{window.label}.json"
+        f"{GRAIN_PREFIXES[window.grain]}{KIND_FOLDERS[kind]}app={app_id}/"
+        f"dt={window.local_date.isoformat()}/{window.label}.json"
     )
 
 
-def from_dict(data: Any) -> Record:
-    """A stored `sms-stats/v1` record back into a Record; ValueError names what is wrong.
+@dataclass(frozen=True)
+class Receipts:
+    """What CallbackStatusStatistics answered for one app and window."""
 
-    The window comes from `window_start`/`window_end`, which carry their offsets, so the two
-    hours of a fall-back night read back as the hours they were.
-    """
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise ValueError(f"not an {SCHEMA} record")
-    try:
-        tz = zone(str(data["timezone"]))
-        start = datetime.fromisoformat(str(data["window_start"])).astimezone(tz)
-        end = datetime.fromisoformat(str(data["window_end"])).astimezone(tz)
-        fetched = datetime.fromisoformat(str(data["fetched_at"]).replace("Z", "+00:00"))
-        counts = Counts(
-            request_count=_count(data, "request_count"),
-            request_success_count=_count(data, "request_success_count"),
-            fee_count=_count(data, "fee_count"),
-            request_id=str(data["request_id"]),
+    request_success_count: int
+    callback_count: int
+    callback_success_count: int
+    callback_fail_count: int
+    internal_error_count: int
+    invalid_number_count: int
+    shutdown_error_count: int
+    black_list_count: int
+    frequency_limit_count: int
+    request_id: str
+
+    @property
+    def pending_count(self) -> int:
+        """Accepted submissions whose receipt has not come back (yet): never below 0."""
+        return max(0, self.request_success_count - self.callback_count)
+
+
+_RECEIPT_FIELDS = (
+    "request_success_count",
+    "callback_count",
+    "callback_success_count",
+    "callback_fail_count",
+    "internal_error_count",
+    "invalid_number_count",
+    "shutdown_error_count",
+    "black_list_count",
+    "frequency_limit_count",
+)
+
+
+@dataclass(frozen=True)
+class CallbackRecord:
+    """Delivery receipts of one app in one window (`sms-stats-callback/v1`)."""
+
+    sms_sdk_app_id: str
+    window: Window
+    timezone: str
+    receipts: Receipts
+    fetched_at: datetime
+    kind: Literal["callback"] = "callback"
+
+    @property
+    def delivery_rate(self) -> float | None:
+        """Delivered / receipts received; None before any receipt came back."""
+        return _rate(self.receipts.callback_success_count, self.receipts.callback_count)
+
+    @property
+    def key(self) -> str:
+        return store_key(self.sms_sdk_app_id, self.window, "callback")
+
+    def content(self) -> str:
+        return _digest(self.to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.receipts
+        return {
+            "schema": CALLBACK_SCHEMA,
+            "sms_sdk_app_id": self.sms_sdk_app_id,
+            "begin_time": self.window.begin_time,
+            "end_time": self.window.end_time,
+            "timezone": self.timezone,
+            "window_start": isoformat(self.window.start),
+            "window_end": isoformat(self.window.end),
+            **{name: getattr(r, name) for name in _RECEIPT_FIELDS},
+            "pending_count": r.pending_count,
+            "delivery_rate": self.delivery_rate,
+            "request_id": r.request_id,
+            "fetched_at": isoformat_utc(self.fetched_at),
+        }
+
+
+def _rate(part: int, whole: int) -> float | None:
+    """`part / whole` to 6 places, never rounding a miss away (or a hit into nothing)."""
+    if whole == 0:
+        return None
+    rate = round(part / whole, 6)
+    if rate == 1.0 and part < whole:
+        return 0.999999
+    if rate == 0.0 and part > 0:
+        return 0.000001
+    return rate
+
+
+@dataclass(frozen=True)
+class Package:
+    """One SMS package (套餐包) as SmsPackagesStatistics lists it; times are aware UTC."""
+
+    package_id: int
+    bought: bool  # PackageType 1; 0 is a gift
+    amount: int
+    used: int
+    created_at: datetime
+    effective_at: datetime
+    expires_at: datetime
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.amount - self.used)
+
+    def in_effect(self, moment: datetime) -> bool:
+        return self.effective_at <= moment < self.expires_at
+
+    def to_dict(self, tz: Any) -> dict[str, Any]:
+        return {
+            "package_id": self.package_id,
+            "package_type": "bought" if self.bought else "gift",
+            "amount": self.amount,
+            "used": self.used,
+            "remaining": self.remaining,
+            "created_at": isoformat(self.created_at.astimezone(tz)),
+            "effective_at": isoformat(self.effective_at.astimezone(tz)),
+            "expires_at": isoformat(self.expires_at.astimezone(tz)),
+        }
+
+
+@dataclass(frozen=True)
+class BalanceRecord:
+    """One app's packages at `as_of` (`sms-stats-packages/v1`): what is left, and what expires
+    first. Only packages in effect and not expired count; expired messages are lost."""
+
+    sms_sdk_app_id: str
+    as_of: datetime  # aware, in the store's zone
+    packages: tuple[Package, ...]
+    request_id: str
+    fetched_at: datetime
+    kind: Literal["packages"] = "packages"
+
+    @property
+    def window(self) -> Window:
+        """The hour of the snapshot: its key, and what outbox entries and chats group by."""
+        hour = self.as_of.replace(minute=0, second=0, microsecond=0)
+        return Window(
+            hour, (hour.astimezone(timezone.utc) + timedelta(hours=1)).astimezone(hour.tzinfo)
         )
-        app_id = data["sms_sdk_app_id"]
+
+    @property
+    def timezone(self) -> str:
+        return str(self.as_of.tzinfo)
+
+    @property
+    def live(self) -> list[Package]:
+        return [p for p in self.packages if p.in_effect(self.as_of)]
+
+    @property
+    def remaining(self) -> int:
+        return sum(p.remaining for p in self.live)
+
+    @property
+    def next_expiry(self) -> tuple[datetime, int] | None:
+        """(the soonest expiry among live packages with messages left, what expires then)."""
+        holding = [p for p in self.live if p.remaining > 0]
+        if not holding:
+            return None
+        soonest = min(p.expires_at for p in holding)
+        return soonest, sum(p.remaining for p in holding if p.expires_at == soonest)
+
+    @property
+    def key(self) -> str:
+        window = self.window
+        return (
+            f"packages/app={self.sms_sdk_app_id}/dt={window.local_date.isoformat()}/"
+            f"{format_hour(window.start)}.json"
+        )
+
+    def content(self) -> str:
+        return _digest(self.to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        tz = self.as_of.tzinfo
+        expiry = self.next_expiry
+        return {
+            "schema": PACKAGES_SCHEMA,
+            "sms_sdk_app_id": self.sms_sdk_app_id,
+            "as_of": isoformat(self.as_of),
+            "packages": [p.to_dict(tz) for p in self.packages],
+            "remaining": self.remaining,
+            "next_expiry": None if expiry is None else isoformat(expiry[0].astimezone(tz)),
+            "next_expiry_remaining": None if expiry is None else expiry[1],
+            "request_id": self.request_id,
+            "fetched_at": isoformat_utc(self.fetched_at),
+        }
+
+
+AnyRecord = Record | CallbackRecord | BalanceRecord
+
+
+def from_dict(data: Any) -> AnyRecord:
+    """A stored record of any kind back into its class; ValueError names what is wrong.
+
+    Windows come from `window_start`/`window_end`, which carry their offsets, so the two hours
+    of a fall-back night read back as the hours they were.
+    """
+    schema = data.get("schema") if isinstance(data, dict) else None
+    reader = _READERS.get(schema) if isinstance(schema, str) else None
+    if reader is None:
+        raise ValueError(f"not a record of ours ({', '.join(_READERS)})")
+    try:
+        return reader(data)
     except KeyError as exc:
-        raise ValueError(f"a {SCHEMA} record without {exc.args[0]}") from None
+        raise ValueError(f"a {schema} record without {exc.args[0]}") from None
+    except (TypeError, AttributeError) as exc:
+        raise ValueError(f"a {schema} record with a bad field: {exc}") from None
+
+
+def _window_of(data: dict[str, Any]) -> tuple[Window, str, datetime]:
+    tz = zone(str(data["timezone"]))
+    start = datetime.fromisoformat(str(data["window_start"])).astimezone(tz)
+    end = datetime.fromisoformat(str(data["window_end"])).astimezone(tz)
+    fetched = datetime.fromisoformat(str(data["fetched_at"]).replace("Z", "+00:00"))
+    return Window(start, end), str(data["timezone"]), fetched
+
+
+def _app_id(data: dict[str, Any]) -> str:
+    app_id = data["sms_sdk_app_id"]
     if not isinstance(app_id, str):
         raise ValueError("sms_sdk_app_id is not a string")
-    return Record(app_id, Window(start, end), str(data["timezone"]), counts, fetched)
+    return app_id
+
+
+def _send(data: dict[str, Any]) -> Record:
+    window, tz, fetched = _window_of(data)
+    counts = Counts(
+        request_count=_count(data, "request_count"),
+        request_success_count=_count(data, "request_success_count"),
+        fee_count=_count(data, "fee_count"),
+        request_id=str(data["request_id"]),
+    )
+    return Record(_app_id(data), window, tz, counts, fetched)
+
+
+def _callback(data: dict[str, Any]) -> CallbackRecord:
+    window, tz, fetched = _window_of(data)
+    counts = {name: _count(data, name) for name in _RECEIPT_FIELDS}
+    receipts = Receipts(**counts, request_id=str(data["request_id"]))
+    return CallbackRecord(_app_id(data), window, tz, receipts, fetched)
+
+
+def _packages(data: dict[str, Any]) -> BalanceRecord:
+    as_of = datetime.fromisoformat(str(data["as_of"]))
+    if as_of.tzinfo is None:
+        raise ValueError("as_of has no offset")
+    packages = tuple(
+        Package(
+            package_id=_count(p, "package_id"),
+            bought=p["package_type"] == "bought",
+            amount=_count(p, "amount"),
+            used=_count(p, "used"),
+            created_at=_utc_time(p["created_at"]),
+            effective_at=_utc_time(p["effective_at"]),
+            expires_at=_utc_time(p["expires_at"]),
+        )
+        for p in data["packages"]
+    )
+    fetched = datetime.fromisoformat(str(data["fetched_at"]).replace("Z", "+00:00"))
+    return BalanceRecord(_app_id(data), as_of, packages, str(data["request_id"]), fetched)
+
+
+def _utc_time(text: Any) -> datetime:
+    moment = datetime.fromisoformat(str(text))
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no offset")
+    return moment.astimezone(timezone.utc)
+
+
+_READERS: dict[str, Callable[[dict[str, Any]], AnyRecord]] = {
+    SCHEMA: _send,
+    CALLBACK_SCHEMA: _callback,
+    PACKAGES_SCHEMA: _packages,
+}
 
 
 def _count(data: dict[str, Any], name: str) -> int:

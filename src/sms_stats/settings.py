@@ -49,9 +49,12 @@ ENV_FIELDS: dict[str, str] = {
     "SMS_STATS_MAX_APP_IDS": "max_app_ids",
     "SMS_STATS_MAX_BODY_BYTES": "max_body_bytes",
     "SMS_STATS_LOG_LEVEL": "log_level",
+    "SMS_STATS_COLLECT": "collect",
+    "SMS_STATS_SETTLE_HOURS": "settle_hours",
 }
 FIELD_ENV = {field: env for env, field in ENV_FIELDS.items()}
-_LIST_FIELDS = {"app_ids", "sinks", "api_tokens", "http_app_ids"}
+_LIST_FIELDS = {"app_ids", "sinks", "api_tokens", "http_app_ids", "collect"}
+KIND_NAMES = ("send", "callback", "packages")
 _SECRET_FIELDS = {"secret_id", "secret_key", "session_token", "webhook_secret", "api_tokens"}
 CONFIG_FILE_ENV = "SMS_STATS_CONFIG"
 DEFAULT_CONFIG_FILE = "sms_stats.toml"
@@ -93,11 +96,29 @@ class Settings(BaseModel):
     max_app_ids: int = Field(default=20, ge=1, le=1000)
     max_body_bytes: int = Field(default=65536, ge=256, le=6 * 1024 * 1024)
     log_level: str = "INFO"
+    # Which statistics APIs a run collects; receipts of the previous hours are fetched again
+    # while they settle (0: only the last hour).
+    collect: tuple[str, ...] = KIND_NAMES
+    settle_hours: int = Field(default=6, ge=0, le=72)
 
-    @field_validator("app_ids", "sinks", "api_tokens", "http_app_ids", mode="before")
+    @field_validator("app_ids", "sinks", "api_tokens", "http_app_ids", "collect", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("collect")
+    @classmethod
+    def _kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        kinds = tuple(dict.fromkeys(item.lower() for item in value))
+        unknown = [k for k in kinds if k not in KIND_NAMES]
+        if unknown:
+            raise ValueError(
+                f"unknown kind {unknown[0][:40]!r}; use any of {', '.join(KIND_NAMES)}, "
+                "comma-separated"
+            )
+        if not kinds:
+            raise ValueError(f"names no kind; use any of {', '.join(KIND_NAMES)}")
+        return kinds
 
     @field_validator("region")
     @classmethod

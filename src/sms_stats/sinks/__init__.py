@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
-from ..records import Record
+from ..records import AnyRecord
 from ..settings import Settings
 from .base import Sink, SinkError, Store
 
@@ -150,7 +150,7 @@ def _port(url: str) -> int | None:
 
 
 def deliver_all(
-    records: Sequence[Record], sinks: Sequence[Sink], deadline: float | None = None
+    records: Sequence[AnyRecord], sinks: Sequence[Sink], deadline: float | None = None
 ) -> list[Delivery]:
     outcomes: list[Delivery] = []
     # Stores first: a webhook that hangs until the deadline must not cost the store its records.

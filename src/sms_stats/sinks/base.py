@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from ..records import Record
+from ..records import AnyRecord
 
 
 class SinkError(Exception):
@@ -24,9 +24,9 @@ class Sink(Protocol):
 
     name: str
 
-    def batches(self, records: Sequence[Record]) -> list[Sequence[Record]]: ...
+    def batches(self, records: Sequence[AnyRecord]) -> list[Sequence[AnyRecord]]: ...
 
-    def deliver(self, batch: Sequence[Record], deadline: float | None = None) -> None:
+    def deliver(self, batch: Sequence[AnyRecord], deadline: float | None = None) -> None:
         """Deliver or raise SinkError; `deadline` (a time.monotonic() value) bounds retries."""
         ...
 
@@ -54,7 +54,7 @@ class Store(Sink, Protocol):
         ...
 
 
-def one_per_record(records: Sequence[Record]) -> list[Sequence[Record]]:
+def one_per_record(records: Sequence[AnyRecord]) -> list[Sequence[AnyRecord]]:
     return [[record] for record in records]
 
 

@@ -8,7 +8,7 @@ multiply ours. So the client is built with `retry=0` (one HTTP request per call)
 decides: bounded attempts, full-jitter backoff, no attempt started that could not finish before
 the deadline, and only errors a second try can fix are retried.
 
-Keys are `<prefix>/<Record.key>` (the file sink's layout), so a re-run overwrites the same object
+Keys are `<prefix>/<AnyRecord.key>` (the file sink's layout), so a re-run overwrites the same object
 and SCF's retries of a timer run never duplicate anything. The body is the file sink's bytes.
 
 `qcloud_cos` (and the `requests` stack it pulls in) is imported in `build`, never when this module
@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..errors import ConfigError
-from ..records import Record
+from ..records import AnyRecord
 from ..settings import REGION_RE, Settings
 from .base import SinkError, one_per_record
 from .file import MAX_OBJECT_BYTES, encode
@@ -292,10 +292,10 @@ class CosSink:
         self._sleep = sleep or time.sleep
         self._rng = rng or random.random
 
-    def batches(self, records: Sequence[Record]) -> list[Sequence[Record]]:
+    def batches(self, records: Sequence[AnyRecord]) -> list[Sequence[AnyRecord]]:
         return one_per_record(records)
 
-    def deliver(self, batch: Sequence[Record], deadline: float | None = None) -> None:
+    def deliver(self, batch: Sequence[AnyRecord], deadline: float | None = None) -> None:
         for record in batch:
             self.put(record.key, encode(record), deadline)
 

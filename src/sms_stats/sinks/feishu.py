@@ -89,7 +89,7 @@ def card(summary: Summary, rows: Sequence[Row], part: Part) -> dict[str, Any]:
         "config": {"wide_screen_mode": True},
         "header": {
             "template": "blue",
-            "title": {"tag": "plain_text", "content": heading(part)},
+            "title": {"tag": "plain_text", "content": heading(summary, part)},
         },
         "elements": [
             {"tag": "div", "text": {"tag": "lark_md", "content": "\n".join(head)}},

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from ..records import Record
+from ..records import AnyRecord
 from ..settings import Settings
 from .base import SinkError, one_per_record
 
@@ -36,10 +36,10 @@ class FileSink:
         self.root = root
         self.name = name
 
-    def batches(self, records: Sequence[Record]) -> list[Sequence[Record]]:
+    def batches(self, records: Sequence[AnyRecord]) -> list[Sequence[AnyRecord]]:
         return one_per_record(records)
 
-    def deliver(self, batch: Sequence[Record], deadline: float | None = None) -> None:
+    def deliver(self, batch: Sequence[AnyRecord], deadline: float | None = None) -> None:
         for record in batch:
             self.put(record.key, encode(record))
 
@@ -88,7 +88,7 @@ class FileSink:
         return sorted(found)
 
 
-def encode(record: Record) -> bytes:
+def encode(record: AnyRecord) -> bytes:
     return (json.dumps(record.to_dict(), ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 
 

@@ -61,7 +61,10 @@ def payload(summary: Summary, rows: Sequence[Row], part: Part) -> dict[str, Any]
     head = head_lines(summary, SLACK)
     lines = [row_line(row, SLACK) for row in rows]
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": heading(part), "emoji": False}},
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": heading(summary, part), "emoji": False},
+        },
         section("\n".join(head)),
         {"type": "divider"},
         *(section(text) for text in chunk_lines(lines, MAX_SECTION_CHARS)),
@@ -74,7 +77,7 @@ def fallback(summary: Summary, part: Part) -> str:
     apps = len(summary.rows)
     who = f"{apps} apps" if apps > 1 else SLACK.escape(summary.rows[0].app_id)
     window = SLACK.escape(summary.window, None)  # ours, bounded: never clipped
-    return f"{heading(part)}: {window}{SEP}{who}{SEP}{figures(summary.total)}"
+    return f"{heading(summary, part)}: {window}{SEP}{who}{SEP}{figures(summary.total)}"
 
 
 def fits(message: dict[str, Any]) -> bool:

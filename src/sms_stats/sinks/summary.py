@@ -27,12 +27,14 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 from ..log import logger
 from ..pacing import Limit, pace_for
-from ..records import Record
+from ..records import AnyRecord, BalanceRecord, CallbackRecord, Record
 from ..windows import Window
 from .base import SinkError
 from .transport import OK, Transport, Verdict, scrub
 
 TITLE = "SMS delivery stats"
+RECEIPTS_TITLE = "SMS delivery receipts"
+BALANCE_TITLE = "SMS balance"
 NO_RATE = "\u2013"  # en dash: "no traffic, no rate", distinct from a 0 % rate
 DASH = "\u2013"
 SEP = " \u00b7 "  # middle dot between the figures of one line
@@ -47,20 +49,16 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
 @dataclass(frozen=True)
 class Row:
-    """One app's figures for the window (or the window's total, with `app_id` empty)."""
+    """One app's figures for the window (or the window's total, with `app_id` empty), each
+    already worded (`requests 1,880`), so every platform lays out every kind the same way."""
 
     app_id: str
-    requests: int
-    successes: int
-    billed: int
-
-    @property
-    def rate(self) -> float | None:
-        return None if self.requests == 0 else self.successes / self.requests
+    cells: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class Summary:
+    title: str
     window: str
     rows: tuple[Row, ...]
     total: Row
@@ -78,34 +76,109 @@ class Part:
         return "" if self.count == 1 else f" ({self.index}/{self.count})"
 
 
-def by_window(records: Sequence[Record]) -> list[Sequence[Record]]:
-    """One batch per window (and zone), in the order windows first appear, apps as given."""
-    groups: dict[tuple[Window, str], list[Record]] = {}
+def by_window(records: Sequence[AnyRecord]) -> list[Sequence[AnyRecord]]:
+    """One batch per kind and window (and zone), in the order they first appear, apps as
+    given: one message says one thing."""
+    groups: dict[tuple[str, Window, str], list[AnyRecord]] = {}
     for record in records:
-        groups.setdefault((record.window, record.timezone), []).append(record)
+        groups.setdefault((record.kind, record.window, record.timezone), []).append(record)
     return list(groups.values())
 
 
-def summarize(batch: Sequence[Record]) -> Summary:
+def summarize(batch: Sequence[AnyRecord]) -> Summary:
     if not batch:
         raise ValueError("a summary needs at least one record")
     first = batch[0]
-    rows = tuple(
-        Row(
-            r.sms_sdk_app_id,
-            r.counts.request_count,
-            r.counts.request_success_count,
-            r.counts.fee_count,
+    if isinstance(first, CallbackRecord):
+        return _receipts([r for r in batch if isinstance(r, CallbackRecord)])
+    if isinstance(first, BalanceRecord):
+        return _balance([r for r in batch if isinstance(r, BalanceRecord)])
+    return _sends([r for r in batch if isinstance(r, Record)])
+
+
+def _sends(batch: Sequence[Record]) -> Summary:
+    def cells(requests: int, successes: int, billed: int) -> tuple[str, ...]:
+        rate = None if requests == 0 else successes / requests
+        return (
+            f"requests {number(requests)}",
+            f"successes {number(successes)}",
+            f"rate {percent(rate)}",
+            f"billed parts {number(billed)}",
         )
-        for r in batch
+
+    rows = tuple(Row(r.sms_sdk_app_id, cells(*_send_counts(r))) for r in batch)
+    sums = [sum(column) for column in zip(*(_send_counts(r) for r in batch), strict=True)]
+    first = batch[0]
+    return Summary(TITLE, window_text(first.window, first.timezone), rows, Row("", cells(*sums)))
+
+
+def _send_counts(record: Record) -> tuple[int, int, int]:
+    c = record.counts
+    return c.request_count, c.request_success_count, c.fee_count
+
+
+# Why receipts failed, as an operator reads them (the API's names in brackets in the docs).
+_REASONS = (
+    ("black_list_count", "blocklisted"),
+    ("frequency_limit_count", "frequency limit"),
+    ("invalid_number_count", "invalid number"),
+    ("shutdown_error_count", "phone off"),
+    ("internal_error_count", "carrier error"),
+)
+
+
+def _receipts(batch: Sequence[CallbackRecord]) -> Summary:
+    def cells(counts: dict[str, int]) -> tuple[str, ...]:
+        total, ok = counts["callback_count"], counts["callback_success_count"]
+        failed = counts["callback_fail_count"]
+        reasons = ", ".join(
+            f"{label} {number(counts[name])}" for name, label in _REASONS if counts[name]
+        )
+        return (
+            f"receipts {number(total)}",
+            f"delivered {number(ok)}",
+            f"rate {percent(None if total == 0 else ok / total)}",
+            f"failed {number(failed)}" + (f" ({reasons})" if reasons else ""),
+            f"pending {number(counts['pending_count'])}",
+        )
+
+    def counts_of(record: CallbackRecord) -> dict[str, int]:
+        data = record.to_dict()
+        return {name: int(data[name]) for name in _RECEIPT_NAMES}
+
+    rows = tuple(Row(r.sms_sdk_app_id, cells(counts_of(r))) for r in batch)
+    totals = {name: sum(counts_of(r)[name] for r in batch) for name in _RECEIPT_NAMES}
+    first = batch[0]
+    return Summary(
+        RECEIPTS_TITLE, window_text(first.window, first.timezone), rows, Row("", cells(totals))
     )
-    total = Row(
-        "",
-        sum(r.requests for r in rows),
-        sum(r.successes for r in rows),
-        sum(r.billed for r in rows),
-    )
-    return Summary(window_text(first.window, first.timezone), rows, total)
+
+
+_RECEIPT_NAMES = (
+    "callback_count",
+    "callback_success_count",
+    "callback_fail_count",
+    "pending_count",
+    *(name for name, _ in _REASONS),
+)
+
+
+def _balance(batch: Sequence[BalanceRecord]) -> Summary:
+    def cells(record: BalanceRecord | None, remaining: int) -> tuple[str, ...]:
+        out = [f"left {number(remaining)}"]
+        expiry = None if record is None else record.next_expiry
+        if expiry is not None:
+            when = expiry[0].astimezone(record.as_of.tzinfo) if record else expiry[0]
+            out.append(f"next expiry {when:%Y-%m-%d} ({number(expiry[1])} messages)")
+        if record is not None:
+            out.append(f"packages in effect {number(len(record.live))}")
+        return tuple(out)
+
+    rows = tuple(Row(r.sms_sdk_app_id, cells(r, r.remaining)) for r in batch)
+    first = batch[0]
+    as_of = f"as of {first.as_of:%Y-%m-%d %H:%M} {first.timezone} ({_offset(first.as_of)})"
+    total = Row("", cells(None, sum(r.remaining for r in batch)))
+    return Summary(BALANCE_TITLE, as_of, rows, total)
 
 
 def window_text(window: Window, zone_name: str) -> str:
@@ -235,14 +308,7 @@ SLACK = Markup(escape_slack, lambda s: f"*{s}*")
 
 
 def figures(row: Row) -> str:
-    return SEP.join(
-        (
-            f"requests {number(row.requests)}",
-            f"successes {number(row.successes)}",
-            f"rate {percent(row.rate)}",
-            f"billed parts {number(row.billed)}",
-        )
-    )
+    return SEP.join(row.cells)
 
 
 def row_line(row: Row, markup: Markup) -> str:
@@ -271,8 +337,8 @@ def head_lines(summary: Summary, markup: Markup) -> list[str]:
     return head
 
 
-def heading(part: Part) -> str:
-    return TITLE + part.suffix
+def heading(summary: Summary, part: Part) -> str:
+    return summary.title + part.suffix
 
 
 # -- splitting -----------------------------------------------------------------------------
@@ -447,7 +513,7 @@ class ChatSink:
         self._secrets = tuple(s for s in secrets if s)
         self.pace = pace_for(name, self.LIMITS)
 
-    def batches(self, records: Sequence[Record]) -> list[Sequence[Record]]:
+    def batches(self, records: Sequence[AnyRecord]) -> list[Sequence[AnyRecord]]:
         return by_window(records)
 
     def messages(self, summary: Summary) -> list[dict[str, Any]]:
@@ -477,7 +543,7 @@ class ChatSink:
             pace=self.pace,
         )
 
-    def deliver(self, batch: Sequence[Record], deadline: float | None = None) -> None:
+    def deliver(self, batch: Sequence[AnyRecord], deadline: float | None = None) -> None:
         if not batch:
             return
         try:

@@ -1,7 +1,8 @@
-"""Generic webhook: POST `{"records": [record]}` signed per Standard Webhooks.
+"""Generic webhook: POST `{"kind": "send", "records": [record]}` signed per Standard Webhooks.
 
-One message per (app, window), so `webhook-id` can be the same on every retry of that window,
-across SCF's own retries too: a receiver that de-duplicates by id sees each window once.
+One message per record, so `webhook-id` can follow the record's content: the same on every
+retry of it, across SCF's own retries too (a receiver that de-duplicates by id sees it once),
+and new when a re-fetch changed the counts.
 `webhook-timestamp` and the signature are fresh on every attempt, as the spec asks.
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from .. import __version__
-from ..records import Record
+from ..records import AnyRecord
 from ..settings import Settings
 from ..signing import decode_whsec, sign
 from .base import label, one_per_record
@@ -33,12 +34,21 @@ def build(url: str, settings: Settings, transport: Transport) -> WebhookSink:
     return WebhookSink(url, label("webhook", url), transport, secret)
 
 
-def message_id(record: Record) -> str:
-    return f"msg_{record.sms_sdk_app_id}_{record.window.label.replace('-', '_')}"
+def message_id(record: AnyRecord) -> str:
+    """Names the app, the window and the content: a retry of the same record repeats the id
+    (a receiver that drops seen ids drops the repeat), a correction (receipts that settled, a
+    re-fetch with new counts) gets a new one, so no receiver ever drops a correction."""
+    kind = "" if record.kind == "send" else f"{record.kind}_"
+    window = record.window.label.replace("-", "_")
+    return f"msg_{kind}{record.sms_sdk_app_id}_{window}_{record.content()}"
 
 
-def encode(records: Sequence[Record]) -> bytes:
-    payload = {"records": [r.to_dict() for r in records]}
+def encode(records: Sequence[AnyRecord]) -> bytes:
+    """`{"kind": ..., "records": [...]}`: the body says which kind it carries."""
+    payload = {
+        "kind": records[0].kind if records else "send",
+        "records": [r.to_dict() for r in records],
+    }
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -55,7 +65,7 @@ class WebhookSink:
         self.transport = transport
         self._key = decode_whsec(secret) if secret else None
 
-    def batches(self, records: Sequence[Record]) -> list[Sequence[Record]]:
+    def batches(self, records: Sequence[AnyRecord]) -> list[Sequence[AnyRecord]]:
         return one_per_record(records)
 
     def headers(self, msg_id: str, body: bytes, timestamp: int) -> dict[str, str]:
@@ -68,7 +78,7 @@ class WebhookSink:
             headers["webhook-signature"] = sign(self._key, msg_id, timestamp, body)
         return headers
 
-    def deliver(self, batch: Sequence[Record], deadline: float | None = None) -> None:
+    def deliver(self, batch: Sequence[AnyRecord], deadline: float | None = None) -> None:
         body = encode(batch)
         msg_id = message_id(batch[0])
 

@@ -1,0 +1,124 @@
+"""SmsPackagesStatistics: the packages (套餐包) that hold an account's messages, as a balance.
+
+The API selects packages by their creation time, pages them (`Limit` at most 500, `Offset`),
+and wants an `EndTime` after `BeginTime` and not in the future. Packages stay valid for up to
+two years, so a balance looks back 25 months. Paging is checked: a page that repeats a package
+or a page cut short before the end would make the balance wrong, so either fails the fetch.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Literal
+
+from ..answers import BadAnswer, SmsPackagesStatisticsAnswer
+from ..log import logger
+from ..records import BalanceRecord, Package
+from ..windows import Window, format_hour, zone
+
+if TYPE_CHECKING:
+    from ..client import StatsClient
+
+PAGE = 500  # the API's largest Limit
+LOOK_BACK = timedelta(days=25 * 31)  # at least 25 months
+MAX_PAGES = 200  # 100,000 packages: far beyond any account; a loop that never ends is a bug
+
+
+class PackagesApi:
+    kind: Literal["packages"] = "packages"
+    action = "SmsPackagesStatistics"
+    max_hours: int | None = None
+
+    def fetch(
+        self,
+        client: StatsClient,
+        app_id: str,
+        window: Window,
+        zone_name: str,
+        now: datetime,
+        deadline: float | None = None,
+    ) -> BalanceRecord:
+        """A snapshot at `now` (in the store's zone); `window` only names the call in logs."""
+        tz = zone(zone_name)
+        as_of = now.astimezone(tz)
+        end = as_of.replace(minute=0, second=0, microsecond=0)  # not in the future
+        begin = (end.astimezone(timezone.utc) - LOOK_BACK).astimezone(tz)
+        found: dict[int, Package] = {}
+        first_request_id = ""
+        for page in range(MAX_PAGES):
+            params = {
+                "SmsSdkAppId": app_id,
+                "BeginTime": format_hour(begin),
+                "EndTime": format_hour(end),
+                "Limit": PAGE,
+                "Offset": page * PAGE,
+            }
+            label = f"{format_hour(begin)}-{format_hour(end)} page {page + 1}"
+            answer = client.call(self.action, params, app_id, label, deadline)
+            assert isinstance(answer, SmsPackagesStatisticsAnswer)
+            first_request_id = first_request_id or answer.RequestId
+            items = answer.SmsPackagesStatisticsSet
+            for item in items:
+                if item.PackageId in found:
+                    raise BadAnswer(
+                        self.action,
+                        "Response.SmsPackagesStatisticsSet",
+                        f"page {page + 1} repeats a package of an earlier page (paging is "
+                        "unreliable, so no balance is better than a wrong one)",
+                        f"PackageId {item.PackageId}",
+                        answer.RequestId,
+                    )
+                found[item.PackageId] = _package(item, app_id, answer.RequestId)
+            if len(items) > PAGE:
+                raise BadAnswer(
+                    self.action,
+                    "Response.SmsPackagesStatisticsSet",
+                    f"must hold at most Limit={PAGE} packages",
+                    f"{len(items)} packages",
+                    answer.RequestId,
+                )
+            if len(items) < PAGE:
+                break
+        else:
+            raise BadAnswer(
+                self.action,
+                "Response.SmsPackagesStatisticsSet",
+                f"paging did not end after {MAX_PAGES} pages",
+                f"{len(found)} packages",
+                first_request_id,
+            )
+        packages = tuple(sorted(found.values(), key=lambda p: (p.created_at, p.package_id)))
+        return BalanceRecord(app_id, as_of, packages, first_request_id, now)
+
+
+def _package(item: object, app_id: str, request_id: str) -> Package:
+    from ..answers import PackageStatistics  # noqa: PLC0415
+
+    assert isinstance(item, PackageStatistics)
+    if item.CurrentUsage > item.PackageAmount:
+        logger.warning(
+            "upstream.odd_answer",
+            action="SmsPackagesStatistics",
+            app_id=app_id,
+            rule="CurrentUsage is above PackageAmount; the package counts 0 left",
+            package_id=item.PackageId,
+            amount=item.PackageAmount,
+            used=item.CurrentUsage,
+            upstream_request_id=request_id,
+        )
+    return Package(
+        package_id=item.PackageId,
+        bought=item.PackageType == 1,
+        amount=item.PackageAmount,
+        used=item.CurrentUsage,
+        created_at=_utc(item.PackageCreateTime),
+        effective_at=_utc(item.PackageEffectiveTime),
+        expires_at=_utc(item.PackageExpiredTime),
+    )
+
+
+def _utc(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, timezone.utc)
+
+
+API = PackagesApi()
