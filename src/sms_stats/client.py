@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import redact
 from .errors import UpstreamError
 from .pacing import RateLimiter
 from .records import Counts
@@ -212,11 +213,13 @@ class StatsClient:
 
 
 def map_sdk_error(exc: Any) -> UpstreamError:
-    """A TencentCloudSDKException as an UpstreamError with a message a user can act on."""
+    """A TencentCloudSDKException as an UpstreamError with a message a user can act on.
+
+    The message quotes what the endpoint said, and an endpoint (or a proxy before it) may echo
+    the request's headers: the quote is scrubbed of every credential before it is cut.
+    """
     code = str(exc.code or "InternalError")
-    raw = exc.message
-    message = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
-    message = " ".join(message.split())[:_MAX_UPSTREAM_TEXT]
+    message = redact.quote(exc.message, _MAX_UPSTREAM_TEXT)
     request_id = exc.requestId or None
     if code == "ServerNetworkError":
         message = f"the API answered a non-200 HTTP status: {message or '(empty body)'}"

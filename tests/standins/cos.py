@@ -114,6 +114,7 @@ class CosFault:
     latency_s: float = 0.0
     hang: bool = False
     drop: bool = False
+    echo_headers: bool = False  # the message lists the request's headers, as a debug proxy does
 
 
 @dataclass(frozen=True)
@@ -311,7 +312,11 @@ class CosStandIn(LoopbackService):
                 return _Reply(0, "Fault.Hang", hang=True)
             if fault.drop:
                 return _Reply(0, "Fault.Drop", drop=True)
-            raise CosError(fault.status, fault.code, fault.message)
+            message = fault.message
+            if fault.echo_headers:
+                listed = "; ".join(f"{name}: {value}" for name, value in headers.items())
+                message = f"{message or fault.code} (request headers: {listed})"
+            raise CosError(fault.status, fault.code, message)
         if not key:
             if method == "GET":
                 return self._list(bucket, dict(parse_qsl(query, keep_blank_values=True)))

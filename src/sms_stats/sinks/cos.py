@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from .. import redact
 from ..errors import ConfigError
+from ..log import hold_third_party_loggers
 from ..records import Record
 from ..settings import REGION_RE, Settings
 from .base import SinkError, one_per_record
@@ -186,7 +188,7 @@ def build(
         client,
         timeout=settings.timeout,
         max_attempts=settings.max_attempts,
-        secrets=tuple(s for s in (secret_key, token) if s),
+        secrets=tuple(s for s in (secret_id, secret_key, token) if s),
         clock=clock,
         sleep=sleep,
         rng=rng,
@@ -247,8 +249,10 @@ class _DropHeadMiss(logging.Filter):
 
 def quiet_sdk_logging() -> None:
     """The SDK logs every request at INFO and, at DEBUG, the session token, the signing key
-    and the Authorization header. Hold its loggers at WARNING (what remains names URLs and
-    COS error bodies, never a secret), and drop its warning for a HEAD that finds nothing."""
+    and the Authorization header; at ERROR it logs raw error bodies, which may echo them.
+    Hold its loggers at WARNING behind our scrubbing handler (`log.hold_third_party_loggers`),
+    and drop its warning for a HEAD that finds nothing."""
+    hold_third_party_loggers()
     for name in SDK_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     client_logger = logging.getLogger("qcloud_cos.cos_client")
@@ -289,6 +293,7 @@ class CosSink:
         self.max_delay = max_delay
         self._client = client
         self._secrets = tuple(s for s in secrets if s)
+        redact.register(*self._secrets)
         self._clock = clock or time.monotonic
         self._sleep = sleep or time.sleep
         self._rng = rng or random.random
@@ -417,7 +422,7 @@ class CosSink:
         rid = f"request id {request_id or 'unknown'}"
         if code is None:  # a HEAD answer, or a body that is not COS's XML
             return _Failure(self._scrub(f"HTTP {status} ({rid})"), retryable)
-        said = f": {' '.join(message.split())[:_MAX_TEXT]}" if message else ""
+        said = f": {self._quote(message)}" if message else ""
         return _Failure(self._scrub(f"{code}{said} (HTTP {status}, {rid})"), retryable)
 
     def _client_failure(self, exc: BaseException) -> _Failure:
@@ -428,14 +433,15 @@ class CosSink:
             return _Failure(f"no answer within {self.timeout:g} s", True)
         if isinstance(cause, requests.RequestException):
             return _Failure(f"could not connect ({type(cause).__name__})", True)
-        text = " ".join(str(exc).split())[:_MAX_TEXT]
-        return _Failure(self._scrub(f"COS SDK error: {text}"), False)
+        return _Failure(self._scrub(f"COS SDK error: {self._quote(str(exc))}"), False)
+
+    def _quote(self, text: str) -> str:
+        """Scrubbed, then cut: a cut first could leave most of a secret unrecognisable."""
+        return redact.quote(text, _MAX_TEXT, self._secrets)
 
     def _scrub(self, text: str) -> str:
         """Defence in depth: whatever a server or the SDK said, no secret leaves in a message."""
-        for secret in self._secrets:
-            text = text.replace(secret, "<redacted>")
-        return text
+        return redact.scrub(text, self._secrets)
 
 
 def _service_status(exc: BaseException) -> int | None:
@@ -478,4 +484,5 @@ def _xml_field(body: str, name: str) -> str | None:
 
 
 def _text(value: object) -> str | None:
-    return str(value)[:_MAX_TEXT] if value not in (None, "") else None
+    """Scrubbed before it is cut, like every quote of what a server said."""
+    return redact.quote(str(value), _MAX_TEXT) if value not in (None, "") else None
