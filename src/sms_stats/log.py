@@ -115,6 +115,7 @@ THIRD_PARTY_LOGGERS = (
     "qcloud_cos",
     "urllib3",
     "requests",
+    "charset_normalizer",  # requests' decoder
 )
 _CHILDREN = tuple(f"{name}." for name in THIRD_PARTY_LOGGERS)
 

@@ -190,19 +190,21 @@ def _common(text: str, at: int, form: str) -> int:
 
 
 def scrub(text: str, extra: Iterable[str] = ()) -> str:
-    """`text` with every registered secret (and each of `extra`), in each of its forms, and
-    every credential shape masked. A run of the first 8+ characters of a secret is masked as far
-    as it matches, so a secret cut short elsewhere is masked too."""
+    """`text` with every registered secret, in each of its forms, and every credential shape
+    masked. A run of the first 8+ characters of a registered secret is masked as far as it
+    matches, so a secret cut short elsewhere is masked too.
+
+    `extra` (the pieces of one sink's URL, say) is masked only where a whole piece, in any of
+    its forms, appears: these pieces include words (`integrations`), and masking everything
+    that merely starts like one would garble the very error they are scrubbed from.
+    """
     if not text:
         return text
+    pieces = {form for piece in extra if len(piece) >= HEAD for form in forms(piece)}
+    if pieces:
+        ordered = sorted(pieces, key=len, reverse=True)
+        text = re.sub("|".join(map(re.escape, ordered)), MASK, text)
     compiled = _registry.compile()
-    extras = [e for e in extra if e and len(e) >= HEAD]
-    if extras:
-        by_head = {head: set(found) for head, found in compiled.by_head.items()}
-        for secret in extras:
-            for form in forms(secret):
-                by_head.setdefault(form[:HEAD], set()).add(form)
-        compiled = _build(by_head)
     if compiled.heads is not None:
         text = _mask_heads(text, compiled)
     return mask_shapes(text)
