@@ -211,3 +211,74 @@ class TestLogs:
         assert "retry failed" in caplog.text
         assert "ValueError: bad ***" in caplog.text
         assert not leaked(caplog.text, TOKEN)
+
+
+class TestWhereBodiesAreQuoted:
+    """Each place that quotes what a server said scrubs before it cuts (issue 12, items 7, 10)."""
+
+    def test_given_a_bot_error_quoting_its_key_at_the_cut_then_no_piece_in_the_verdict(
+        self,
+    ) -> None:
+        from sms_stats.sinks.summary import code_check, one_line
+
+        redact.register(TOKEN)
+        message = "." * 170 + f" key={TOKEN}"
+        verdict = code_check(
+            json.dumps({"errcode": 93000, "errmsg": message}).encode(),
+            ("errcode",),
+            ("errmsg",),
+            frozenset(),
+            {},
+        )
+        assert verdict.error is not None and verdict.error.startswith("errcode 93000 ...")
+        assert not leaked(verdict.error, TOKEN)
+        assert not leaked(one_line(message), TOKEN)
+
+    def test_given_a_502_echoing_the_request_headers_then_map_sdk_error_quotes_no_credential(
+        self,
+    ) -> None:
+        from tencentcloud.common.exception.tencent_cloud_sdk_exception import (
+            TencentCloudSDKException,
+        )
+
+        from sms_stats.client import map_sdk_error
+
+        secret_id, token = "AKID" + "Zq7" * 10 + "xy", "session-" + TOKEN
+        redact.register(secret_id, token)
+        body = (
+            "502 Bad Gateway\nAuthorization: TC3-HMAC-SHA256 "
+            f"Credential={secret_id}/2021-05-01/sms/tc3_request, SignedHeaders=content-type;host, "
+            f"Signature={'ab' * 32}\nX-TC-Token: {token}\nHost: sms.tencentcloudapi.com\n"
+        )
+        error = map_sdk_error(TencentCloudSDKException("ServerNetworkError", body.encode()))
+        assert error.code == "ServerNetworkError"
+        assert "502 Bad Gateway Authorization: ***" in error.message
+        assert not leaked(error.message, secret_id) and not leaked(error.message, token)
+        unregistered = map_sdk_error(
+            TencentCloudSDKException("ServerNetworkError", body.replace(token, "x" * 40).encode())
+        )
+        assert "Credential=" not in unregistered.message and "x" * 8 not in unregistered.message
+
+    def test_given_a_cos_error_echoing_headers_then_the_failure_names_no_secret_id_or_token(
+        self,
+    ) -> None:
+        from qcloud_cos.cos_exception import CosServiceError
+
+        from sms_stats.sinks.cos import CosSink, CosTarget
+
+        # a SecretId not shaped like AKID...: only the sink's list can mask it
+        secret_id, key, token = "subaccount-id-7f3e9a1c2b", "cos-secret-key-value", "cos-" + TOKEN
+        sink = CosSink(
+            CosTarget("stats-1250000000", "p", "ap-guangzhou"),
+            None,
+            timeout=1.0,
+            max_attempts=1,
+            secrets=(secret_id, key, token),
+        )
+        redact.clear()  # only what the sink was given
+        said = f"Access Denied for {secret_id}: "
+        message = said + "." * (185 - len(said)) + f" token {token}"
+        digest = {"code": "AccessDenied", "message": message, "requestid": "r-1"}
+        failure = sink._service_failure(CosServiceError("PUT", digest, 403))
+        assert failure.text.startswith("AccessDenied: Access Denied for ***: ...")
+        assert not leaked(failure.text, secret_id) and not leaked(failure.text, token)

@@ -57,6 +57,7 @@ HANG_CAP_S = 60.0
 """A hanging fault gives up after this long, so a forgotten stand-in cannot pin a thread."""
 
 IDLE_TIMEOUT_S = 30.0
+_CREDENTIAL_HEADERS = ("authorization", "x-cos-security-token")
 MAX_BODY_BYTES = 16 * 1024 * 1024
 _HOST_RE = re.compile(r"([a-z0-9-]+-[0-9]+)\.cos\.([a-z0-9-]+)\.myqcloud\.com")
 _AUTH_FIELDS = (
@@ -314,7 +315,9 @@ class CosStandIn(LoopbackService):
                 return _Reply(0, "Fault.Drop", drop=True)
             message = fault.message
             if fault.echo_headers:
-                listed = "; ".join(f"{name}: {value}" for name, value in headers.items())
+                # credentials first, as a gateway's auth-failure page shows them
+                first = sorted(headers.items(), key=lambda h: h[0] not in _CREDENTIAL_HEADERS)
+                listed = "; ".join(f"{name}: {value}" for name, value in first)
                 message = f"{message or fault.code} (request headers: {listed})"
             raise CosError(fault.status, fault.code, message)
         if not key:

@@ -39,14 +39,20 @@ class EchoServer(LoopbackService):
             return list(self._seen)
 
     def page(self, method: str, path: str, headers: dict[str, str]) -> bytes:
+        """The credentials first, as a gateway's auth-failure page shows them."""
         with self._lock:
             self._seen.append(Seen(method, path, dict(headers)))
+        headers = dict(sorted(headers.items(), key=lambda h: not _credential(h[0])))
         if self.style == "json":
             echo = {"error": reason(self.status), "request": {"method": method, "path": path}}
             return json.dumps({**echo, "headers": headers}).encode()
         lines = [f"{self.status} {reason(self.status)}", "", f"{method} {path}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         return "\n".join(lines).encode()
+
+
+def _credential(name: str) -> bool:
+    return name.lower() in ("authorization", "x-tc-token")
 
 
 class _Handler(LoopbackHandler[EchoServer]):

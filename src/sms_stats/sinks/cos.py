@@ -243,8 +243,10 @@ class _DropHeadMiss(logging.Filter):
     """The SDK logs a WARNING for every HEAD that finds nothing; for `exists` that is an answer."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.msg
-        return not (isinstance(msg, dict) and msg.get("code") == "NoSuchResource")
+        msg = record.msg  # the SDK's dict, or its text once `log` has scrubbed the record
+        if isinstance(msg, dict):
+            return msg.get("code") != "NoSuchResource"
+        return not str(msg).startswith("{'code': 'NoSuchResource'")
 
 
 def quiet_sdk_logging() -> None:
@@ -417,12 +419,13 @@ class CosSink:
 
     def _service_failure(self, exc: Any) -> _Failure:
         status = _service_status(exc) or 0
-        code, message, request_id = _error_fields(exc)
+        # Each scrubbed of this sink's credentials (and every registered secret), then cut.
+        code, message, request_id = (v and self._quote(v) for v in _error_fields(exc))
         retryable = status >= 500 or status == 429 or code in RETRY_CODES
         rid = f"request id {request_id or 'unknown'}"
         if code is None:  # a HEAD answer, or a body that is not COS's XML
             return _Failure(self._scrub(f"HTTP {status} ({rid})"), retryable)
-        said = f": {self._quote(message)}" if message else ""
+        said = f": {message}" if message else ""
         return _Failure(self._scrub(f"{code}{said} (HTTP {status}, {rid})"), retryable)
 
     def _client_failure(self, exc: BaseException) -> _Failure:
@@ -484,5 +487,6 @@ def _xml_field(body: str, name: str) -> str | None:
 
 
 def _text(value: object) -> str | None:
-    """Scrubbed before it is cut, like every quote of what a server said."""
-    return redact.quote(str(value), _MAX_TEXT) if value not in (None, "") else None
+    """As the server said it: the caller scrubs, then cuts (a cut first could go through a
+    secret, leaving a piece no scrub recognises)."""
+    return str(value) if value not in (None, "") else None
