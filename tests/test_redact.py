@@ -282,3 +282,26 @@ class TestWhereBodiesAreQuoted:
         failure = sink._service_failure(CosServiceError("PUT", digest, 403))
         assert failure.text.startswith("AccessDenied: Access Denied for ***: ...")
         assert not leaked(failure.text, secret_id) and not leaked(failure.text, token)
+
+
+def test_given_warm_invocations_when_settings_change_then_the_registry_is_replaced_not_grown(
+    scf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, context: dict[str, object]
+) -> None:
+    from index import main_handler
+
+    from .conftest import load_event
+
+    event = load_event("function_url_get.json")
+    main_handler(event, context)
+    first = redact.registered()
+    assert first > 0
+    for _ in range(5):
+        main_handler(event, context)
+    assert redact.registered() == first
+    monkeypatch.setenv("TENCENTCLOUD_SESSIONTOKEN", "rotated-session-token-0001")
+    main_handler(event, context)
+    assert redact.registered() == first
+    assert redact.scrub("rotated-session-token-0001") == "***"
+    assert (
+        redact.scrub(scf_env["TENCENTCLOUD_SESSIONTOKEN"]) == scf_env["TENCENTCLOUD_SESSIONTOKEN"]
+    )

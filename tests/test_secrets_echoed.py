@@ -148,7 +148,9 @@ def test_given_every_receiver_echoing_its_secret_when_invoked_then_no_prefix_any
     log of the raw body (with the session token) went out unscrubbed."""
     world["hook"].fault = HookFault(status=404, echo_path=True)
     bots = world["bots"]
-    bots.set_fault("wecom", BotFault(error_code=93000, error_message=errmsg("w", BOTS["wecom_key"])))
+    bots.set_fault(
+        "wecom", BotFault(error_code=93000, error_message=errmsg("w", BOTS["wecom_key"]))
+    )
     bots.set_fault(
         "dingtalk", BotFault(error_code=300001, error_message=errmsg("d", BOTS["dingtalk_token"]))
     )
