@@ -230,7 +230,8 @@ class TestWhereBodiesAreQuoted:
             frozenset(),
             {},
         )
-        assert verdict.error is not None and verdict.error.startswith("errcode 93000 ...")
+        assert verdict.error is not None
+        assert verdict.error.startswith("errcode 93000 ...")
         assert not leaked(verdict.error, TOKEN)
         assert not leaked(one_line(message), TOKEN)
 
@@ -253,11 +254,13 @@ class TestWhereBodiesAreQuoted:
         error = map_sdk_error(TencentCloudSDKException("ServerNetworkError", body.encode()))
         assert error.code == "ServerNetworkError"
         assert "502 Bad Gateway Authorization: ***" in error.message
-        assert not leaked(error.message, secret_id) and not leaked(error.message, token)
+        assert not leaked(error.message, secret_id)
+        assert not leaked(error.message, token)
         unregistered = map_sdk_error(
             TencentCloudSDKException("ServerNetworkError", body.replace(token, "x" * 40).encode())
         )
-        assert "Credential=" not in unregistered.message and "x" * 8 not in unregistered.message
+        assert "Credential=" not in unregistered.message
+        assert "x" * 8 not in unregistered.message
 
     def test_given_a_cos_error_echoing_headers_then_the_failure_names_no_secret_id_or_token(
         self,
@@ -281,7 +284,8 @@ class TestWhereBodiesAreQuoted:
         digest = {"code": "AccessDenied", "message": message, "requestid": "r-1"}
         failure = sink._service_failure(CosServiceError("PUT", digest, 403))
         assert failure.text.startswith("AccessDenied: Access Denied for ***: ...")
-        assert not leaked(failure.text, secret_id) and not leaked(failure.text, token)
+        assert not leaked(failure.text, secret_id)
+        assert not leaked(failure.text, token)
 
 
 def test_given_warm_invocations_when_settings_change_then_the_registry_is_replaced_not_grown(

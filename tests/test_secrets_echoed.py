@@ -165,11 +165,13 @@ def test_given_every_receiver_echoing_its_secret_when_invoked_then_no_prefix_any
     outputs = invoke_both(context)
 
     assert "DeliveryFailed" in outputs[0]
-    assert world["hook"].received and all(r.status == 404 for r in world["hook"].received)
+    assert world["hook"].received
+    assert all(r.status == 404 for r in world["hook"].received)
     assert {a.platform for a in bots.attempts} == {"wecom", "dingtalk", "feishu", "slack"}
     assert any(r.token_sent for r in world["cos"].requests)
     text = written(store, capsys, caplog, outputs)
-    assert "errcode 93000" in text and "HTTP 404: Cannot POST ***" in text
+    assert "errcode 93000" in text
+    assert "HTTP 404: Cannot POST ***" in text
     assert "AccessDenied" in text
     assert not leaks(text)
 
@@ -190,9 +192,11 @@ def test_given_the_api_answering_502_with_the_request_headers_when_invoked_then_
         monkeypatch.setenv("SMS_STATS_ENDPOINT", api.endpoint)
         outputs = invoke_both(context)
         seen = api.seen
-    assert seen and all(s.headers.get("X-TC-Token") == SESSION_TOKEN for s in seen)
+    assert seen
+    assert all(s.headers.get("X-TC-Token") == SESSION_TOKEN for s in seen)
     assert all(SECRET_ID in s.headers.get("Authorization", "") for s in seen)
-    assert "ServerNetworkError" in outputs[0] and "502" in outputs[1]
+    assert "ServerNetworkError" in outputs[0]
+    assert "502" in outputs[1]
     text = written(store, capsys, caplog, outputs)
     assert "the API answered a non-200 HTTP status: 502 Bad Gateway" in text or style == "json"
     assert not leaks(text)
@@ -207,7 +211,9 @@ def test_given_root_logging_at_debug_when_every_sink_delivers_then_no_library_lo
 ) -> None:
     """Item 8: at DEBUG the Tencent SDK logged X-TC-Token, urllib3 each bot URL with its key."""
     outputs = invoke_both(context)
-    assert world["hook"].accepted and world["bots"].messages() and world["cos"].objects
+    assert world["hook"].accepted
+    assert world["bots"].messages()
+    assert world["cos"].objects
     text = written(store, capsys, caplog, outputs)
     assert not leaks(text)
 
