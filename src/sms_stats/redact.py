@@ -42,6 +42,7 @@ _HEADER_VALUE = re.compile(
     r"""(?ix)
     (?P<name>\b(?:authorization|proxy-authorization|x-tc-token|x-cos-security-token|cookie)\b
       ["']?\s*[:=]\s*)
+    (?!\s*(?:Bearer\s+)?<[\w-]+>)  # a placeholder, as in "send Authorization: Bearer <token>"
     (?P<value>"[^"\r\n]*"?|'[^'\r\n]*'?|[^\r\n]*)
     """
 )
@@ -52,10 +53,12 @@ _SHAPES = (
     (re.compile(r"(?i)(\b(?:q-)?signature=)[0-9a-f]{16,}"), r"\1" + MASK),
     (re.compile(r"\bAKID[A-Za-z0-9]{28,}"), MASK),
     (re.compile(r"\bwhsec_[A-Za-z0-9+/=_-]+"), MASK),
-    (re.compile(r"(?i)(\bBearer\s+)[^\s\"',;]+"), r"\1" + MASK),
+    (re.compile(r"(?i)(\bBearer\s+)(?!<[\w-]+>)[^\s\"',;]+"), r"\1" + MASK),
     (
         re.compile(
-            r"(?i)([?&](?:access_token|token|key|secret|sign|signature|password)=)[^&\s\"'#<]+"
+            r"(?i)([?&](?:access_token|token|key|secret|sign|signature|password)=)"
+            r"(?-i:(?![A-Z]+(?:\.\.\.)?(?:[&\s\"'#<,;)]|$)))"  # a placeholder: KEY, TOKEN, SEC...
+            r"[^&\s\"'#<,;)]+"
         ),
         r"\1" + MASK,
     ),

@@ -231,7 +231,8 @@ def make_client(
             **options,
         )
     except CosClientError as exc:  # e.g. a secret with surrounding spaces; the text holds none
-        raise ConfigError(f"{target.name}: the COS SDK refused its configuration: {exc}") from None
+        said = redact.scrub(str(exc), (secret_id, secret_key, token or ""))
+        raise ConfigError(f"{target.name}: the COS SDK refused its configuration: {said}") from None
     from .. import net  # noqa: PLC0415
 
     # Our own session, not the SDK's shared one: every call ends within its timeout, whole,
