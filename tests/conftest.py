@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from sms_stats import client, handler, layout, pipeline
+from sms_stats import client, handler, layout, pipeline, redact
 from sms_stats.emulator import Emulator
 from sms_stats.records import Counts, Record
 from sms_stats.sinks import summary
@@ -82,6 +82,7 @@ def _clean_state(monkeypatch: pytest.MonkeyPatch) -> None:
     pipeline._clients.clear()
     summary.posted.clear()
     layout._checked.clear()
+    redact.clear()
 
 
 @pytest.fixture

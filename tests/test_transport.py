@@ -12,8 +12,9 @@ from pytest_mock import MockerFixture
 
 from sms_stats.pacing import Pace
 from sms_stats.records import Counts, Record
+from sms_stats.redact import scrub, url_secrets
 from sms_stats.sinks import SinkError
-from sms_stats.sinks.transport import Transport, parse_retry_after, private_parts, scrub
+from sms_stats.sinks.transport import Transport, parse_retry_after
 from sms_stats.sinks.webhook import WebhookSink
 from sms_stats.windows import Window, zone
 
@@ -78,8 +79,8 @@ class TestTransport:
     def test_given_percent_encoded_token_in_path_when_echoed_decoded_then_scrubbed(self) -> None:
         url = "https://hooks.example/hooks/t%C3%B6ken-SENTINEL-9f3a"
         echoed = "Cannot POST /hooks/t\u00f6ken-SENTINEL-9f3a"
-        assert "SENTINEL" not in scrub(echoed, private_parts(url))
+        assert "SENTINEL" not in scrub(echoed, url_secrets(url))
 
     def test_given_token_query_value_when_echoed_alone_then_scrubbed(self) -> None:
         url = "https://hooks.example/hook?token=SENTINEL-9f3a"
-        assert "SENTINEL" not in scrub("invalid token SENTINEL-9f3a", private_parts(url))
+        assert "SENTINEL" not in scrub("invalid token SENTINEL-9f3a", url_secrets(url))

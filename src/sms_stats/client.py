@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from . import answers
+from . import answers, redact
 from .errors import BAD_RESPONSE, UpstreamError
 from .log import logger
 from .pacing import RateLimiter
@@ -273,10 +273,13 @@ def map_sdk_error(exc: Any) -> UpstreamError:
 
 def map_error(code: Any, raw: Any, request_id: Any) -> UpstreamError:
     """An upstream code, message and RequestId (the SDK's exception or the API's own error
-    envelope) as an UpstreamError with a message a user can act on."""
+    envelope) as an UpstreamError with a message a user can act on.
+
+    The message quotes what the endpoint said, and an endpoint (or a proxy before it) may echo
+    the request's headers: the quote is scrubbed of every credential before it is cut.
+    """
     code = str(code or "InternalError")
-    message = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
-    message = " ".join(message.split())[:_MAX_UPSTREAM_TEXT]
+    message = redact.quote(raw, _MAX_UPSTREAM_TEXT)
     request_id = request_id or None
     if code == "ServerNetworkError":
         message = f"the API answered a non-200 HTTP status: {message or '(empty body)'}"

@@ -3,13 +3,16 @@
 Every failure a user can meet is one of these, carrying a code from the seed API's vocabulary
 (or Tencent's common codes) and a message that names the field, the rule and the value. The HTTP
 entry turns them into the contract's JSON body in `http.error_response`; timer and direct runs
-raise them so SCF records the message and retries. Messages are built from redacted values only:
-nothing here ever holds a secret.
+raise them so SCF records the message and retries. Messages are built from redacted values only,
+and are scrubbed once more as an error is made (`redact.scrub`): a secret that slipped into one
+(an upstream's echo, say) never reaches an answer, a log line or SCF's record of a raise.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from . import redact
 
 BAD_RESPONSE = "InternalError.BadUpstreamResponse"
 """Ours: the API answered something that is not an answer (retried: the next may be fine)."""
@@ -22,6 +25,7 @@ class SmsStatsError(Exception):
     status: int = 500
 
     def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+        message = redact.scrub(message)
         super().__init__(message)
         self.message = message
         if code is not None:
@@ -80,12 +84,12 @@ class ConfigError(SmsStatsError):
         """One error for several problems: `message` joins them for a log line; `problems`
         keeps them apart for a terminal."""
         error = cls(head + "; ".join(problems))
-        error.problems = list(problems)
+        error.problems = [redact.scrub(problem) for problem in problems]
         return error
 
     def __init__(self, message: str, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
-        self.problems = [message]
+        self.problems = [self.message]
 
 
 class UpstreamError(SmsStatsError):

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from . import imported, preflight
+from . import imported, preflight, redact
 from .context import Invocation, RuntimeContext
 from .errors import ConfigError, InputError, SmsStatsError
 from .events import (
@@ -27,7 +27,7 @@ from .events import (
     parse_json_object,
 )
 from .jobs import Job, from_job_request, from_stats_request
-from .log import correlation, logger
+from .log import correlation, hold_third_party_loggers, logger
 from .pipeline import RunResult, run_job
 from .settings import CONFIG_FILE_ENV, ENV_FIELDS, Settings, load_settings
 from .sinks import Sink, build_each
@@ -49,6 +49,11 @@ def current_settings() -> Settings:
     with _cache_lock:
         settings = _settings_cache.get(key)
     if settings is None:
+        # New settings: the secrets registered for the old ones go (a warm container must not
+        # collect every value it ever saw), and the sinks are rebuilt, registering theirs anew.
+        with _cache_lock:
+            redact.clear()
+            _sinks_cache.clear()
         settings = load_settings()
         with _cache_lock:
             _settings_cache.clear()
@@ -88,6 +93,7 @@ def trigger_kind(event: Any) -> str:
 def main_handler(event: Any, context: RuntimeContext | Mapping[str, Any] | None) -> dict[str, Any]:
     invocation = Invocation.begin(context)
     logger.set_level(os.environ.get("SMS_STATS_LOG_LEVEL", "INFO"))
+    hold_third_party_loggers()  # the user's code may have reconfigured logging since
     kind = trigger_kind(event)
     with correlation(
         request_id=invocation.request_id, function=invocation.function_name, trigger=kind

@@ -3,18 +3,28 @@
 SCF ships stdout lines to CLS as they are; one JSON object per line is what CLS indexes and what an
 operator greps. The correlation fields (SCF request id, trigger kind, function) are set once per
 invocation in a ContextVar, so threads started for that invocation copy them along.
+
+Every value written is scrubbed (`redact.scrub`) first, whatever put it there. The libraries the
+function calls through log too: with the root logger at DEBUG, the Tencent SDK logs the request
+with its `X-TC-Token`, the COS SDK its signing key, urllib3 each URL with a bot's key; at ERROR
+the COS SDK logs raw error bodies, which may echo headers. `hold_third_party_loggers` keeps those
+at WARNING, and scrubs each record they still make as it is made, before any handler (the
+user's, SCF's, Python's last resort on stderr) sees it, whatever level the root logger is at.
 """
 
 from __future__ import annotations
 
 import contextvars
 import json
+import logging
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, TextIO
+
+from . import redact
 
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
 # One encoder for every line: json.dumps with options builds a new encoder per call.
@@ -63,7 +73,7 @@ class Logger:
         for name, value in fields.items():
             if value is not None:
                 line[name] = value
-        text = _encode(line)
+        text = _encode(_scrubbed(line))
         stream = self._stream or sys.stdout
         with self._lock:
             stream.write(text + "\n")
@@ -82,3 +92,86 @@ def correlation(**fields: Any) -> Iterator[None]:
         yield
     finally:
         _correlation.reset(token)
+
+
+def _scrubbed(value: Any) -> Any:
+    """Strings scrubbed, containers walked; values are scrubbed before JSON escapes them, so
+    the line stays valid JSON whatever was masked."""
+    if isinstance(value, str):
+        return redact.scrub(value)
+    if isinstance(value, dict):
+        return {str(k): _scrubbed(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_scrubbed(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return redact.scrub(str(value))
+
+
+# The loggers of the libraries the function calls through, and so their children.
+THIRD_PARTY_LOGGERS = (
+    "tencentcloud_sdk_common",
+    "tencentcloud",
+    "qcloud_cos",
+    "urllib3",
+    "requests",
+    "charset_normalizer",  # requests' decoder
+)
+_CHILDREN = tuple(f"{name}." for name in THIRD_PARTY_LOGGERS)
+
+
+def _third_party(name: str) -> bool:
+    return name in THIRD_PARTY_LOGGERS or name.startswith(_CHILDREN)
+
+
+def scrub_record(record: logging.LogRecord) -> None:
+    """Message, arguments, traceback and stack of a record, scrubbed in place; the arguments
+    are merged into the message (a handler formatting them again would undo the scrub)."""
+    try:
+        message = record.getMessage()
+    except Exception:  # a library's broken format string: logging would print the arguments
+        message = f"{record.msg} {record.args!r}"
+    record.msg, record.args = redact.scrub(message), None
+    if record.exc_info:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.exc_info = None
+    if record.exc_text:
+        record.exc_text = redact.scrub(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact.scrub(record.stack_info)
+
+
+class ScrubbingRecordFactory:
+    """Wraps the log record factory: a library's record is scrubbed as it is made, before any
+    filter or handler sees it, wherever that handler is attached (the library's own logger,
+    one of its children, the root). The wrapped factory still makes every record."""
+
+    def __init__(self, inner: Callable[..., logging.LogRecord]) -> None:
+        self.inner = inner
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self.inner(*args, **kwargs)
+        if _third_party(record.name):
+            scrub_record(record)
+        return record
+
+
+def hold_third_party_loggers() -> None:
+    """Hold each library's logger at WARNING (children that were set lower fall back to it)
+    and scrub every record they make. Called at import, at every invocation (the user's code,
+    or a `logging.basicConfig(level=DEBUG)`, may have changed them since) and when the COS SDK
+    is loaded. Idempotent."""
+    if not isinstance(logging.getLogRecordFactory(), ScrubbingRecordFactory):
+        logging.setLogRecordFactory(ScrubbingRecordFactory(logging.getLogRecordFactory()))
+    for name in THIRD_PARTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for name, child in list(logging.root.manager.loggerDict.items()):
+        if (
+            isinstance(child, logging.Logger)
+            and name.startswith(_CHILDREN)
+            and logging.NOTSET < child.level < logging.WARNING
+        ):
+            child.setLevel(logging.NOTSET)
+
+
+hold_third_party_loggers()

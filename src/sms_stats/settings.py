@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from . import redact
 from .errors import ConfigError
 from .windows import zone
 
@@ -205,6 +206,15 @@ class Settings(BaseModel):
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return level
 
+    def model_post_init(self, context: Any, /) -> None:
+        """Every secret read is registered for scrubbing: an upstream that echoes a request
+        (its headers, a signed URL) must not carry one into a log line, answer or error."""
+        secrets = [self.secret_id, self.secret_key, self.session_token, *self.api_tokens]
+        if self.webhook_secret is not None:
+            whsec = self.webhook_secret.get_secret_value()
+            redact.register(whsec, whsec.removeprefix("whsec_"))
+        redact.register(*(s.get_secret_value() for s in secrets if s is not None))
+
     @property
     def zone(self) -> ZoneInfo:
         return zone(self.timezone)
@@ -249,6 +259,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if not raw.get("region") and env.get("TENCENTCLOUD_REGION", "").strip():
         raw["region"] = env["TENCENTCLOUD_REGION"].strip()
     raw = {k: v for k, v in raw.items() if v != "" or k in _SECRET_FIELDS}
+    # Registered before validation: a setting that fails still must not be echoed anywhere.
+    tokens = _split_list(raw.get("api_tokens")) or ()
+    redact.register(*(raw.get(k) for k in _SECRET_FIELDS), *tokens)
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:

@@ -57,6 +57,7 @@ HANG_CAP_S = 60.0
 """A hanging fault gives up after this long, so a forgotten stand-in cannot pin a thread."""
 
 IDLE_TIMEOUT_S = 30.0
+_CREDENTIAL_HEADERS = ("authorization", "x-cos-security-token")
 MAX_BODY_BYTES = 16 * 1024 * 1024
 _HOST_RE = re.compile(r"([a-z0-9-]+-[0-9]+)\.cos\.([a-z0-9-]+)\.myqcloud\.com")
 _AUTH_FIELDS = (
@@ -114,6 +115,7 @@ class CosFault:
     latency_s: float = 0.0
     hang: bool = False
     drop: bool = False
+    echo_headers: bool = False  # the message lists the request's headers, as a debug proxy does
 
 
 @dataclass(frozen=True)
@@ -311,7 +313,13 @@ class CosStandIn(LoopbackService):
                 return _Reply(0, "Fault.Hang", hang=True)
             if fault.drop:
                 return _Reply(0, "Fault.Drop", drop=True)
-            raise CosError(fault.status, fault.code, fault.message)
+            message = fault.message
+            if fault.echo_headers:
+                # credentials first, as a gateway's auth-failure page shows them
+                first = sorted(headers.items(), key=lambda h: h[0] not in _CREDENTIAL_HEADERS)
+                listed = "; ".join(f"{name}: {value}" for name, value in first)
+                message = f"{message or fault.code} (request headers: {listed})"
+            raise CosError(fault.status, fault.code, message)
         if not key:
             if method == "GET":
                 return self._list(bucket, dict(parse_qsl(query, keep_blank_values=True)))

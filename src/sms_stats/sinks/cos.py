@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from .. import redact
 from ..errors import ConfigError
+from ..log import hold_third_party_loggers
 from ..records import AnyRecord
 from ..settings import REGION_RE, Settings
 from .base import SinkError, one_per_record
@@ -185,7 +187,7 @@ def build(
         client,
         timeout=settings.timeout,
         max_attempts=settings.max_attempts,
-        secrets=tuple(s for s in (secret_key, token) if s),
+        secrets=tuple(s for s in (secret_id, secret_key, token) if s),
         clock=clock,
         sleep=sleep,
         rng=rng,
@@ -228,7 +230,8 @@ def make_client(
             **options,
         )
     except CosClientError as exc:  # e.g. a secret with surrounding spaces; the text holds none
-        raise ConfigError(f"{target.name}: the COS SDK refused its configuration: {exc}") from None
+        said = redact.scrub(str(exc), (secret_id, secret_key, token or ""))
+        raise ConfigError(f"{target.name}: the COS SDK refused its configuration: {said}") from None
     from .. import net  # noqa: PLC0415
 
     # Our own session, not the SDK's shared one: every call ends within its timeout, whole,
@@ -240,14 +243,18 @@ class _DropHeadMiss(logging.Filter):
     """The SDK logs a WARNING for every HEAD that finds nothing; for `exists` that is an answer."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.msg
-        return not (isinstance(msg, dict) and msg.get("code") == "NoSuchResource")
+        msg = record.msg  # the SDK's dict, or its text once `log` has scrubbed the record
+        if isinstance(msg, dict):
+            return msg.get("code") != "NoSuchResource"
+        return not str(msg).startswith("{'code': 'NoSuchResource'")
 
 
 def quiet_sdk_logging() -> None:
     """The SDK logs every request at INFO and, at DEBUG, the session token, the signing key
-    and the Authorization header. Hold its loggers at WARNING (what remains names URLs and
-    COS error bodies, never a secret), and drop its warning for a HEAD that finds nothing."""
+    and the Authorization header; at ERROR it logs raw error bodies, which may echo them.
+    Hold its loggers at WARNING behind our scrubbing handler (`log.hold_third_party_loggers`),
+    and drop its warning for a HEAD that finds nothing."""
+    hold_third_party_loggers()
     for name in SDK_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     client_logger = logging.getLogger("qcloud_cos.cos_client")
@@ -288,6 +295,7 @@ class CosSink:
         self.max_delay = max_delay
         self._client = client
         self._secrets = tuple(s for s in secrets if s)
+        redact.register(*self._secrets)
         self._clock = clock or time.monotonic
         self._sleep = sleep or time.sleep
         self._rng = rng or random.random
@@ -411,12 +419,13 @@ class CosSink:
 
     def _service_failure(self, exc: Any) -> _Failure:
         status = _service_status(exc) or 0
-        code, message, request_id = _error_fields(exc)
+        # Each scrubbed of this sink's credentials (and every registered secret), then cut.
+        code, message, request_id = (v and self._quote(v) for v in _error_fields(exc))
         retryable = status >= 500 or status == 429 or code in RETRY_CODES
         rid = f"request id {request_id or 'unknown'}"
         if code is None:  # a HEAD answer, or a body that is not COS's XML
             return _Failure(self._scrub(f"HTTP {status} ({rid})"), retryable)
-        said = f": {' '.join(message.split())[:_MAX_TEXT]}" if message else ""
+        said = f": {message}" if message else ""
         return _Failure(self._scrub(f"{code}{said} (HTTP {status}, {rid})"), retryable)
 
     def _client_failure(self, exc: BaseException) -> _Failure:
@@ -427,14 +436,15 @@ class CosSink:
             return _Failure(f"no answer within {self.timeout:g} s", True)
         if isinstance(cause, requests.RequestException):
             return _Failure(f"could not connect ({type(cause).__name__})", True)
-        text = " ".join(str(exc).split())[:_MAX_TEXT]
-        return _Failure(self._scrub(f"COS SDK error: {text}"), False)
+        return _Failure(self._scrub(f"COS SDK error: {self._quote(str(exc))}"), False)
+
+    def _quote(self, text: str) -> str:
+        """Scrubbed, then cut: a cut first could leave most of a secret unrecognisable."""
+        return redact.quote(text, _MAX_TEXT, self._secrets)
 
     def _scrub(self, text: str) -> str:
         """Defence in depth: whatever a server or the SDK said, no secret leaves in a message."""
-        for secret in self._secrets:
-            text = text.replace(secret, "<redacted>")
-        return text
+        return redact.scrub(text, self._secrets)
 
 
 def _service_status(exc: BaseException) -> int | None:
@@ -477,4 +487,6 @@ def _xml_field(body: str, name: str) -> str | None:
 
 
 def _text(value: object) -> str | None:
-    return str(value)[:_MAX_TEXT] if value not in (None, "") else None
+    """As the server said it: the caller scrubs, then cuts (a cut first could go through a
+    secret, leaving a piece no scrub recognises)."""
+    return str(value) if value not in (None, "") else None

@@ -21,12 +21,17 @@ MAX_OBJECT_BYTES = 8 * 1024 * 1024
 def build(url: str, settings: Settings, transport: object) -> FileSink:
     """`file:///abs/dir` or `file:rel/dir` (relative to the working directory)."""
     parts = urlsplit(url)
+    # The messages quote only the path: a query or a user:password@ may be someone's secret.
     if parts.netloc:
-        raise ValueError(f"file URL {url!r} has a host; use file:///absolute/dir or file:rel/dir")
+        raise ValueError(
+            "a file URL has a host part (file://HOST/...); use file:///absolute/dir or file:rel/dir"
+        )
     if parts.query or parts.fragment:
-        raise ValueError(f"file URL {url!r} takes no query or fragment")
+        raise ValueError(
+            f"a file URL takes no ?query or #fragment; use file:{parts.path or '/absolute/dir'}"
+        )
     if not parts.path:
-        raise ValueError(f"file URL {url!r} names no directory")
+        raise ValueError("a file URL names no directory; use file:///absolute/dir or file:rel/dir")
     path = Path(unquote(parts.path))
     return FileSink(path, name=f"file:{path}")
 

@@ -50,7 +50,8 @@ def build(url: str, settings: Settings, transport: Transport) -> SlackSink:
         raise ValueError(
             f"a {PLATFORM} URL must have the path /services/T.../B.../SECRET, like {EXAMPLE}"
         )
-    return SlackSink(url, label("slack", url), transport, (match.group(3), parts.path))
+    secret_path = "/".join(match.groups())  # `/services/` is a word, not part of the key
+    return SlackSink(url, label("slack", url), transport, (match.group(3), secret_path))
 
 
 def section(text: str) -> dict[str, Any]:

@@ -7,8 +7,9 @@ one line per app) is decided here once, and each bot only says how a part is ren
 whether a rendered part fits. When the apps of one window do not fit in one message, the rows
 are split over several numbered parts; nothing is ever cut off.
 
-Secrets: a bot's key, token or secret lives only in its URL. Platform answers are quoted in
-errors, so every error text passes through `scrub` before it leaves a sink.
+Secrets: a bot's key, token or secret lives only in its URL; each sink registers them with
+`redact`. Platform answers are quoted in errors, scrubbed of every registered secret before they
+are cut to one line (a cut first could leave most of a key that no scrub then recognises).
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from datetime import datetime, time, timedelta
 from typing import Any, ClassVar, Protocol
 from urllib.parse import SplitResult, unquote, urlsplit
 
+from .. import redact
 from ..log import logger
 from ..pacing import Limit, pace_for
 from ..records import AnyRecord, BalanceRecord, CallbackRecord, Record
 from ..windows import Window
 from .base import SinkError
-from .transport import OK, Transport, Verdict, scrub
+from .transport import OK, Transport, Verdict
 
 TITLE = "SMS delivery stats"
 RECEIPTS_TITLE = "SMS delivery receipts"
@@ -433,12 +435,12 @@ def code_check(
 
 
 def one_line(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_ERROR_TEXT else text[: _MAX_ERROR_TEXT - 1] + ELLIPSIS
+    """A platform's text as one bounded line: scrubbed of every secret first, then cut."""
+    return redact.quote(text, _MAX_ERROR_TEXT, mark=ELLIPSIS)
 
 
 def snippet(body: bytes) -> str:
-    return one_line(body.decode("utf-8", "replace")) or "(empty body)"
+    return redact.quote(body, _MAX_ERROR_TEXT, mark=ELLIPSIS) or "(empty body)"
 
 
 class Posted:
@@ -511,6 +513,7 @@ class ChatSink:
         self.name = name
         self.transport = transport
         self._secrets = tuple(s for s in secrets if s)
+        redact.register(*self._secrets)
         self.pace = pace_for(name, self.LIMITS)
 
     def batches(self, records: Sequence[AnyRecord]) -> list[Sequence[AnyRecord]]:
@@ -571,7 +574,7 @@ class ChatSink:
                     messages=repeats,
                 )
         except SinkError as exc:
-            text = scrub(str(exc), self._secrets)
+            text = redact.scrub(str(exc), self._secrets)
             if not text.startswith(self.name):
                 text = f"{self.name}: {text}"
             raise SinkError(text) from None

@@ -5,7 +5,8 @@ Retried: network errors, timeouts, 429 and 5xx, and answers a sink's `check` cal
 date), capped, and never past the deadline. Other 4xx are final: the receiver said the request
 itself is wrong, and sending it again cannot help. A `pace` (a chat robot's messages a minute)
 is waited for before every attempt, retries included, since the platform counts each one.
-Error texts never include the URL's query or path, where bot keys and tokens live.
+Error texts never include the URL's query or path, where bot keys and tokens live: a quoted
+answer is scrubbed of the URL's pieces and every registered secret before it is cut.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
+from .. import redact
 from ..pacing import Pace
 from .base import SinkError
 
@@ -102,6 +103,7 @@ class Transport:
                 )
             if prepare is not None:
                 url, body, headers = prepare()
+            private = redact.url_secrets(url)  # a receiver may echo the URL
             retry_after: float | None = None
             try:
                 response = self._session().post(
@@ -123,10 +125,11 @@ class Transport:
                         return attempt
                     problem, retryable = verdict.error, verdict.retryable
                 else:
-                    problem = f"HTTP {status}: {_snippet(content)}"
+                    shown = redact.quote(content, _MAX_BODY_SHOWN, private)
+                    problem = f"HTTP {status}: {shown or '(empty body)'}"
                     retryable = status == 429 or status >= 500
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            problem = scrub(problem, private_parts(url))  # a receiver may echo the URL
+            problem = redact.scrub(problem, private)
             if not retryable or attempt >= self.max_attempts:
                 raise SinkError(f"{name}: {problem} (after {attempt} attempt{'s' * (attempt > 1)})")
             delay = self._delay(attempt, retry_after)
@@ -138,28 +141,6 @@ class Transport:
         if retry_after is not None:
             return min(retry_after, MAX_RETRY_AFTER_S)
         return self.rng() * min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
-
-
-def private_parts(url: str) -> list[str]:
-    """The pieces of a URL's path and query that may be its credential, longest first.
-
-    A webhook's token often is a path segment (n8n, Zapier) or a query value (`?token=`), and
-    receivers echo the path in their errors ("Cannot POST /hooks/<token>"). Pieces shorter
-    than 8 characters (`hooks`, `send`) are words, not secrets, and are left readable.
-    """
-    parts = urlsplit(url)
-    found = {parts.path, parts.query, *parts.path.split("/"), *parts.query.split("&")}
-    found |= {unquote(piece) for piece in found}
-    found |= {value for _, value in parse_qsl(parts.query)}
-    return sorted((piece for piece in found if len(piece) >= 8), key=len, reverse=True)
-
-
-def scrub(text: str, secrets: Sequence[str]) -> str:
-    """Replace any secret a platform (or a proxy) might echo back."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -178,9 +159,3 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if when is None:
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-def _snippet(content: bytes) -> str:
-    text = content.decode("utf-8", "replace")
-    text = " ".join(text.split())
-    return text[:_MAX_BODY_SHOWN] or "(empty body)"

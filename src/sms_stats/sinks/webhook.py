@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
-from .. import __version__
+from .. import __version__, redact
 from ..records import AnyRecord
 from ..settings import Settings
 from ..signing import decode_whsec, sign
@@ -31,6 +31,7 @@ def build(url: str, settings: Settings, transport: Transport) -> WebhookSink:
         raise ValueError("a webhook URL must not carry user:password; sign with a secret instead")
     _ = parts.port  # ValueError on a bad port
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    redact.register(*redact.likely_url_secrets(url))  # a token in the path or the query
     return WebhookSink(url, label("webhook", url), transport, secret)
 
 
