@@ -112,8 +112,12 @@ class JobRequest(BaseModel):
     app_ids: tuple[StrictStr, ...] | None = None
     window: Literal["hour", "day"] = "hour"
     lookback: StrictInt = Field(default=1, ge=1, le=24 * 366)
+    # Which statistics APIs (default SMS_STATS_COLLECT); a comma-separated string works too.
+    kinds: tuple[Literal["send", "callback", "packages"], ...] | None = Field(
+        default=None, min_length=1
+    )
 
-    @field_validator("app_ids", mode="before")
+    @field_validator("app_ids", "kinds", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -134,7 +138,7 @@ def _kind(value: Any) -> str | None:
         return "http"
     if {"SmsSdkAppId", "BeginTime", "EndTime"} & value.keys():
         return "stats"
-    if not value or {"app_ids", "window", "lookback"} & value.keys():
+    if not value or {"app_ids", "window", "lookback", "kinds"} & value.keys():
         return "job"
     return None
 
@@ -195,7 +199,7 @@ def _unknown_shape(value: dict[str, Any], kinds: tuple[str, ...], source: str) -
         "timer": "a timer event (Type, Time)",
         "http": "an HTTP event (httpMethod, path, ...)",
         "stats": "a SendStatusStatistics request (SmsSdkAppId, BeginTime, EndTime, Limit, Offset)",
-        "job": "a job (app_ids, window, lookback)",
+        "job": "a job (app_ids, window, lookback, kinds)",
     }
     listed = ", ".join(shapes[k] for k in kinds[:-1]) + f" or {shapes[kinds[-1]]}"
     return f"{source or 'the event'} has none of the known shapes: {listed}; got keys " + _show(

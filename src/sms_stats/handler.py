@@ -143,11 +143,12 @@ def handle_http(event: Any, invocation: Invocation) -> dict[str, Any]:
             raise InputError("not an HTTP event")
         settings = current_settings()
         request = http.normalize(parsed, settings.max_body_bytes)
-        if http.route(request, settings.http_base_path) == "/healthz":
+        path = http.route(request, settings.http_base_path)
+        if path == "/healthz":
             ready_sinks(settings, scheduled=False)
             return http.response(200, {"status": "ok"})
         http.authorize(request, settings)
-        job = http.job_from_request(request, settings, utcnow())
+        job = http.job_from_request(request, settings, utcnow(), path)
         # A caller is waiting: earlier runs' debts are left to the timer (drain=False).
         result = _run(job, settings, invocation, scheduled=False, drain=False)
     except ConfigError as exc:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .apis import APIS
 from .errors import (
     AccessError,
     InputError,
@@ -28,10 +29,17 @@ from .errors import (
 from .events import HttpEvent, StatsRequest, parse_direct, parse_json_object
 from .jobs import Job, check_app_ids, from_stats_request, window_between
 from .log import logger
+from .records import Kind
 from .settings import Settings
+from .windows import last_full
 
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
-ROUTES: dict[str, tuple[str, ...]] = {"/stats": ("GET", "POST"), "/healthz": ("GET",)}
+ROUTES: dict[str, tuple[str, ...]] = {
+    "/stats": ("GET", "POST"),
+    "/balance": ("GET",),
+    "/healthz": ("GET",),
+}
+QUERY_KINDS = ("send", "callback")  # /stats?kind=; the balance has a path of its own
 # Query names, with the seed's names as aliases.
 _QUERY_ALIASES = {
     "app_id": "app_id",
@@ -42,6 +50,7 @@ _QUERY_ALIASES = {
     "EndTime": "end",
     "Limit": "Limit",
     "Offset": "Offset",
+    "kind": "kind",
 }
 
 
@@ -153,8 +162,12 @@ def check_allowed(app_ids: Sequence[str], settings: Settings) -> None:
             )
 
 
-def job_from_request(request: HttpRequest, settings: Settings, now: datetime) -> Job:
-    if request.method == "GET":
+def job_from_request(
+    request: HttpRequest, settings: Settings, now: datetime, path: str = "/stats"
+) -> Job:
+    if path == "/balance":
+        job = _balance_job(request.query, settings, now)
+    elif request.method == "GET":
         job = _job_from_query(request.query, settings, now)
     else:
         payload = parse_json_object(request.body, "body") if request.body.strip() else None
@@ -177,9 +190,18 @@ def job_from_request(request: HttpRequest, settings: Settings, now: datetime) ->
     return job
 
 
-def _job_from_query(
-    query: Mapping[str, list[str | bool]], settings: Settings, now: datetime
-) -> Job:
+def _balance_job(query: Mapping[str, list[str | bool]], settings: Settings, now: datetime) -> Job:
+    """`GET /balance?app_id=..`: a snapshot of each app's packages, now."""
+    params = _known(query)
+    app_ids = _app_ids(params)
+    return Job(
+        check_app_ids(app_ids, "app_id", settings),
+        tuple(last_full(now, settings.zone)),
+        kinds=("packages",),
+    )
+
+
+def _known(query: Mapping[str, list[str | bool]]) -> dict[str, list[str | bool]]:
     params: dict[str, list[str | bool]] = {}
     for name, values in query.items():
         canonical = _QUERY_ALIASES.get(name)
@@ -189,19 +211,45 @@ def _job_from_query(
             logger.debug("http.query_ignored", parameter=name[:40])
             continue
         params.setdefault(canonical, []).extend(values)
+    return params
+
+
+def _app_ids(params: Mapping[str, list[str | bool]]) -> list[str]:
+    app_ids: list[str] = []
+    for value in params.get("app_id", []):
+        app_ids.extend(part.strip() for part in _text(value, "app_id").split(",") if part.strip())
+    return app_ids
+
+
+def _job_from_query(
+    query: Mapping[str, list[str | bool]], settings: Settings, now: datetime
+) -> Job:
+    params = _known(query)
     for name in ("Limit", "Offset"):
         if name in params and [str(v) for v in params[name]] != ["0"]:
             raise InputError(
                 f"{name}: is fixed at 0 by the API; got {params[name]!r}",
                 code=f"InvalidParameterValue.{name}VerifyFail",
             )
-    app_ids: list[str] = []
-    for value in params.get("app_id", []):
-        app_ids.extend(part.strip() for part in _text(value, "app_id").split(",") if part.strip())
+    kind = _single(params, "kind") if "kind" in params else "send"
+    if kind not in QUERY_KINDS:
+        raise InputError(
+            f"kind: must be {' or '.join(QUERY_KINDS)} (the balance is GET /balance); "
+            f"got {kind[:40]!r}"
+        )
+    app_ids = _app_ids(params)
     begin = _single(params, "begin")
     end = _single(params, "end")
     window = window_between(begin, end, settings, now, names=("begin", "end"))
-    return Job(check_app_ids(app_ids, "app_id", settings), (window,))
+    limit = APIS["callback"].max_hours
+    if kind == "callback" and limit is not None and window.hours > limit:
+        raise InputError(
+            f"end: receipts are counted over at most 32 days per call; the span {begin}..{end} "
+            f"is {window.hours} hours",
+            code="InvalidParameterValue.EndTimeVerifyFail",
+        )
+    kinds: tuple[Kind, ...] = ("callback",) if kind == "callback" else ("send",)
+    return Job(check_app_ids(app_ids, "app_id", settings), (window,), kinds=kinds)
 
 
 def _single(params: Mapping[str, list[str | bool]], name: str) -> str:

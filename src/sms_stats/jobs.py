@@ -144,7 +144,7 @@ def from_job_request(request: JobRequest | None, settings: Settings, now: dateti
             f"lookback: {span}; at most {settings.max_span_hours} hours (SMS_STATS_MAX_SPAN_HOURS)"
         )
     windows = last_full(now, settings.zone, request.window, request.lookback)
-    return Job(app_ids, tuple(windows))
+    return Job(app_ids, tuple(windows), kinds=collected(request.kinds or settings.collect))
 
 
 def _configured_app_ids(settings: Settings) -> tuple[str, ...]:
