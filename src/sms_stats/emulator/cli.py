@@ -151,7 +151,12 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--secret-key", action="append", default=[], help="repeatable, paired by position"
     )
-    parser.add_argument("--rate-limit", type=float, default=None, help="requests/s per key")
+    parser.add_argument(
+        "--rate-limit",
+        type=float,
+        default=None,
+        help="requests/s per action, region and SecretId (the real API: 10)",
+    )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added per answer")
     parser.add_argument("--max-skew", type=int, default=300, help="allowed clock skew, seconds")
     parser.add_argument(
