@@ -326,7 +326,8 @@ class Emulator(LoopbackService):
     @staticmethod
     def remaining(packages: Sequence[Mapping[str, int]], now: datetime) -> int:
         """What is left to send at ``now``: amount less usage of the packages in effect and
-        not expired (expired messages are lost; a package not yet in effect holds none)."""
+        not expired (expired messages are lost; a package not yet in effect holds none; an
+        over-used package counts 0, not less)."""
         return _packages.remaining(packages, now)
 
     def set_packages(self, app_id: str, packages: PackageSpec | None) -> None:
