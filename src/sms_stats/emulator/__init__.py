@@ -1,4 +1,5 @@
-"""Local stand-in for Tencent Cloud's SMS SendStatusStatistics endpoint (standard library only).
+"""Local stand-in for Tencent Cloud's SMS statistics endpoint, API 2021-01-11: SendStatusStatistics,
+CallbackStatusStatistics and SmsPackagesStatistics (standard library only).
 
 Start it in-process (``Emulator().start()``) or as ``python -m sms_stats.emulator``; point the
 official SDK at ``HttpProfile(protocol="http", endpoint="127.0.0.1:PORT")``.
@@ -7,7 +8,11 @@ official SDK at ``HttpProfile(protocol="http", endpoint="127.0.0.1:PORT")``.
 from .cli import main
 from .server import (
     ACTION,
+    ACTIONS,
+    CALLBACK_ACTION,
     DEFAULT_CREDENTIALS,
+    KINDS,
+    PACKAGES_ACTION,
     SERVICE,
     UNAUTHORIZED_APP_ID,
     VERSION,
@@ -17,7 +22,11 @@ from .server import (
 
 __all__ = [
     "ACTION",
+    "ACTIONS",
+    "CALLBACK_ACTION",
     "DEFAULT_CREDENTIALS",
+    "KINDS",
+    "PACKAGES_ACTION",
     "SERVICE",
     "UNAUTHORIZED_APP_ID",
     "VERSION",

@@ -15,33 +15,53 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime, timezone
 from types import FrameType
 
-from .server import DEFAULT_CREDENTIALS, Emulator, Fault
+from .server import ACTIONS, DEFAULT_CREDENTIALS, KINDS, Emulator, Fault
+
+_FaultKey = str | None | tuple[str | None, str]
 
 
 def _parse_fault(spec: str) -> tuple[str | None, Fault]:
-    """``APPID:CODE``; APPID ``*`` means every app; CODE is an error code, an HTTP status
+    """``APPID[@ACTION]:CODE``; APPID ``*`` means every app; ACTION limits the fault to one
+    action (its name, or send, callback, packages); CODE is an error code, an HTTP status
     (3 digits), ``html``, ``no-response`` or ``hang``, or one of the answers no real API gives:
     ``raw=BODY`` (BODY answered as-is, HTTP 200 JSON; bytes that are not UTF-8 pass through
     from the command line), ``field=NAME=JSON`` (that field of the answer written as the JSON
     text, e.g. ``RequestCount=1e400``; repeat the spec for more fields), ``drip=SECONDS`` (one
-    byte of the answer every SECONDS), ``huge=BYTES`` (an answer padded to BYTES)."""
-    app_id, sep, code = spec.partition(":")
-    if not sep or not app_id or not code:
-        raise argparse.ArgumentTypeError(f"expected APPID:CODE, got {spec!r}")
+    byte of the answer every SECONDS), ``huge=BYTES`` (an answer padded to BYTES), or bad
+    data: ``overuse`` (a package used beyond its amount), ``overcount`` (more receipts than
+    submissions), ``paging=repeat|skip|overlap``."""
+    target_spec, sep, code = spec.partition(":")
+    app_id, at, action = target_spec.partition("@")
+    if not sep or not app_id or not code or (at and not action):
+        raise argparse.ArgumentTypeError(f"expected APPID[@ACTION]:CODE, got {spec!r}")
+    if at and action not in ACTIONS and action not in KINDS:
+        names = ", ".join((*KINDS, *ACTIONS))
+        raise argparse.ArgumentTypeError(f"{spec!r}: unknown action {action!r} ({names})")
     target = None if app_id == "*" else app_id
+    fault = _parse_code(spec, code)
+    if at:
+        fault = replace(fault, action=KINDS.get(action, action))
+    return target, fault
+
+
+def _parse_code(spec: str, code: str) -> Fault:
     if code.isdigit():
-        return target, Fault(http_status=int(code))
+        return Fault(http_status=int(code))
     kind, eq, value = code.partition("=")
     if eq:
-        return target, _parse_answer_fault(spec, kind, value)
+        return _parse_answer_fault(spec, kind, value)
     special = {
         "html": Fault(html=True),
         "no-response": Fault(no_response_key=True),
         "hang": Fault(hang=True),
+        "overuse": Fault(overuse=True),
+        "overcount": Fault(overcount=True),
     }
-    return target, special.get(code, Fault(error_code=code))
+    return special.get(code, Fault(error_code=code))
 
 
 def _parse_answer_fault(spec: str, kind: str, value: str) -> Fault:
@@ -65,30 +85,59 @@ def _parse_answer_fault(spec: str, kind: str, value: str) -> Fault:
             if size < 0:
                 raise ValueError("huge needs a byte count >= 0")
             return Fault(huge_body=size)
+        if kind == "paging":
+            if value not in ("repeat", "skip", "overlap"):
+                raise ValueError("paging needs repeat, skip or overlap")
+            return Fault(paging=value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{spec!r}: {exc}") from None
     raise argparse.ArgumentTypeError(
-        f"{spec!r}: unknown fault {kind!r}= (raw=, field=, drip=, huge=)"
+        f"{spec!r}: unknown fault {kind!r}= (raw=, field=, drip=, huge=, paging=)"
     )
 
 
-def _merged(faults: Sequence[tuple[str | None, Fault]]) -> dict[str | None, Fault]:
-    """One fault per app; ``field=`` specs for the same app add up to one answer."""
-    merged: dict[str | None, Fault] = {}
+def _merged(faults: Sequence[tuple[str | None, Fault]]) -> dict[_FaultKey, Fault]:
+    """One fault per app and action; ``field=`` specs for the same app and action add up to
+    one answer. Keyed by app id, or by (app id, action) for a fault limited to one action."""
+    merged: dict[_FaultKey, Fault] = {}
     for app_id, fault in faults:
-        before = merged.get(app_id)
+        key: _FaultKey = app_id if fault.action is None else (app_id, fault.action)
+        before = merged.get(key)
         if fault.fields and before is not None and before.fields:
-            merged[app_id] = Fault(fields={**before.fields, **fault.fields})
+            merged[key] = Fault(fields={**before.fields, **fault.fields}, action=fault.action)
         else:
-            merged[app_id] = fault
+            merged[key] = fault
     return merged
+
+
+def _parse_packages(spec: str) -> tuple[str, int]:
+    """``APPID:N``: the app has N generated packages instead of the default handful."""
+    app_id, sep, count = spec.partition(":")
+    if not sep or not app_id or not (count.isascii() and count.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected APPID:N (N >= 0), got {spec!r}")
+    return app_id, int(count)
+
+
+def _parse_now(text: str) -> datetime:
+    """An ISO-8601 instant; without an offset it is UTC."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO-8601 time such as 2024-06-01T12:30:00Z, got {text!r}"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 def _build_parser() -> argparse.ArgumentParser:
     default_id, default_key = next(iter(DEFAULT_CREDENTIALS.items()))
     parser = argparse.ArgumentParser(
         prog="sms-stats emulator",
-        description="Local stand-in for Tencent Cloud SMS SendStatusStatistics (API 3.0).",
+        description=(
+            "Local stand-in for Tencent Cloud SMS statistics (API 3.0, 2021-01-11): "
+            "SendStatusStatistics, CallbackStatusStatistics (delivery receipts, settling over "
+            "6 hours) and SmsPackagesStatistics (packages, Limit 1..500 with Offset paging)."
+        ),
         epilog=(
             "It accepts the TC3 signatures of the key pairs given with --secret-id/--secret-key, "
             "plus TENCENTCLOUD_SECRETID/TENCENTCLOUD_SECRETKEY when both are set; with none of "
@@ -102,7 +151,12 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--secret-key", action="append", default=[], help="repeatable, paired by position"
     )
-    parser.add_argument("--rate-limit", type=float, default=None, help="requests/s per key")
+    parser.add_argument(
+        "--rate-limit",
+        type=float,
+        default=None,
+        help="requests/s per action, region and SecretId (the real API: 10)",
+    )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added per answer")
     parser.add_argument("--max-skew", type=int, default=300, help="allowed clock skew, seconds")
     parser.add_argument(
@@ -110,10 +164,31 @@ def _build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         type=_parse_fault,
-        metavar="APPID:CODE",
-        help="inject a fault; APPID '*' = all; CODE: error code, HTTP status, html, "
-        "no-response, hang, raw=BODY, field=NAME=JSON (e.g. field=RequestCount=1e400), "
-        "drip=SECONDS or huge=BYTES (repeatable)",
+        metavar="APPID[@ACTION]:CODE",
+        help="inject a fault; APPID '*' = all; @ACTION limits it to one action (send, "
+        "callback, packages, or the action's name), e.g. "
+        "'*@callback:UnauthorizedOperation.RequestPermissionDeny'; CODE: error code, HTTP "
+        "status, html, no-response, hang, raw=BODY, field=NAME=JSON (e.g. "
+        "field=RequestCount=1e400), drip=SECONDS, huge=BYTES, overuse (a package used beyond "
+        "its amount), overcount (more receipts than submissions), paging=repeat|skip|overlap "
+        "(repeatable)",
+    )
+    parser.add_argument(
+        "--packages",
+        action="append",
+        default=[],
+        type=_parse_packages,
+        metavar="APPID:N",
+        help="give APPID N generated packages (created over the last 2 years) instead of the "
+        "default six (repeatable)",
+    )
+    parser.add_argument(
+        "--now",
+        type=_parse_now,
+        default=None,
+        metavar="ISO8601",
+        help="pin the clock that receipts' settling, the packages and 'EndTime in the future' "
+        "are judged by (e.g. 2024-06-01T12:30:00Z); default: the real time",
     )
     parser.add_argument("--port-file", help="write the bound port here once listening")
     parser.add_argument("--quiet", action="store_true", help="no JSON request log on stderr")
@@ -153,9 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         latency_s=args.latency,
         max_skew_s=args.max_skew,
         log_stream=None if args.quiet else sys.stderr,
+        packages=dict(args.packages),
+        **({} if args.now is None else {"clock": lambda: args.now}),
     )
-    for app_id, fault in _merged(args.fault_app).items():
-        emulator.set_fault(fault, app_id)
+    for key, fault in _merged(args.fault_app).items():
+        emulator.set_fault(fault, key[0] if isinstance(key, tuple) else key)
 
     stop = threading.Event()
 

@@ -8,7 +8,7 @@ emulator yields byte-identical records (the idempotency the real pipeline must p
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 HOUR_DIGITS = 10
 """``yyyymmddhh``: the API's hour precision, nothing finer."""
@@ -86,3 +86,107 @@ def range_counts(app_id: str, begin: str, end: str) -> dict[str, int]:
         for key, value in hour_counts(app_id, hour).items():
             total[key] += value
     return total
+
+
+# -- delivery receipts (CallbackStatusStatistics) ------------------------------------------
+
+API_ZONE = timezone(timedelta(hours=8), "Asia/Shanghai")
+"""The zone the emulator reads ``yyyymmddhh`` in, to tell how long ago an hour ended.
+
+Beijing time, as the real service is believed to use; a fixed offset (China has had no DST
+since 1991) so the standard library needs no tz database.
+"""
+
+CALLBACK_MAX_SPAN = timedelta(days=32)
+"""CallbackStatusStatistics: "EndTime >= BeginTime, and they differ by no more than 32 days"
+(the 2021-01-11 API text). Read literally: ``EndTime - BeginTime <= 32 days``."""
+
+SETTLE_AFTER = timedelta(hours=6)
+"""Every receipt that will ever arrive for an hour has arrived this long after the hour ended."""
+
+SETTLED_AT_ONCE = (4, 5)
+"""The share of an hour's eventual receipts already there when the hour ends: 4/5 (80 %)."""
+
+CALLBACK_REASONS = (
+    "InternalErrorCount",
+    "InvalidNumberCount",
+    "ShutdownErrorCount",
+    "BlackListCount",
+    "FrequencyLimitCount",
+)
+
+
+def hour_start(hour: str) -> datetime:
+    """The instant an API hour begins (an aware datetime in `API_ZONE`)."""
+    return parse_hour(hour).replace(tzinfo=API_ZONE)
+
+
+def settled_share(hour: str, now: datetime) -> tuple[int, int]:
+    """The share (numerator, denominator) of an hour's receipts that have arrived by ``now``.
+
+    80 % the moment the hour ends (and for an hour not yet over), growing linearly to 100 %
+    at `SETTLE_AFTER`. Integer arithmetic, so each count only ever grows with ``now``.
+    """
+    ended = hour_start(hour) + _ONE_HOUR
+    age = int((aware(now) - ended).total_seconds())
+    span = int(SETTLE_AFTER.total_seconds())
+    at_once, whole = SETTLED_AT_ONCE
+    elapsed = min(max(age, 0), span)
+    # at_once/whole + (1 - at_once/whole) * elapsed/span, over one denominator
+    return at_once * span + (whole - at_once) * elapsed, whole * span
+
+
+def final_callback_counts(app_id: str, hour: str) -> dict[str, int]:
+    """The receipts an hour ends up with once all have arrived.
+
+    A few receipts never come back (CallbackCount <= RequestSuccessCount even when settled);
+    a few percent of those that come are failures, split over the five reasons.
+    """
+    success_submits = hour_counts(app_id, hour)["RequestSuccessCount"]
+    digest = hashlib.sha256(f"callback:{app_id}:{hour}".encode()).digest()
+    never = int.from_bytes(digest[0:2], "big") % (success_submits // 50 + 1)
+    callbacks = success_submits - never
+    failed = int.from_bytes(digest[2:4], "big") % (callbacks // 8 + 1)
+    reasons: dict[str, int] = {}
+    left = failed
+    for index, name in enumerate(CALLBACK_REASONS[:-1]):
+        share = int.from_bytes(digest[4 + 2 * index : 6 + 2 * index], "big") % (left + 1)
+        reasons[name] = share
+        left -= share
+    reasons[CALLBACK_REASONS[-1]] = left
+    return {"CallbackSuccessCount": callbacks - failed, **reasons}
+
+
+def hour_callback_counts(app_id: str, hour: str, now: datetime) -> dict[str, int]:
+    """One hour's receipts as the API answers them at ``now``, in the SDK model's field order.
+
+    Every part (successes and each reason) settles by the same share, rounded down; the
+    totals are their sums, so CallbackSuccessCount + CallbackFailCount == CallbackCount and
+    the reasons add up to CallbackFailCount at every moment.
+    """
+    numerator, denominator = settled_share(hour, now)
+    final = final_callback_counts(app_id, hour)
+    settled = {name: value * numerator // denominator for name, value in final.items()}
+    fail = sum(settled[name] for name in CALLBACK_REASONS)
+    success = settled["CallbackSuccessCount"]
+    return {
+        "CallbackCount": success + fail,
+        "RequestSuccessCount": hour_counts(app_id, hour)["RequestSuccessCount"],
+        "CallbackFailCount": fail,
+        "CallbackSuccessCount": success,
+        **{name: settled[name] for name in CALLBACK_REASONS},
+    }
+
+
+def range_callback_counts(app_id: str, begin: str, end: str, now: datetime) -> dict[str, int]:
+    """A range is the plain sum of its hours, each settled as far as ``now`` allows."""
+    total: dict[str, int] = {}
+    for hour in hours_between(begin, end):
+        for key, value in hour_callback_counts(app_id, hour, now).items():
+            total[key] = total.get(key, 0) + value
+    return total
+
+
+def aware(moment: datetime) -> datetime:
+    """A naive clock reading is taken as UTC, the SCF runtime's clock."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)

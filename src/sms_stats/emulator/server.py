@@ -1,4 +1,5 @@
-"""A local stand-in for Tencent Cloud's SMS API 3.0 endpoint, SendStatusStatistics only.
+"""A local stand-in for Tencent Cloud's SMS API 3.0 endpoint: the three statistics actions of
+version 2021-01-11 (SendStatusStatistics, CallbackStatusStatistics, SmsPackagesStatistics).
 
 Why it exists: the real endpoint cannot be called from CI, and mocking the SDK would hide the
 traps that matter (signature drift, exact Content-Type, errors delivered as HTTP 200, transport
@@ -17,8 +18,8 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from email.utils import formatdate
 from http import HTTPStatus
@@ -26,11 +27,17 @@ from typing import Any, TextIO
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from . import counts as _counts
+from . import packages as _packages
 from . import tc3
 from .loopback import LoopbackHandler, LoopbackService, reason
 
 SERVICE = "sms"
 ACTION = "SendStatusStatistics"
+CALLBACK_ACTION = "CallbackStatusStatistics"
+PACKAGES_ACTION = "SmsPackagesStatistics"
+ACTIONS = (ACTION, CALLBACK_ACTION, PACKAGES_ACTION)
+KINDS: dict[str, str] = {"send": ACTION, "callback": CALLBACK_ACTION, "packages": PACKAGES_ACTION}
+"""The short names of the actions, as ``SMS_STATS_COLLECT`` spells them."""
 VERSION = "2021-01-11"
 DEFAULT_CREDENTIALS: dict[str, str] = {"AKIDEMULATOR": "emulator-secret-key"}
 UNAUTHORIZED_APP_ID = "1400000000"
@@ -48,6 +55,8 @@ IDLE_TIMEOUT_S = 30.0
 _REGION = re.compile(r"^[a-z]+-[a-z]+(-[0-9]+)?$")
 _APP_ID = re.compile(r"^1400[0-9]{6}$")
 _PARAMETERS = ("SmsSdkAppId", "BeginTime", "EndTime", "Limit", "Offset")
+_PACKAGE_PARAMETERS = ("SmsSdkAppId", "Limit", "Offset", "BeginTime", "EndTime")
+_PAGING_FAULTS = ("repeat", "skip", "overlap")
 _JSON = "application/json"
 
 _MESSAGES: dict[str, str] = {
@@ -76,7 +85,8 @@ _MESSAGES: dict[str, str] = {
 
 @dataclass
 class Fault:
-    """Injected misbehaviour, matched by the request body's SmsSdkAppId or applied globally.
+    """Injected misbehaviour, matched by the request body's SmsSdkAppId or applied globally,
+    for every action or only ``action`` (an action name, or its kind: send, callback, packages).
 
     Faults act after signature verification and the rate limit, like an upstream failure
     behind a healthy gateway. When several behaviours are set, ``latency_s`` always applies
@@ -87,10 +97,17 @@ class Fault:
     Answers the SDK's models would take and no real API gives: ``raw_body`` is answered as-is
     (HTTP 200, ``content_type``); ``fields`` replaces fields of the normal answer with JSON
     text, which may be what Python cannot hold (``{"RequestCount": "1e400"}``, ``"Infinity"``,
-    ``"-1"``, ``"true"``, ``'"12"'``; ``RequestId`` is the Response's, the rest are
-    SendStatusStatistics'). ``drip_s`` writes the body one byte every ``drip_s`` seconds;
-    ``huge_body`` pads the answer to that many bytes (a JSON string field that never ends
-    before the last byte, so any cut of it is malformed).
+    ``"-1"``, ``"true"``, ``'"12"'``; ``RequestId`` is the Response's, the rest are the
+    statistics object's, or every package's in SmsPackagesStatistics). ``drip_s`` writes the
+    body one byte every ``drip_s`` seconds; ``huge_body`` pads the answer to that many bytes
+    (a JSON string field that never ends before the last byte, so any cut of it is malformed).
+
+    Answers that break the API's own rules, which a client must notice rather than store:
+    ``overuse`` gives the first package of each page a CurrentUsage above its PackageAmount;
+    ``overcount`` answers more receipts than successful submissions (CallbackCount and
+    CallbackSuccessCount raised alike, so only that rule breaks); ``paging`` is ``"repeat"``
+    (Offset ignored: every page is the first), ``"skip"`` (each page starts a page further on)
+    or ``"overlap"`` (each page after the first starts one package early).
     """
 
     error_code: str | None = None
@@ -105,6 +122,10 @@ class Fault:
     fields: dict[str, str] | None = None
     drip_s: float = 0.0
     huge_body: int | None = None
+    action: str | None = None
+    overuse: bool = False
+    overcount: bool = False
+    paging: str | None = None
 
 
 class ApiError(Exception):
@@ -178,10 +199,21 @@ class _SlidingWindow:
             return True, now
 
 
+PackageSpec = int | Sequence[Mapping[str, int]]
+"""An app's packages: how many to generate (`generated_packages`), or the list itself."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
 class Emulator(LoopbackService):
-    """Serves SendStatusStatistics on a local port; see the module docstring for why.
+    """Serves the three statistics actions on a local port; see the module docstring for why.
 
     `start`, `stop`, `port`, `endpoint` and the context manager come from `LoopbackService`.
+    ``clock`` is read for what depends on the time of the request (how far receipts have
+    settled, which packages exist, whether SmsPackagesStatistics' EndTime is in the future);
+    ``packages`` gives apps other packages than the default handful (see `set_packages`).
     """
 
     def __init__(
@@ -193,6 +225,8 @@ class Emulator(LoopbackService):
         latency_s: float = 0.0,
         max_skew_s: int = 300,
         log_stream: TextIO | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+        packages: Mapping[str, PackageSpec] | None = None,
     ) -> None:
         super().__init__(_Handler, host=host, port=port, label="emulator")
         self._credentials = dict(DEFAULT_CREDENTIALS if credentials is None else credentials)
@@ -202,14 +236,29 @@ class Emulator(LoopbackService):
         self._log_stream = log_stream
         self._lock = threading.Lock()
         self._log_lock = threading.Lock()
-        self._faults: dict[str | None, _Armed] = {}
+        self._faults: dict[tuple[str | None, str | None], _Armed] = {}
         self._log: deque[dict[str, Any]] = deque(maxlen=100_000)
         self._rejected = 0
+        self._clock = clock
+        self._packages: dict[str, PackageSpec] = {}
+        for app_id, spec in (packages or {}).items():
+            self.set_packages(app_id, spec)
 
     # -- control ---------------------------------------------------------------------------
 
     def set_fault(self, fault: Fault, app_id: str | None = None) -> None:
-        """Replace the fault for ``app_id`` (``None``: every request without its own fault)."""
+        """Replace the fault for ``app_id`` and ``fault.action`` (``None``: any).
+
+        The most specific fault wins: this app and action, this app, this action, then the
+        global one.
+        """
+        if fault.action is not None:
+            if fault.action not in ACTIONS and fault.action not in KINDS:
+                names = ", ".join((*ACTIONS, *KINDS))
+                raise ValueError(f"Fault.action must be one of {names}; got {fault.action!r}")
+            fault = replace(fault, action=KINDS.get(fault.action, fault.action))
+        if fault.paging is not None and fault.paging not in _PAGING_FAULTS:
+            raise ValueError(f"Fault.paging must be one of {', '.join(_PAGING_FAULTS)}")
         if fault.times is not None and fault.times < 0:
             raise ValueError("Fault.times must be >= 0 or None")
         if fault.latency_s < 0:
@@ -227,7 +276,7 @@ class Emulator(LoopbackService):
                 message = f"Fault.fields[{name!r}] must be JSON text, got {text!r}"
                 raise ValueError(message) from None
         with self._lock:
-            self._faults[app_id] = _Armed(fault, fault.times)
+            self._faults[(app_id, fault.action)] = _Armed(fault, fault.times)
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -250,6 +299,64 @@ class Emulator(LoopbackService):
     @staticmethod
     def expected(app_id: str, begin: str, end: str) -> dict[str, int]:
         return _counts.range_counts(app_id, begin, end)
+
+    @staticmethod
+    def callback_counts(app_id: str, hour: str, now: datetime | None = None) -> dict[str, int]:
+        """One hour's CallbackStatusStatistics as answered at ``now`` (default: now, UTC)."""
+        return _counts.hour_callback_counts(app_id, hour, now or _utc_now())
+
+    @staticmethod
+    def expected_callback(
+        app_id: str, begin: str, end: str, now: datetime | None = None
+    ) -> dict[str, int]:
+        """A range's CallbackStatusStatistics as answered at ``now`` (default: now, UTC)."""
+        return _counts.range_callback_counts(app_id, begin, end, now or _utc_now())
+
+    @staticmethod
+    def expected_packages(
+        app_id: str, now: datetime | None = None, count: int | None = None
+    ) -> list[dict[str, int]]:
+        """Every package of an app, in the API's order, as they are at ``now``: the default
+        handful, or ``count`` generated ones (`set_packages(app_id, count)`)."""
+        moment = now or _utc_now()
+        if count is None:
+            return _packages.default_packages(app_id, moment)
+        return _packages.generated_packages(app_id, count, moment)
+
+    @staticmethod
+    def remaining(packages: Sequence[Mapping[str, int]], now: datetime) -> int:
+        """What is left to send at ``now``: amount less usage of the packages in effect and
+        not expired (expired messages are lost; a package not yet in effect holds none; an
+        over-used package counts 0, not less)."""
+        return _packages.remaining(packages, now)
+
+    def set_packages(self, app_id: str, packages: PackageSpec | None) -> None:
+        """Give ``app_id`` ``packages`` generated packages, or this list of API-shaped
+        packages (the seven fields, ints); ``None`` restores the default handful."""
+        if packages is None:
+            with self._lock:
+                self._packages.pop(app_id, None)
+            return
+        if isinstance(packages, int):
+            if type(packages) is not int or packages < 0:
+                raise ValueError("a package count must be an int >= 0")
+            spec: PackageSpec = packages
+        else:
+            spec = _packages.checked(packages)
+        with self._lock:
+            self._packages[app_id] = spec
+
+    def packages_of(self, app_id: str, now: datetime | None = None) -> list[dict[str, int]]:
+        """Every package the emulator serves for ``app_id`` (at ``now``, default its clock),
+        in the API's order (creation time, then id), before any fault."""
+        moment = now or self._clock()
+        with self._lock:
+            spec = self._packages.get(app_id)
+        if spec is None:
+            return _packages.default_packages(app_id, moment)
+        if isinstance(spec, int):
+            return _packages.generated_packages(app_id, spec, moment)
+        return [dict(package) for package in spec]
 
     # -- request processing (called from handler threads) ----------------------------------
 
@@ -310,7 +417,7 @@ class Emulator(LoopbackService):
         version = headers.get("x-tc-version")
         if not version:
             raise _missing("Version")
-        if action != ACTION:
+        if action not in ACTIONS:
             raise ApiError("InvalidAction", f"The requested action `{action}` does not exist.")
         if version != VERSION:
             raise ApiError(
@@ -331,13 +438,46 @@ class Emulator(LoopbackService):
         for key, field in (("app_id", "SmsSdkAppId"), ("begin", "BeginTime"), ("end", "EndTime")):
             value = params.get(field)
             entry[key] = value if isinstance(value, str) else None
-        fault = self._take_fault(entry["app_id"])
+        fault = self._take_fault(entry["app_id"], action)
         if fault is not None:
             faulted = self._apply(fault, request_id)
             if faulted is not None:
                 return faulted
         if parse_error is not None:
             raise parse_error
+        name, answer = self._answer(action, params, fault)
+        if fault is None:
+            return _json_reply({"Response": {name: answer, "RequestId": request_id}}, "OK")
+        return _shaped_reply(fault, name, answer, request_id)
+
+    def _answer(
+        self, action: str, params: Mapping[str, Any], fault: Fault | None
+    ) -> tuple[str, dict[str, int] | list[dict[str, int]]]:
+        """The validated action's answer: the Response key and its value."""
+        if action == CALLBACK_ACTION:
+            app_id, begin, end = _validate(params, callback=True)
+            now = self._clock()
+            figures = _counts.range_callback_counts(app_id, begin, end, now)
+            if fault is not None and fault.overcount:
+                extra = figures["RequestSuccessCount"] - figures["CallbackCount"] + 1
+                figures["CallbackCount"] += extra
+                figures["CallbackSuccessCount"] += extra
+            return "CallbackStatusStatistics", figures
+        if action == PACKAGES_ACTION:
+            now = self._clock()
+            app_id, limit, offset, begin, end = _validate_packages(params, now)
+            chosen = _packages.created_between(self.packages_of(app_id, now), begin, end)
+            start = offset
+            if fault is not None and fault.paging == "repeat":
+                start = 0
+            elif fault is not None and fault.paging == "skip" and offset > 0:
+                start = offset + limit
+            elif fault is not None and fault.paging == "overlap" and offset > 0:
+                start = offset - 1
+            page = chosen[start : start + limit]
+            if fault is not None and fault.overuse and page:
+                page[0]["CurrentUsage"] = page[0]["PackageAmount"] + 1 + page[0]["PackageId"] % 97
+            return "SmsPackagesStatisticsSet", page
         app_id, begin, end = _validate(params)
         figures = _counts.range_counts(app_id, begin, end)
         statistics = {
@@ -345,11 +485,7 @@ class Emulator(LoopbackService):
             "RequestCount": figures["RequestCount"],
             "RequestSuccessCount": figures["RequestSuccessCount"],
         }
-        if fault is None:
-            return _json_reply(
-                {"Response": {"SendStatusStatistics": statistics, "RequestId": request_id}}, "OK"
-            )
-        return _shaped_reply(fault, statistics, request_id)
+        return "SendStatusStatistics", statistics
 
     def _authenticate(
         self,
@@ -437,8 +573,9 @@ class Emulator(LoopbackService):
                 "Please reduce the frequency of calls.",
             )
 
-    def _take_fault(self, app_id: str | None) -> Fault | None:
-        keys: tuple[str | None, ...] = (app_id, None) if app_id is not None else (None,)
+    def _take_fault(self, app_id: str | None, action: str) -> Fault | None:
+        apps: tuple[str | None, ...] = (app_id, None) if app_id is not None else (None,)
+        keys = [(app, scope) for app in apps for scope in (action, None)]
         with self._lock:
             for key in keys:
                 armed = self._faults.get(key)
@@ -491,16 +628,28 @@ class Emulator(LoopbackService):
                 pass  # a closed log stream must not take the server down
 
 
-def _shaped_reply(fault: Fault, statistics: dict[str, int], request_id: str) -> _Reply:
-    """The normal answer, with ``fault.fields`` written in as raw JSON text, then dripped or
-    padded as the fault says."""
+def _object_text(values: Mapping[str, int], overrides: Mapping[str, str]) -> str:
+    texts = {name: json.dumps(value) for name, value in values.items()}
+    texts.update(overrides)
+    return "{" + ",".join(f"{json.dumps(name)}:{text}" for name, text in texts.items()) + "}"
+
+
+def _shaped_reply(
+    fault: Fault, key: str, value: dict[str, int] | list[dict[str, int]], request_id: str
+) -> _Reply:
+    """The normal answer, with ``fault.fields`` written in as raw JSON text (into the
+    statistics object, or into every package of a set), then dripped or padded as the fault
+    says."""
     overrides = dict(fault.fields or {})
     rid = overrides.pop("RequestId", json.dumps(request_id))
-    texts = {name: json.dumps(value) for name, value in statistics.items()}
-    texts.update(overrides)
-    inner = ",".join(f"{json.dumps(name)}:{text}" for name, text in texts.items())
-    answer = f'{{"Response":{{"SendStatusStatistics":{{{inner}}},"RequestId":{rid}'
+    if isinstance(value, list):
+        inner = "[" + ",".join(_object_text(item, overrides) for item in value) + "]"
+    else:
+        inner = _object_text(value, overrides)
+    answer = f'{{"Response":{{{json.dumps(key)}:{inner},"RequestId":{rid}'
     code = "Fault.Fields" if fault.fields else "OK"
+    if fault.overuse or fault.overcount or fault.paging:
+        code = "Fault.BadData"
     pad_to = None
     if fault.huge_body is not None:
         answer += ',"Padding":"'  # the pad's closing quote and braces are its last bytes
@@ -544,34 +693,26 @@ def _parse_parameters(
     return decoded, None
 
 
-def _validate(params: Mapping[str, Any]) -> tuple[str, str, str]:
-    """Check the parameters in the order the seed documents them; first failure wins."""
-    for name in params:
-        if name not in _PARAMETERS:
-            raise ApiError("UnknownParameter", f"The parameter `{name}` is not recognized.")
-    for name in _PARAMETERS:
-        if params.get(name) is None:
-            raise _missing(name)
-    app_id, begin, end = params["SmsSdkAppId"], params["BeginTime"], params["EndTime"]
-    if not isinstance(app_id, str) or not _APP_ID.match(app_id):
-        raise ApiError(
-            "InvalidParameterValue.SdkAppIdNotExist", f"The SdkAppId `{app_id}` does not exist."
-        )
-    if not _is_hour(begin):
-        raise ApiError(
-            "InvalidParameterValue.BeginTimeVerifyFail",
-            "BeginTime must be a real hour written as yyyymmddhh, e.g. 2021050113.",
-        )
-    if not _is_hour(end):
-        raise ApiError(
-            "InvalidParameterValue.EndTimeVerifyFail",
-            "EndTime must be a real hour written as yyyymmddhh, e.g. 2021050118.",
-        )
+def _validate(params: Mapping[str, Any], *, callback: bool = False) -> tuple[str, str, str]:
+    """Check the parameters in the order the seed documents them; first failure wins.
+
+    SendStatusStatistics and CallbackStatusStatistics take the same parameters; receipts
+    have the documented cap of 32 days between BeginTime and EndTime.
+    """
+    _check_names(params, _PARAMETERS)
+    app_id = _check_app_id(params["SmsSdkAppId"])
+    begin, end = _check_hours(params["BeginTime"], params["EndTime"])
     if end < begin:  # same-width digit strings order like the hours they name
         raise ApiError(
             "InvalidParameterValue.EndTimeVerifyFail", "EndTime must not be earlier than BeginTime."
         )
-    if _counts.range_hours(begin, end) > _counts.MAX_RANGE_HOURS:
+    if callback:
+        if _counts.parse_hour(end) - _counts.parse_hour(begin) > _counts.CALLBACK_MAX_SPAN:
+            raise ApiError(
+                "InvalidParameterValue.EndTimeVerifyFail",
+                "EndTime must not be more than 32 days after BeginTime.",
+            )
+    elif _counts.range_hours(begin, end) > _counts.MAX_RANGE_HOURS:
         raise ApiError(
             "InvalidParameterValue.EndTimeVerifyFail",
             "The range from BeginTime to EndTime must not exceed 31 days.",
@@ -583,9 +724,71 @@ def _validate(params: Mapping[str, Any]) -> tuple[str, str, str]:
         value = params[name]
         if type(value) is not int or value != 0:
             raise ApiError(code, f"{name} is currently fixed at 0.")
+    _check_authorized(app_id)
+    return app_id, begin, end
+
+
+def _validate_packages(params: Mapping[str, Any], now: datetime) -> tuple[str, int, int, str, str]:
+    """SmsPackagesStatistics: Limit 1..500, Offset >= 0, then the creation-time window,
+    whose EndTime must be after BeginTime and before now."""
+    _check_names(params, _PACKAGE_PARAMETERS)
+    app_id = _check_app_id(params["SmsSdkAppId"])
+    limit, offset = params["Limit"], params["Offset"]
+    if type(limit) is not int or not 1 <= limit <= _packages.MAX_LIMIT:
+        raise ApiError(
+            "InvalidParameterValue.LimitVerifyFail",
+            f"Limit must be an integer from 1 to {_packages.MAX_LIMIT}.",
+        )
+    if type(offset) is not int or offset < 0:
+        raise ApiError("InvalidParameterValue.OffsetVerifyFail", "Offset must be an integer >= 0.")
+    begin, end = _check_hours(params["BeginTime"], params["EndTime"])
+    if end <= begin:
+        raise ApiError(
+            "InvalidParameterValue.EndTimeVerifyFail", "EndTime must be after BeginTime."
+        )
+    if _counts.hour_start(end) >= _counts.aware(now):
+        raise ApiError(
+            "InvalidParameterValue.EndTimeVerifyFail",
+            "EndTime must be earlier than the current time (hours are Beijing time).",
+        )
+    _check_authorized(app_id)
+    return app_id, limit, offset, begin, end
+
+
+def _check_names(params: Mapping[str, Any], names: Sequence[str]) -> None:
+    for name in params:
+        if name not in names:
+            raise ApiError("UnknownParameter", f"The parameter `{name}` is not recognized.")
+    for name in names:
+        if params.get(name) is None:
+            raise _missing(name)
+
+
+def _check_app_id(app_id: object) -> str:
+    if not isinstance(app_id, str) or not _APP_ID.match(app_id):
+        raise ApiError(
+            "InvalidParameterValue.SdkAppIdNotExist", f"The SdkAppId `{app_id}` does not exist."
+        )
+    return app_id
+
+
+def _check_hours(begin: object, end: object) -> tuple[str, str]:
+    if not isinstance(begin, str) or not _is_hour(begin):
+        raise ApiError(
+            "InvalidParameterValue.BeginTimeVerifyFail",
+            "BeginTime must be a real hour written as yyyymmddhh, e.g. 2021050113.",
+        )
+    if not isinstance(end, str) or not _is_hour(end):
+        raise ApiError(
+            "InvalidParameterValue.EndTimeVerifyFail",
+            "EndTime must be a real hour written as yyyymmddhh, e.g. 2021050118.",
+        )
+    return begin, end
+
+
+def _check_authorized(app_id: str) -> None:
     if app_id == UNAUTHORIZED_APP_ID:
         raise ApiError("UnauthorizedOperation.SmsSdkAppIdVerifyFail")
-    return app_id, begin, end
 
 
 def _is_hour(value: object) -> bool:
