@@ -107,6 +107,9 @@ def scf_env(
         "SMS_STATS_SINKS": f"file://{store}",
         "SMS_STATS_API_TOKEN": API_TOKEN,
         "SMS_STATS_TIMEOUT": "2",
+        # The seed's API alone: most tests are about how one kind is fetched and delivered;
+        # tests/test_kinds.py runs the default (all three kinds).
+        "SMS_STATS_COLLECT": "send",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -287,14 +287,20 @@ class TestSmoke:
         assert out["emulator_found"] is False
 
         # The timer run wrote the last full hour of each app (and the HTTP GET its hour), with
-        # the counts the stand-in answers.
+        # the counts the stand-in answers; receipts of that hour and the six before it, and a
+        # balance, for each app: all three kinds, from inside the zip.
         assert out["timer"]["ok"] is True
-        assert record_files(store) == [
+        files = record_files(store)
+        sends = [name for name in files if name.startswith("app=")]
+        assert sends == [
             f"app={APP_A}/dt=2021-05-01/2021050112-2021050112.json",
             f"app={APP_A}/dt=2021-05-01/2021050113-2021050113.json",
             f"app={APP_B}/dt=2021-05-01/2021050112-2021050112.json",
         ]
-        for path in (store / name for name in record_files(store)):
+        for app in (APP_A, APP_B):
+            assert sum(name.startswith(f"callback/app={app}/") for name in files) == 7
+            assert sum(name.startswith(f"packages/app={app}/") for name in files) == 1
+        for path in (store / name for name in sends):
             record = json.loads(path.read_text(encoding="utf-8"))
             expected = Emulator.expected(
                 record["sms_sdk_app_id"], record["begin_time"], record["end_time"]

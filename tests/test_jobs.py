@@ -55,8 +55,10 @@ class TestJobLimits:
 
     def test_given_lookback_of_exactly_max_span_when_job_built_then_accepted(self) -> None:
         settings = load_settings({"SMS_STATS_MAX_SPAN_HOURS": "48", "SMS_STATS_APP_IDS": APP_A})
-        assert len(from_job_request(JobRequest(window="day", lookback=2), settings, NOW)) == 2
-        assert len(from_job_request(JobRequest(window="hour", lookback=48), settings, NOW)) == 48
+        day_job = from_job_request(JobRequest(window="day", lookback=2), settings, NOW)
+        assert len(day_job.windows) == 2
+        hour_job = from_job_request(JobRequest(window="hour", lookback=48), settings, NOW)
+        assert len(hour_job.windows) == 48
 
     def test_given_backfill_of_more_apps_than_a_request_may_name_when_planned_then_accepted(
         self, scf_env: dict[str, str]

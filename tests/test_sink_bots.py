@@ -655,7 +655,7 @@ class TestSummary:
 
     @pytest.mark.parametrize("limit", [1, 2, 3, 7, 50, 1000])
     def test_given_size_limit_when_packed_then_fewest_parts_in_order(self, limit: int) -> None:
-        rows = tuple(Row(str(i), i, i, i) for i in range(53))
+        rows = tuple(Row(str(i), (f"requests {i}",)) for i in range(53))
         parts = pack(rows, lambda chunk, part: len(chunk) <= limit)
         assert [r for part in parts for r in part] == list(rows)
         assert all(len(part) == min(limit, 53) for part in parts[:-1])
@@ -663,8 +663,9 @@ class TestSummary:
 
     def test_given_summary_of_mixed_apps_when_totalled_then_rate_from_sums(self) -> None:
         summary = summarize([record(APP_A, 100, 90, 100), record(APP_B, 0, 0, 0)])
-        assert summary.total == Row("", 100, 90, 100)
-        assert summary.total.rate == 0.9
+        assert summary.total == Row(
+            "", ("requests 100", "successes 90", "rate 90.00%", "billed parts 100")
+        )
 
 
 class TestThroughHandler:
@@ -824,7 +825,7 @@ class TestPack:
         self,
     ) -> None:
         """`(10/15)` is wider than `(1/30)`: packing must measure the widest label it may use."""
-        rows = tuple(Row(str(i), i, i, i) for i in range(30))
+        rows = tuple(Row(str(i), (f"requests {i}",)) for i in range(30))
 
         def fits(chunk: Any, part: Part) -> bool:
             return len(chunk) * 10 + len(part.suffix) <= 27
@@ -834,7 +835,7 @@ class TestPack:
         assert all(fits(p, Part(i, len(parts))) for i, p in enumerate(parts, 1))
 
     def test_given_row_too_long_alone_when_packed_then_sink_error_names_the_app(self) -> None:
-        rows = (Row("1400006874", 1, 1, 1), Row("1400006875", 1, 1, 1))
+        rows = (Row("1400006874", ("requests 1",)), Row("1400006875", ("requests 1",)))
         with pytest.raises(SinkError, match="1400006874 alone exceeds"):
             pack(rows, lambda chunk, part: False)
 

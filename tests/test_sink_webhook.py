@@ -73,7 +73,7 @@ class TestSigning:
         sink(receiver, sleep).deliver([record()])
         (message,) = receiver.received
         assert message.verified is True
-        assert message.json == {"records": [record().to_dict()]}
+        assert message.json == {"kind": "send", "records": [record().to_dict()]}
         assert message.headers["content-type"].startswith("application/json")
         assert message.headers["webhook-id"] == message_id(record())
         assert abs(int(message.headers["webhook-timestamp"]) - time.time()) < 60

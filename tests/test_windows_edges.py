@@ -96,7 +96,7 @@ class TestRepeatedHour:
         assert first["begin_time"] == second["begin_time"] == "2021110701"  # what the API got
         ids = [r.headers["webhook-id"] for r in receiver.accepted]
         assert len(ids) == len(set(ids)) == 25
-        assert f"msg_{APP_A}_2021110701~2_2021110701~2" in ids
+        assert f"msg_{APP_A}_2021110701~2_2021110701~2" in {i.rsplit("_", 1)[0] for i in ids}
         # Resuming skips both (neither overwrote the other), and gaps sees both.
         assert main([*args, *sinks]) == 0
         assert main(["gaps", *args[1:], *sinks]) == 0
