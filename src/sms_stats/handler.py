@@ -249,7 +249,7 @@ def _run(
         logger.info("http.not_stored", reason="a range of hours is answered only")
         sinks = []
     started = time.monotonic()
-    result = run_job(job, settings, invocation, sinks, drain=drain)
+    result = run_job(job, settings, invocation, sinks, drain=drain, clock=utcnow)
     logger.info(
         "job.end",
         apps=len(job.app_ids),

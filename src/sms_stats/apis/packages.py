@@ -2,8 +2,10 @@
 
 The API selects packages by their creation time, pages them (`Limit` at most 500, `Offset`),
 and wants an `EndTime` after `BeginTime` and not in the future. Packages stay valid for up to
-two years, so a balance looks back 25 months. Paging is checked: a page that repeats a package
-or a page cut short before the end would make the balance wrong, so either fails the fetch.
+two years, so a balance looks back 25 months. Paging is checked: each page after the first
+starts at the last package of the page before, which must come back first, so a page that
+repeats, skips or shifts is seen (the API gives no total to check against) and fails the fetch:
+a wrong balance is worse than none.
 """
 
 from __future__ import annotations
@@ -45,40 +47,48 @@ class PackagesApi:
         begin = (end.astimezone(timezone.utc) - LOOK_BACK).astimezone(tz)
         found: dict[int, Package] = {}
         first_request_id = ""
-        for page in range(MAX_PAGES):
+        offset = 0
+        last: int | None = None  # the last package of the page before
+        for page in range(1, MAX_PAGES + 1):
             params = {
                 "SmsSdkAppId": app_id,
                 "BeginTime": format_hour(begin),
                 "EndTime": format_hour(end),
                 "Limit": PAGE,
-                "Offset": page * PAGE,
+                "Offset": offset,
             }
-            label = f"{format_hour(begin)}-{format_hour(end)} page {page + 1}"
+            label = f"{format_hour(begin)}-{format_hour(end)} page {page}"
             answer = client.call(self.action, params, app_id, label, deadline)
             assert isinstance(answer, SmsPackagesStatisticsAnswer)
             first_request_id = first_request_id or answer.RequestId
             items = answer.SmsPackagesStatisticsSet
+            if len(items) > PAGE:
+                raise _paging(f"must hold at most Limit={PAGE} packages", f"{len(items)}", answer)
+            if last is not None:
+                # Each page after the first starts at the last package of the page before: a
+                # page that repeats, skips or shifts comes back with another one there.
+                if not items or items[0].PackageId != last:
+                    got = items[0].PackageId if items else "an empty page"
+                    raise _paging(
+                        f"page {page} (Offset {offset}) must start with PackageId {last}, the "
+                        "last of the page before (paging is unreliable: no balance is better "
+                        "than a wrong one)",
+                        f"PackageId {got}",
+                        answer,
+                    )
+                items = items[1:]
             for item in items:
                 if item.PackageId in found:
-                    raise BadAnswer(
-                        self.action,
-                        "Response.SmsPackagesStatisticsSet",
-                        f"page {page + 1} repeats a package of an earlier page (paging is "
-                        "unreliable, so no balance is better than a wrong one)",
+                    raise _paging(
+                        f"page {page} repeats a package of an earlier page",
                         f"PackageId {item.PackageId}",
-                        answer.RequestId,
+                        answer,
                     )
                 found[item.PackageId] = _package(item, app_id, answer.RequestId)
-            if len(items) > PAGE:
-                raise BadAnswer(
-                    self.action,
-                    "Response.SmsPackagesStatisticsSet",
-                    f"must hold at most Limit={PAGE} packages",
-                    f"{len(items)} packages",
-                    answer.RequestId,
-                )
-            if len(items) < PAGE:
+            if len(answer.SmsPackagesStatisticsSet) < PAGE:
                 break
+            offset += PAGE - 1
+            last = answer.SmsPackagesStatisticsSet[-1].PackageId
         else:
             raise BadAnswer(
                 self.action,
@@ -89,6 +99,12 @@ class PackagesApi:
             )
         packages = tuple(sorted(found.values(), key=lambda p: (p.created_at, p.package_id)))
         return BalanceRecord(app_id, as_of, packages, first_request_id, now)
+
+
+def _paging(rule: str, value: str, answer: SmsPackagesStatisticsAnswer) -> BadAnswer:
+    return BadAnswer(
+        "SmsPackagesStatistics", "Response.SmsPackagesStatisticsSet", rule, value, answer.RequestId
+    )
 
 
 def _package(item: object, app_id: str, request_id: str) -> Package:

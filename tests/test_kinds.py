@@ -1,0 +1,350 @@
+"""All three statistics APIs through the real handler and the stand-in: what issue 9 promised.
+
+Each test runs the default collection (send, receipts, balance) against its own stand-in whose
+clock is pinned, with the handler's clock pinned to the same moment, so that settling receipts
+and package expiry are deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from index import main_handler
+from pytest_mock import MockerFixture
+
+from sms_stats.emulator import Emulator, Fault
+from sms_stats.errors import SmsStatsError
+
+from .conftest import API_TOKEN, APP_A, APP_B, SECRET_ID, SECRET_KEY, load_event, record_files
+from .standins.webhook import WebhookReceiver
+
+NOW = datetime(2021, 5, 1, 5, 5, tzinfo=timezone.utc)  # 13:05 in Shanghai
+TIMER = {"Type": "Timer", "TriggerName": "hourly", "Time": "2021-05-01T05:05:00Z", "Message": ""}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock(mocker: MockerFixture) -> Clock:
+    pinned = Clock()
+    mocker.patch("sms_stats.handler.utcnow", side_effect=pinned)
+    return pinned
+
+
+@pytest.fixture
+def stand_in(clock: Clock) -> Iterator[Emulator]:
+    with Emulator(credentials={SECRET_ID: SECRET_KEY}, clock=clock) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def env(
+    scf_env: dict[str, str], stand_in: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    monkeypatch.setenv("SMS_STATS_ENDPOINT", stand_in.endpoint)
+    monkeypatch.delenv("SMS_STATS_COLLECT")  # the default: all three kinds
+    return scf_env
+
+
+def read(store: Path, prefix: str) -> dict[str, dict[str, Any]]:
+    return {
+        name: json.loads((store / name).read_text(encoding="utf-8"))
+        for name in record_files(store)
+        if name.startswith(prefix)
+    }
+
+
+def timer(at: datetime) -> dict[str, Any]:
+    return {**TIMER, "Time": at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+class TestTimer:
+    def test_given_the_default_job_when_the_timer_runs_then_three_kinds_for_every_app(
+        self, env: dict[str, str], store: Path, context: dict[str, Any]
+    ) -> None:
+        summary = main_handler(TIMER, context)
+        assert summary["ok"] is True
+
+        sends = read(store, "app=")
+        assert sorted(sends) == [
+            f"app={app}/dt=2021-05-01/2021050112-2021050112.json" for app in (APP_A, APP_B)
+        ]
+        receipts = read(store, "callback/")
+        # The last full hour and the six before it, while their receipts settle.
+        assert len(receipts) == 2 * 7
+        for record in receipts.values():
+            expected = Emulator.expected_callback(
+                record["sms_sdk_app_id"], record["begin_time"], record["end_time"], NOW
+            )
+            assert record["schema"] == "sms-stats-callback/v1"
+            assert record["callback_count"] == expected["CallbackCount"]
+            assert record["callback_success_count"] == expected["CallbackSuccessCount"]
+            assert record["black_list_count"] == expected["BlackListCount"]
+            assert record["pending_count"] == (
+                expected["RequestSuccessCount"] - expected["CallbackCount"]
+            )
+            total = expected["CallbackCount"]
+            rate = None if total == 0 else expected["CallbackSuccessCount"] / total
+            assert record["delivery_rate"] == (
+                None if rate is None else pytest.approx(rate, abs=1e-6)
+            )
+        balances = read(store, "packages/")
+        assert sorted(balances) == [
+            f"packages/app={app}/dt=2021-05-01/2021050113.json" for app in (APP_A, APP_B)
+        ]
+        for record in balances.values():
+            packages = Emulator.expected_packages(record["sms_sdk_app_id"], NOW)
+            assert record["schema"] == "sms-stats-packages/v1"
+            assert record["as_of"] == "2021-05-01T13:05:00+08:00"
+            assert record["remaining"] == Emulator.remaining(packages, NOW)
+            assert len(record["packages"]) == len(packages)
+
+    def test_given_an_expired_package_with_messages_left_when_balanced_then_not_counted(
+        self, env: dict[str, str], store: Path, context: dict[str, Any]
+    ) -> None:
+        main_handler(TIMER, context)
+        (record,) = read(store, f"packages/app={APP_A}/").values()
+        as_of = datetime.fromisoformat(record["as_of"])
+        expired = [
+            p
+            for p in record["packages"]
+            if datetime.fromisoformat(p["expires_at"]) <= as_of and p["remaining"] > 0
+        ]
+        assert expired  # the stand-in's default packages hold one
+        live = [
+            p
+            for p in record["packages"]
+            if datetime.fromisoformat(p["effective_at"])
+            <= as_of
+            < datetime.fromisoformat(p["expires_at"])
+        ]
+        assert record["remaining"] == sum(p["remaining"] for p in live)
+        holding = [p for p in live if p["remaining"] > 0]
+        soonest = min(holding, key=lambda p: p["expires_at"])
+        assert record["next_expiry"] == soonest["expires_at"]
+        assert record["next_expiry_remaining"] == soonest["remaining"]
+
+    def test_given_1234_packages_when_balanced_then_every_page_read_once(
+        self, env: dict[str, str], stand_in: Emulator, store: Path, context: dict[str, Any]
+    ) -> None:
+        stand_in.set_packages(APP_A, 1234)
+        main_handler(TIMER, context)
+        (record,) = read(store, f"packages/app={APP_A}/").values()
+        packages = Emulator.expected_packages(APP_A, NOW, count=1234)
+        assert len(record["packages"]) == 1234
+        assert len({p["package_id"] for p in record["packages"]}) == 1234
+        assert record["remaining"] == Emulator.remaining(packages, NOW)
+        calls = [r for r in stand_in.requests if r["action"] == "SmsPackagesStatistics"]
+        assert len([r for r in calls if r.get("app_id", APP_A) == APP_A]) >= 3
+
+    def test_given_a_kind_the_role_may_not_call_when_run_then_the_others_still_land(
+        self, env: dict[str, str], stand_in: Emulator, store: Path, context: dict[str, Any]
+    ) -> None:
+        denied = "UnauthorizedOperation.RequestPermissionDeny"
+        stand_in.set_fault(Fault(error_code=denied, action="callback"))
+        with pytest.raises(SmsStatsError) as caught:
+            main_handler(TIMER, context)
+        assert caught.value.code == denied  # one cause: its own code, for SCF's retry log
+        assert len(read(store, "app=")) == 2
+        assert len(read(store, "packages/")) == 2
+        assert read(store, "callback/") == {}
+
+    @pytest.mark.parametrize("paging", ["repeat", "skip", "overlap"])
+    def test_given_paging_that_repeats_or_skips_when_balanced_then_no_balance_and_others_land(
+        self,
+        env: dict[str, str],
+        stand_in: Emulator,
+        store: Path,
+        context: dict[str, Any],
+        paging: str,
+    ) -> None:
+        stand_in.set_packages(APP_A, 1234)
+        stand_in.set_fault(Fault(paging=paging, action="packages"), APP_A)
+        with pytest.raises(SmsStatsError) as caught:
+            main_handler(TIMER, context)
+        assert "InternalError.BadUpstreamResponse" in str(caught.value)
+        assert list(read(store, "packages/")) == [
+            f"packages/app={APP_B}/dt=2021-05-01/2021050113.json"
+        ]
+        assert len(read(store, "app=")) == 2
+
+    def test_given_usage_above_amount_and_receipts_above_sends_when_run_then_kept_and_said(
+        self,
+        env: dict[str, str],
+        stand_in: Emulator,
+        store: Path,
+        context: dict[str, Any],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        stand_in.set_fault(Fault(overuse=True, action="packages"), APP_A)
+        stand_in.set_fault(Fault(overcount=True, action="callback"), APP_B)
+        assert main_handler(TIMER, context)["ok"] is True
+        odd = [
+            json.loads(line)
+            for line in capsys.readouterr().out.splitlines()
+            if '"upstream.odd_answer"' in line
+        ]
+        assert {line["action"] for line in odd} == {
+            "SmsPackagesStatistics",
+            "CallbackStatusStatistics",
+        }
+        (balance,) = read(store, f"packages/app={APP_A}/").values()
+        over = [p for p in balance["packages"] if p["used"] > p["amount"]]
+        assert over
+        assert all(p["remaining"] == 0 for p in over)
+        for record in read(store, f"callback/app={APP_B}/").values():
+            assert record["pending_count"] == 0
+
+
+class TestSettling:
+    def test_given_unchanged_receipts_when_fetched_again_then_nothing_is_sent_again(
+        self,
+        env: dict[str, str],
+        store: Path,
+        context: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        with WebhookReceiver() as receiver:
+            monkeypatch.setenv("SMS_STATS_SINKS", f"file://{store},{receiver.url}")
+            main_handler(TIMER, context)
+            first = {m.headers["webhook-id"] for m in receiver.accepted}
+            assert sum(m.json["kind"] == "callback" for m in receiver.accepted) == 14
+            receiver.received.clear()
+            main_handler(TIMER, context)  # SCF's retry, or the same hour again: same counts
+            kinds = [m.json["kind"] for m in receiver.accepted]
+        assert "callback" not in kinds
+        # Sends and balances come again under the same ids: receivers drop them as repeats.
+        assert all(
+            m.headers["webhook-id"] in first for m in receiver.accepted if m.json["kind"] == "send"
+        )
+
+    def test_given_receipts_that_settled_when_the_next_hour_runs_then_a_correction_with_new_ids(
+        self,
+        env: dict[str, str],
+        clock: Clock,
+        store: Path,
+        context: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        with WebhookReceiver() as receiver:
+            monkeypatch.setenv("SMS_STATS_SINKS", f"file://{store},{receiver.url}")
+            main_handler(TIMER, context)
+            before = {
+                m.json["records"][0]["begin_time"]: m.headers["webhook-id"]
+                for m in receiver.accepted
+                if m.json["kind"] == "callback" and m.json["records"][0]["sms_sdk_app_id"] == APP_A
+            }
+            receiver.received.clear()
+            clock.now = NOW + timedelta(hours=1)
+            main_handler(timer(clock.now), context)
+            after = {
+                m.json["records"][0]["begin_time"]: m.headers["webhook-id"]
+                for m in receiver.accepted
+                if m.json["kind"] == "callback" and m.json["records"][0]["sms_sdk_app_id"] == APP_A
+            }
+        again = set(before) & set(after)
+        assert again  # hours still settling were told again...
+        assert all(before[hour] != after[hour] for hour in again)  # ...as corrections
+        for hour in set(before) - set(after) - {min(before)}:  # settled: not told again
+            stored = read(store, f"callback/app={APP_A}/dt=2021-05-01/{hour}-{hour}")
+            assert len(stored) == 1
+
+
+class TestHttp:
+    def test_given_kind_callback_when_queried_then_receipts_answered(
+        self, env: dict[str, str], context: dict[str, Any]
+    ) -> None:
+        event = load_event("function_url_get.json")
+        event["queryString"] = {**event["queryString"], "kind": "callback"}
+        answer = main_handler(event, context)
+        assert answer["statusCode"] == 200, answer["body"]
+        (record,) = json.loads(answer["body"])["records"]
+        assert record["schema"] == "sms-stats-callback/v1"
+        assert record["begin_time"] == "2021050113"
+
+    def test_given_a_kind_that_is_not_a_query_when_queried_then_400_naming_it(
+        self, env: dict[str, str], context: dict[str, Any]
+    ) -> None:
+        event = load_event("function_url_get.json")
+        event["queryString"] = {**event["queryString"], "kind": "packages"}
+        answer = main_handler(event, context)
+        assert answer["statusCode"] == 400
+        assert "GET /balance" in json.loads(answer["body"])["error"]["message"]
+
+    def test_given_receipts_over_33_days_when_queried_then_refused_before_any_call(
+        self,
+        env: dict[str, str],
+        stand_in: Emulator,
+        context: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setenv("SMS_STATS_MAX_SPAN_HOURS", str(50 * 24))
+        event = load_event("function_url_get.json")
+        event["queryString"] = {
+            "app_id": APP_A,
+            "begin": "2021032000",
+            "end": "2021042923",
+            "kind": "callback",
+        }
+        answer = main_handler(event, context)
+        assert answer["statusCode"] == 400
+        assert "32 days" in json.loads(answer["body"])["error"]["message"]
+        assert stand_in.requests == []
+
+    def test_given_balance_path_when_queried_then_a_snapshot_per_app(
+        self, env: dict[str, str], context: dict[str, Any]
+    ) -> None:
+        event = {
+            "httpMethod": "GET",
+            "path": "/balance",
+            "headers": {"authorization": f"Bearer {API_TOKEN}"},
+            "queryString": {"app_id": f"{APP_A},{APP_B}"},
+            "body": "",
+        }
+        answer = main_handler(event, context)
+        assert answer["statusCode"] == 200, answer["body"]
+        records = json.loads(answer["body"])["records"]
+        assert [r["sms_sdk_app_id"] for r in records] == [APP_A, APP_B]
+        assert records[0]["remaining"] == Emulator.remaining(
+            Emulator.expected_packages(APP_A, NOW), NOW
+        )
+
+    def test_given_balance_without_a_token_when_queried_then_401_as_stats(
+        self, env: dict[str, str], stand_in: Emulator, context: dict[str, Any]
+    ) -> None:
+        event = {
+            "httpMethod": "GET",
+            "path": "/balance",
+            "headers": {},
+            "queryString": {"app_id": APP_A},
+        }
+        assert main_handler(event, context)["statusCode"] == 401
+        assert stand_in.requests == []
+
+
+def test_given_each_kind_layout_when_read_by_duckdb_then_hive_partitions_without_glue(
+    env: dict[str, str], store: Path, context: dict[str, Any]
+) -> None:
+    main_handler(TIMER, context)
+    receipts = duckdb.sql(
+        f"SELECT app, count(*), sum(callback_count) FROM read_json_auto("
+        f"'{store}/callback/app=*/dt=*/*.json', hive_partitioning = true) GROUP BY app ORDER BY app"
+    ).fetchall()
+    assert [(str(app), n) for app, n, _ in receipts] == [(APP_A, 7), (APP_B, 7)]
+    balance = duckdb.sql(
+        f"SELECT app, remaining FROM read_json_auto('{store}/packages/app=*/dt=*/*.json', "
+        "hive_partitioning = true) ORDER BY app"
+    ).fetchall()
+    assert [str(app) for app, _ in balance] == [APP_A, APP_B]
