@@ -22,6 +22,7 @@ from sms_stats.emulator import Emulator, Fault
 from sms_stats.errors import SmsStatsError
 
 from .conftest import API_TOKEN, APP_A, APP_B, SECRET_ID, SECRET_KEY, load_event, record_files
+from .standins.bots import BotReceiver
 from .standins.webhook import WebhookReceiver
 
 NOW = datetime(2021, 5, 1, 5, 5, tzinfo=timezone.utc)  # 13:05 in Shanghai
@@ -348,3 +349,23 @@ def test_given_each_kind_layout_when_read_by_duckdb_then_hive_partitions_without
         "hive_partitioning = true) ORDER BY app"
     ).fetchall()
     assert [str(app) for app, _ in balance] == [APP_A, APP_B]
+
+
+def test_given_a_chat_bot_when_the_timer_runs_then_the_hour_sends_and_receipts_only(
+    env: dict[str, str],
+    store: Path,
+    context: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Quiet until it matters: settling corrections and an hourly balance stay out of the chat
+    (stores and webhooks get them); a person reads two messages an hour."""
+    with BotReceiver() as bots:
+        monkeypatch.setenv("SMS_STATS_SINKS", f"file://{store},{bots.url('wecom')}")
+        assert main_handler(TIMER, context)["ok"] is True
+        texts = [m.payload["markdown"]["content"] for m in bots.messages("wecom")]
+    assert sorted(text.split("\n")[0] for text in texts) == [
+        "**SMS delivery receipts**",  # batches go out as they complete: either may come first
+        "**SMS delivery stats**",
+    ]
+    assert all("2021-05-01 12:00\u201313:00" in text for text in texts)
+    assert len(read(store, "callback/")) == 14  # the corrections are stored all the same

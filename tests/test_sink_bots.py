@@ -20,7 +20,7 @@ from pytest_mock import MockerFixture
 
 from sms_stats import handler
 from sms_stats.errors import ConfigError, DeliveryError
-from sms_stats.records import Counts, Record
+from sms_stats.records import BalanceRecord, CallbackRecord, Counts, Package, Receipts, Record
 from sms_stats.settings import Settings
 from sms_stats.sinks import Sink, SinkError, build_sinks, deliver_all, sink_kind, slack, wecom
 from sms_stats.sinks.summary import (
@@ -884,3 +884,77 @@ class TestBotEdges:
     def test_given_slack_200_with_other_body_when_checked_then_not_delivered(self) -> None:
         """A proxy or login page answering 200 must not count as posted."""
         assert slack.check(200, b"<html>sign in</html>").error is not None
+
+
+class TestOtherKinds:
+    """Receipts and balances read as what they are, on every platform."""
+
+    @staticmethod
+    def receipts(app_id: str, total: int, delivered: int, blocked: int) -> CallbackRecord:
+        window = Window.from_api("2021050112", "2021050112", zone("Asia/Shanghai"))
+        counts = Receipts(
+            request_success_count=total + 5,
+            callback_count=total,
+            callback_success_count=delivered,
+            callback_fail_count=total - delivered,
+            internal_error_count=total - delivered - blocked,
+            invalid_number_count=0,
+            shutdown_error_count=0,
+            black_list_count=blocked,
+            frequency_limit_count=0,
+            request_id="r",
+        )
+        return CallbackRecord(app_id, window, "Asia/Shanghai", counts, datetime(2021, 5, 1, 5, 5))
+
+    @pytest.mark.parametrize("platform", ["wecom", "dingtalk", "feishu", "slack"])
+    def test_given_receipts_when_posted_then_delivered_failed_why_and_pending(
+        self, bots: BotReceiver, sleep: Any, platform: str
+    ) -> None:
+        sink = make(bots.url(platform), sleep)
+        batch = [self.receipts(APP_A, 1850, 1821, 4), self.receipts(APP_B, 10, 10, 0)]
+        sink.deliver(batch)
+        (message,) = bots.messages(platform)
+        text = text_of(platform, message.payload)
+        assert "SMS delivery receipts" in text
+        assert LOCAL_HOUR in text
+        for figure in ("receipts 1,850", "delivered 1,821", "98.43%", "failed 29", "pending 5"):
+            assert figure in text
+        assert "blocklisted 4" in text
+        assert "carrier error 25" in text
+        assert "All 2 apps" in text
+
+    @pytest.mark.parametrize("platform", ["wecom", "dingtalk", "feishu", "slack"])
+    def test_given_a_balance_when_posted_then_left_and_next_expiry(
+        self, bots: BotReceiver, sleep: Any, platform: str
+    ) -> None:
+        shanghai = zone("Asia/Shanghai")
+        as_of = datetime(2021, 5, 1, 13, 5, tzinfo=shanghai)
+        utc = timezone.utc
+        packages = (
+            Package(
+                1,
+                True,
+                1000,
+                400,
+                datetime(2020, 6, 1, tzinfo=utc),
+                datetime(2020, 6, 1, tzinfo=utc),
+                datetime(2021, 6, 1, tzinfo=utc),
+            ),
+            Package(
+                2,
+                False,
+                500,
+                0,
+                datetime(2019, 6, 1, tzinfo=utc),
+                datetime(2019, 6, 1, tzinfo=utc),
+                datetime(2021, 4, 1, tzinfo=utc),
+            ),
+        )
+        record = BalanceRecord(APP_A, as_of, packages, "r", as_of)
+        make(bots.url(platform), sleep).deliver([record])
+        (message,) = bots.messages(platform)
+        text = text_of(platform, message.payload)
+        assert "SMS balance" in text
+        assert "as of 2021-05-01 13:05 Asia/Shanghai (+08:00)" in text
+        assert "left 600" in text  # the expired gift's 500 are lost, not counted
+        assert "next expiry 2021-06-01 (600 messages)" in text

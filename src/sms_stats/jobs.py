@@ -37,6 +37,14 @@ class Job:
     skip: frozenset[Task] = frozenset()
     kinds: tuple[Kind, ...] = ("send",)
     settle: tuple[Window, ...] = ()
+    # Kinds chat bots hear of (None: every kind). Re-fetched receipts (`settle`) never go to
+    # chat: a group would read seven corrections an hour.
+    chat_kinds: tuple[Kind, ...] | None = None
+
+    def for_chat(self, kind: Kind, window: Window) -> bool:
+        if kind == "callback" and window in self.settle and window not in self.windows:
+            return False
+        return self.chat_kinds is None or kind in self.chat_kinds
 
     def tasks(self) -> Iterator[Task]:
         windowed = [kind for kind in self.kinds if kind != "packages"]
@@ -158,10 +166,17 @@ def _configured_app_ids(settings: Settings) -> tuple[str, ...]:
 
 def default_job(settings: Settings, now: datetime) -> Job:
     """What the timer runs every hour: the last full hour of every configured app, for every
-    collected kind; the receipts of the `settle_hours` before it again; one balance per app."""
+    collected kind; the receipts of the `settle_hours` before it again; one balance per app.
+    Chat bots hear of the hour's sends and receipts only."""
     hours = last_full(now, settings.zone, "hour", 1 + settings.settle_hours)
     kinds = collected(settings.collect)
-    return Job(_configured_app_ids(settings), (hours[-1],), kinds=kinds, settle=tuple(hours[:-1]))
+    return Job(
+        _configured_app_ids(settings),
+        (hours[-1],),
+        kinds=kinds,
+        settle=tuple(hours[:-1]),
+        chat_kinds=("send", "callback"),  # a balance an hour is noise; alerts say when it is low
+    )
 
 
 def collected(names: Sequence[str]) -> tuple[Kind, ...]:

@@ -223,7 +223,12 @@ def run_job(
                 del batch_task
                 if waiting[batch] == 0 and done[batch] and sinks and batch not in incomplete:
                     deliveries.append(
-                        _submit(deliverers, courier.deliver, _in_job_order(done[batch], job))
+                        _submit(
+                            deliverers,
+                            courier.deliver,
+                            _in_job_order(done[batch], job),
+                            job.for_chat(kind, window),
+                        )
                     )
         except BaseException:  # Ctrl-C in a backfill: start nothing new, finish what runs
             for pending in futures:
@@ -248,14 +253,16 @@ class Courier:
         self.outbox = Outbox(store) if store is not None else None
         self.opened: list[str] = []  # entries this run wrote (settled by this run, not drained)
 
-    def deliver(self, records: list[AnyRecord]) -> list[Delivery]:
+    def deliver(self, records: list[AnyRecord], chat: bool = True) -> list[Delivery]:
+        """`chat=False`: not for people's chats (a correction, an hourly balance)."""
+        sinks = self.sinks if chat else [s for s in self.sinks if not getattr(s, "chat", False)]
         if self.outbox is None:
-            return deliver_all(records, self.sinks, self.deadline)
+            return deliver_all(records, sinks, self.deadline)
         records = self._changed(records)
         if not records:
             return []
-        entry = self.outbox.open(records, self.sinks, self.deadline)
-        outcomes = deliver_all(records, self.sinks, self.deadline)
+        entry = self.outbox.open(records, sinks, self.deadline)
+        outcomes = deliver_all(records, sinks, self.deadline)
         if entry is not None:
             self.opened.append(entry.key)
             self.outbox.settle(entry, outcomes, self.deadline)

@@ -507,6 +507,7 @@ class ChatSink:
     """
 
     LIMITS: ClassVar[tuple[Limit, ...]]
+    chat: ClassVar[bool] = True  # people read it: the pipeline keeps corrections from it
 
     def __init__(self, url: str, name: str, transport: Transport, secrets: Sequence[str]) -> None:
         self.url = url
