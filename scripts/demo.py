@@ -30,8 +30,9 @@ TOKEN = "demo-token"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"demo-secret-0123456789abcdef").decode()
 
 
-def main() -> int:
-    out = ROOT / "out"
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    out = Path(args[0]).resolve() if args else ROOT / "out"  # a test passes its own directory
     secret_id, secret_key = next(iter(DEFAULT_CREDENTIALS.items()))
     # The demo runs on its own settings, whatever this shell exports: a stray
     # SMS_STATS_TIMEZONE or SMS_STATS_HTTP_APP_IDS must not turn the demo into a traceback.
@@ -86,15 +87,20 @@ def main() -> int:
         print(f"\n3. the webhook receiver got {len(receiver.received)} messages:")
         for message in receiver.received:
             (record,) = message.json["records"]
+            what = (
+                f"as of {record['as_of']}"
+                if "as_of" in record
+                else f"{record['begin_time']}-{record['end_time']}"
+            )
             print(
-                f"   webhook-id {message.headers['webhook-id']}  signature "
-                f"{'verified' if message.verified else 'REJECTED'}  "
-                f"app {record['sms_sdk_app_id']} {record['begin_time']}-{record['end_time']}"
+                f"   {message.json['kind']:<8} webhook-id {message.headers['webhook-id']}  "
+                f"signature {'verified' if message.verified else 'REJECTED'}  "
+                f"app {record['sms_sdk_app_id']} {what}"
             )
 
     print(f"\n4. the store ({out}):")
     for path in sorted(out.rglob("*.json")):
-        print(f"   {path.relative_to(ROOT)}")
+        print(f"   {path.relative_to(out.parent)}")
     return 0
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -259,20 +259,65 @@ def _store_migrate(args: argparse.Namespace) -> int:
 
 
 def table(records: Any) -> str:
-    header = ("app", "window", "requests", "success", "rate", "billed")
-    rows = [header]
-    for r in records:
-        rate = "-" if r["success_rate"] is None else f"{r['success_rate']:.2%}"
-        rows.append(
-            (
-                r["sms_sdk_app_id"],
-                f"{r['begin_time']}-{r['end_time']}",
-                str(r["request_count"]),
-                str(r["request_success_count"]),
-                rate,
-                str(r["fee_count"]),
-            )
-        )
+    """Records as aligned text tables, one per kind (sends, receipts, balances), in that order."""
+    by_schema: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        by_schema.setdefault(str(record.get("schema")), []).append(record)
+    parts = [
+        _grid(header, sorted(row(r) for r in by_schema[schema]))
+        for schema, (header, row) in _TABLES.items()
+        if schema in by_schema
+    ]
+    return "\n\n".join(parts)
+
+
+def _pct(rate: Any) -> str:
+    return "-" if rate is None else f"{rate:.2%}"
+
+
+def _window(r: dict[str, Any]) -> str:
+    return f"{r['begin_time']}-{r['end_time']}"
+
+
+_TABLES: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], tuple[str, ...]]]] = {
+    "sms-stats/v1": (
+        ("app", "window", "requests", "success", "rate", "billed"),
+        lambda r: (
+            r["sms_sdk_app_id"],
+            _window(r),
+            str(r["request_count"]),
+            str(r["request_success_count"]),
+            _pct(r["success_rate"]),
+            str(r["fee_count"]),
+        ),
+    ),
+    "sms-stats-callback/v1": (
+        ("app", "receipts of", "receipts", "delivered", "rate", "failed", "pending"),
+        lambda r: (
+            r["sms_sdk_app_id"],
+            _window(r),
+            str(r["callback_count"]),
+            str(r["callback_success_count"]),
+            _pct(r["delivery_rate"]),
+            str(r["callback_fail_count"]),
+            str(r["pending_count"]),
+        ),
+    ),
+    "sms-stats-packages/v1": (
+        ("app", "balance as of", "left", "next expiry", "expiring"),
+        lambda r: (
+            r["sms_sdk_app_id"],
+            str(r["as_of"])[:16].replace("T", " "),
+            str(r["remaining"]),
+            "-" if r["next_expiry"] is None else str(r["next_expiry"])[:10],
+            "-" if r["next_expiry_remaining"] is None else str(r["next_expiry_remaining"]),
+        ),
+    ),
+}
+
+
+def _grid(header: tuple[str, ...], body: list[tuple[str, ...]]) -> str:
+    rows = [header, *body]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join(
         "  ".join(
