@@ -78,6 +78,7 @@ req = models.SendStatusStatisticsRequest()
 req.from_json_string(json.dumps({{"SmsSdkAppId": "{app}", "BeginTime": "2021050112",
                                   "EndTime": "2021050112", "Limit": 0, "Offset": 0}}))
 client.SendStatusStatistics(req)
+{more}
 t = time.perf_counter() - t0
 import resource, sys
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -92,11 +93,30 @@ class Timer(pydantic.BaseModel):
     Message: str = ""
 Timer.model_validate({timer})
 """
-FLOOR = _FLOOR.format(model="", app=APP)
-FAIR_FLOOR = _FLOOR.format(model=_ONE_MODEL.format(timer=json.dumps(TIMER)), app=APP)
+# The same receipts and balance calls the default timer makes (with SMS_STATS_SETTLE_HOURS=0).
+_TWO_MORE = """
+req = models.CallbackStatusStatisticsRequest()
+req.from_json_string(json.dumps({{"SmsSdkAppId": "{app}", "BeginTime": "2021050112",
+                                  "EndTime": "2021050112", "Limit": 0, "Offset": 0}}))
+client.CallbackStatusStatistics(req)
+from datetime import datetime, timedelta, timezone
+end = datetime.now(timezone(timedelta(hours=8))).replace(minute=0, second=0, microsecond=0)
+req = models.SmsPackagesStatisticsRequest()
+req.from_json_string(json.dumps({{"SmsSdkAppId": "{app}", "Limit": 500, "Offset": 0,
+    "BeginTime": (end - timedelta(days=775)).strftime("%Y%m%d%H"),
+    "EndTime": end.strftime("%Y%m%d%H")}}))
+client.SmsPackagesStatistics(req)
+"""
+_MODEL = _ONE_MODEL.format(timer=json.dumps(TIMER))
+FLOOR = _FLOOR.format(model="", app=APP, more="")
+FAIR_FLOOR = _FLOOR.format(model=_MODEL, app=APP, more="")
+FAIR_FLOOR_3 = _FLOOR.format(model=_MODEL, app=APP, more=_TWO_MORE.format(app=APP))
 
 
-def env_for(emulator: Emulator, sinks: str) -> dict[str, str]:
+def env_for(emulator: Emulator, sinks: str, collect: str = "send") -> dict[str, str]:
+    """`collect`: the kinds a timer run fetches (`send`: the seed's one call, which the
+    single-call floors make); with more, receipts are not fetched again (settle 0), so that
+    a run makes one call per kind, as the three-call floor does."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SMS_STATS_", "TENCENTCLOUD_"))}
     env.update(
         {
@@ -109,6 +129,8 @@ def env_for(emulator: Emulator, sinks: str) -> dict[str, str]:
             "SMS_STATS_API_TOKEN": "bench-token",
             "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}",
             "PYTHONDONTWRITEBYTECODE": "",
+            "SMS_STATS_COLLECT": collect,
+            "SMS_STATS_SETTLE_HOURS": "0",
         }
     )
     return env
@@ -135,17 +157,23 @@ def child(program: str, env: dict[str, str], isolated: bool = False) -> dict[str
 
 
 def cold_start(
-    emulator: Emulator, runs: int, store: Path, package: Path | None = None
+    emulator: Emulator,
+    runs: int,
+    store: Path,
+    package: Path | None = None,
+    three: bool = False,
 ) -> dict[str, dict[str, float]]:
     """Medians of fresh processes: ours, the fair floor and the import-only floor, alternated
     so that drift on a noisy machine hits all alike. With `package`, every side imports from
-    the deployment package (dist/package) alone, with `-S` and no .pyc written, as SCF runs."""
-    env = env_for(emulator, f"file://{store}")
+    the deployment package (dist/package) alone, with `-S` and no .pyc written, as SCF runs.
+    `three`: the default collection (send, receipts, balance) against the fair floor making
+    the same three calls."""
+    env = env_for(emulator, f"file://{store}", "send,callback,packages" if three else "send")
     if package is not None:
         env["PYTHONPATH"] = str(package)
         env["PYTHONDONTWRITEBYTECODE"] = "1"
     isolated = package is not None
-    programs = {"ours": OURS, "fair": FAIR_FLOOR, "floor": FLOOR}
+    programs = {"ours": OURS, "fair": FAIR_FLOOR_3 if three else FAIR_FLOOR, "floor": FLOOR}
     for program in programs.values():  # warm the OS file cache (and .pyc files) for each
         child(program, env, isolated)
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in programs}
@@ -278,6 +306,48 @@ def backfill_bench(hours: int) -> dict[str, float]:
     return {"ours": ours, "floor": floor, "sequential": sequential, "rejected": rejected_ours}
 
 
+def kinds_bench(apps: int) -> dict[str, float]:
+    """A timer run for `apps` apps through `main_handler`, the stand-in enforcing 10 req/s per
+    action with 150 ms latency: sends alone, all three kinds (each API has its own budget, so
+    about one round of calls each, in parallel), and all three with the default 6 settle hours
+    (seven receipt calls per app)."""
+    from index import main_handler
+
+    from sms_stats import handler, layout, pipeline
+
+    ids = ",".join(f"14001{n:05d}" for n in range(apps))  # 1400000000 is the unauthorized one
+    times: dict[str, float] = {}
+    runs = {
+        "send": ("send", "0"),
+        "three": ("send,callback,packages", "0"),
+        "settle": ("send,callback,packages", "6"),
+    }
+    for name, (collect, settle) in runs.items():
+        with (
+            Emulator(rate_limit=10, latency_s=0.15) as emulator,
+            tempfile.TemporaryDirectory() as tmp,
+        ):
+            os.environ.update(env_for(emulator, f"file://{tmp}", collect))
+            os.environ.update(
+                {
+                    "SMS_STATS_APP_IDS": ids,
+                    "SMS_STATS_SETTLE_HOURS": settle,
+                    "SMS_STATS_LOG_LEVEL": "ERROR",
+                }
+            )
+            handler._settings_cache.clear()
+            pipeline._clients.clear()
+            layout._checked.clear()
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            event = {**TIMER, "Time": now}
+            started = time.perf_counter()
+            summary = main_handler(event, {"request_id": "bench", "time_limit_in_ms": 300_000})
+            times[name] = time.perf_counter() - started
+            assert summary["ok"], summary
+            assert emulator.rejected_count == 0
+    return times
+
+
 def zip_sizes() -> dict[str, int] | None:
     """Our zip vs the same package with the monolithic tencentcloud-sdk-python in place of the
     per-product -common and -sms packages, zipped the same way (scripts/package's writer)."""
@@ -398,6 +468,8 @@ def cold_figures(report: Report, cold: dict[str, dict[str, float]], where: str) 
 
 
 COLD_TARGET = 1.10
+COLD_THREE_TARGET = 1.25
+KINDS_TARGET = 1.5
 RSS_TARGET_MB = 40.0
 WARM_TARGET = 1.2
 
@@ -407,12 +479,13 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=15, help="cold-start processes per side")
     parser.add_argument("--calls", type=int, default=200, help="warm invocations per side")
     parser.add_argument("--hours", type=int, default=100, help="backfill hours per app")
-    parser.add_argument("--skip-backfill", action="store_true")
+    parser.add_argument("--apps", type=int, default=20, help="apps in the kinds timer run")
+    parser.add_argument("--skip-backfill", action="store_true", help="and the kinds timer runs")
     args = parser.parse_args()
 
     package = ROOT / "dist" / "package"
     has_package = (package / "index.py").exists()
-    report = Report(steps=4 + has_package + (not args.skip_backfill))
+    report = Report(steps=5 + has_package + 2 * (not args.skip_backfill))
     with Emulator() as emulator, tempfile.TemporaryDirectory() as store:
         report.start(f"cold start in the development virtualenv, {args.runs} x 3 processes")
         cold = cold_start(emulator, args.runs, Path(store))
@@ -432,6 +505,15 @@ def main() -> int:
             report.start(f"cold start from dist/package (python -S), {runs} x 3 processes")
             zipped = cold_start(emulator, runs, Path(store), package)
             cold_figures(report, zipped, "dist/package")
+        report.start(f"cold start, three kinds, in the virtualenv, {args.runs} x 3 processes")
+        three = cold_start(emulator, args.runs, Path(store), three=True)
+        report.ratio(
+            "cold start, three kinds (settle 0), vs fair floor making the same three calls",
+            three["ours"]["wall"],
+            three["fair"]["wall"],
+            COLD_THREE_TARGET,
+            f"{_ms(three['ours']['wall'])} vs {_ms(three['fair']['wall'])}",
+        )
         report.start("peak RSS with a COS sink")
         cos_rss = cold_rss_with_cos(emulator, max(3, args.runs // 3))
         report.add(
@@ -467,6 +549,23 @@ def main() -> int:
                 "  backfill vs a sequential loop",
                 f"{b['sequential'] / b['ours']:.2f}x faster",
                 context=f"{b['sequential']:.1f} s sequential",
+            )
+        )
+    if not args.skip_backfill:
+        report.start(f"timer runs of {args.apps} apps at 10 req/s per API, 150 ms latency")
+        k = kinds_bench(args.apps)
+        report.ratio(
+            f"timer, {args.apps} apps, three kinds vs sends alone",
+            k["three"],
+            k["send"],
+            KINDS_TARGET,
+            f"{k['three']:.1f} s vs {k['send']:.1f} s: the APIs' budgets run side by side",
+        )
+        report.add(
+            Figure(
+                "  the same with 6 settle hours (7 receipt calls per app)",
+                f"{k['settle'] / k['send']:.2f}x",
+                context=f"{k['settle']:.1f} s",
             )
         )
     report.start("deployment zip vs the monolithic SDK")

@@ -369,3 +369,20 @@ def test_given_a_chat_bot_when_the_timer_runs_then_the_hour_sends_and_receipts_o
     ]
     assert all("2021-05-01 12:00\u201313:00" in text for text in texts)
     assert len(read(store, "callback/")) == 14  # the corrections are stored all the same
+
+
+def test_given_receipts_backfilled_when_gaps_checked_per_kind_then_each_layout_counts_alone(
+    env: dict[str, str], store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sms_stats.cli import main
+
+    args = ["--app-id", APP_A, "--from", "2021042900", "--to", "2021042923"]
+    assert main(["backfill", *args, "--kind", "callback", "--by", "day"]) == 0
+    assert main(["backfill", *args, "--kind", "callback"]) == 0
+    capsys.readouterr()
+    assert main(["gaps", *args, "--kind", "callback"]) == 0
+    assert main(["gaps", *args, "--kind", "callback", "--by", "day"]) == 0
+    assert main(["gaps", *args]) == 1  # no sends were backfilled
+    assert "24 hour(s) missing" in capsys.readouterr().err
+    assert len(read(store, f"callback/app={APP_A}/")) == 24
+    assert len(read(store, f"daily/callback/app={APP_A}/")) == 1

@@ -232,6 +232,7 @@ def gaps(
     now: datetime,
     sinks: Sequence[Sink] = (),
     by: Granularity = "hour",
+    kind: Kind = "send",
 ) -> list[tuple[str, str, str]]:
     """(app, window, sink) for each hour (or whole day, `by`) a sink lacks: the store lacks a
     window it holds no record of at that grain (a day record does not fill an hour's gap, nor
@@ -247,7 +248,7 @@ def gaps(
     missing: list[tuple[str, str, str]] = []
     for app_id in apps:
         for part in window.split(by):
-            key = store_key(app_id, part)
+            key = store_key(app_id, part, kind)
             stored = store.exists(key)
             label = hour_label(part.start) if by == "hour" else part.local_date.isoformat()
             if not stored:

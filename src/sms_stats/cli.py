@@ -214,7 +214,7 @@ def _gaps(args: argparse.Namespace) -> int:
                 code="MissingParameter",
             )
         missing = backfill.gaps(
-            app_ids, args.begin, args.end, settings, store, utcnow(), sinks, by=args.by
+            app_ids, args.begin, args.end, settings, store, utcnow(), sinks, args.by, args.kind
         )
     except (SmsStatsError, SinkError) as exc:
         _fail(exc)
@@ -360,6 +360,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             default="hour",
             help="grain: hours, or whole local days (--from D00 --to D23), each in its layout",
         )
+        if name == "gaps":
+            cmd.add_argument(
+                "--kind", choices=("send", "callback"), default="send", help="default send"
+            )
         if name == "backfill":
             cmd.add_argument(
                 "--kind",

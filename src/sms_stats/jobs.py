@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from itertools import zip_longest
 
 from .errors import ConfigError, InputError
 from .events import FIELD_CODES, JobRequest, StatsRequest
@@ -47,15 +48,23 @@ class Job:
         return self.chat_kinds is None or kind in self.chat_kinds
 
     def tasks(self) -> Iterator[Task]:
-        windowed = [kind for kind in self.kinds if kind != "packages"]
+        """Each kind's tasks (windows in order, apps as given), taken in turn: every API has a
+        rate budget of its own, so the workers keep all of them busy at once, rather than wait
+        for one API's budget while another's lies idle."""
+        lanes = [self._lane(kind) for kind in self.kinds]
+        for turn in zip_longest(*lanes):
+            yield from (task for task in turn if task is not None)
+
+    def _lane(self, kind: Kind) -> Iterator[Task]:
+        if kind == "packages":  # one snapshot per app
+            if self.windows:
+                yield from self._each_app(kind, self.windows[-1])
+            return
         for window in self.windows:
-            for kind in windowed:
-                yield from self._each_app(kind, window)
-        if "callback" in self.kinds:
+            yield from self._each_app(kind, window)
+        if kind == "callback":
             for window in self.settle:
-                yield from self._each_app("callback", window)
-        if "packages" in self.kinds and self.windows:
-            yield from self._each_app("packages", self.windows[-1])
+                yield from self._each_app(kind, window)
 
     def _each_app(self, kind: Kind, window: Window) -> Iterator[Task]:
         for app_id in self.app_ids:

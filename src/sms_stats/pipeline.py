@@ -188,7 +188,8 @@ def run_job(
         waiting[kind, window] = waiting.get((kind, window), 0) + 1
     done: dict[Batch, list[AnyRecord]] = {batch: [] for batch in waiting}
     incomplete: set[Batch] = set()
-    workers = max(1, min(settings.concurrency, len(job)))
+    # SMS_STATS_CONCURRENCY calls in flight per API: each has a rate budget of its own.
+    workers = max(1, min(settings.concurrency * len(job.kinds), len(job)))
 
     def fetch(kind: Kind, app_id: str, window: Window) -> AnyRecord:
         api = APIS[kind]
