@@ -146,14 +146,7 @@ class StatsClient:
 
     def fetch(self, app_id: str, window: Window, deadline: float | None = None) -> Counts:
         """SendStatusStatistics of one app and window, retried as it deserves."""
-        params = {
-            "SmsSdkAppId": app_id,
-            "BeginTime": window.begin_time,
-            "EndTime": window.end_time,
-            "Limit": 0,
-            "Offset": 0,
-        }
-        answer = self.call(ACTION, params, app_id, str(window), deadline)
+        answer = self.call(ACTION, window_params(app_id, window), app_id, str(window), deadline)
         assert isinstance(answer, answers.SendStatusStatisticsAnswer)
         stats = answer.SendStatusStatistics
         return Counts(
@@ -264,6 +257,17 @@ class StatsClient:
                 upstream_request_id=exc.request_id,
             )
             raise
+
+
+def window_params(app_id: str, window: Window) -> dict[str, Any]:
+    """The request of the windowed statistics APIs: both hours included, Limit/Offset fixed 0."""
+    return {
+        "SmsSdkAppId": app_id,
+        "BeginTime": window.begin_time,
+        "EndTime": window.end_time,
+        "Limit": 0,
+        "Offset": 0,
+    }
 
 
 def map_sdk_error(exc: Any) -> UpstreamError:

@@ -98,7 +98,7 @@ def _scrubbed(value: Any) -> Any:
     """Strings scrubbed, containers walked; values are scrubbed before JSON escapes them, so
     the line stays valid JSON whatever was masked."""
     if isinstance(value, str):
-        return redact.scrub(value)
+        return redact.scrub_repeated(value)
     if isinstance(value, dict):
         return {str(k): _scrubbed(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
@@ -164,7 +164,9 @@ def hold_third_party_loggers() -> None:
     if not isinstance(logging.getLogRecordFactory(), ScrubbingRecordFactory):
         logging.setLogRecordFactory(ScrubbingRecordFactory(logging.getLogRecordFactory()))
     for name in THIRD_PARTY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+        held = logging.getLogger(name)
+        if held.level != logging.WARNING:  # setLevel clears every logger's cache: only if needed
+            held.setLevel(logging.WARNING)
     for name, child in list(logging.root.manager.loggerDict.items()):
         if (
             isinstance(child, logging.Logger)

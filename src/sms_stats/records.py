@@ -31,6 +31,19 @@ KIND_FOLDERS = {"send": "", "callback": "callback/", "packages": "packages/"}
 _VOLATILE = ("request_id", "fetched_at")
 
 
+def _head(schema: str, app_id: str, window: Window, zone_name: str) -> dict[str, Any]:
+    """The fields every windowed record opens with, in the contract's order."""
+    return {
+        "schema": schema,
+        "sms_sdk_app_id": app_id,
+        "begin_time": window.begin_time,
+        "end_time": window.end_time,
+        "timezone": zone_name,
+        "window_start": isoformat(window.start),
+        "window_end": isoformat(window.end),
+    }
+
+
 def _digest(data: dict[str, Any]) -> str:
     stable = {k: v for k, v in data.items() if k not in _VOLATILE}
     text = json.dumps(stable, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -70,13 +83,7 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema": SCHEMA,
-            "sms_sdk_app_id": self.sms_sdk_app_id,
-            "begin_time": self.window.begin_time,
-            "end_time": self.window.end_time,
-            "timezone": self.timezone,
-            "window_start": isoformat(self.window.start),
-            "window_end": isoformat(self.window.end),
+            **_head(SCHEMA, self.sms_sdk_app_id, self.window, self.timezone),
             "request_count": self.counts.request_count,
             "request_success_count": self.counts.request_success_count,
             "fee_count": self.counts.fee_count,
@@ -160,13 +167,7 @@ class CallbackRecord:
     def to_dict(self) -> dict[str, Any]:
         r = self.receipts
         return {
-            "schema": CALLBACK_SCHEMA,
-            "sms_sdk_app_id": self.sms_sdk_app_id,
-            "begin_time": self.window.begin_time,
-            "end_time": self.window.end_time,
-            "timezone": self.timezone,
-            "window_start": isoformat(self.window.start),
-            "window_end": isoformat(self.window.end),
+            **_head(CALLBACK_SCHEMA, self.sms_sdk_app_id, self.window, self.timezone),
             **{name: getattr(r, name) for name in _RECEIPT_FIELDS},
             "pending_count": r.pending_count,
             "delivery_rate": self.delivery_rate,

@@ -213,6 +213,25 @@ def scrub(text: str, extra: Iterable[str] = ()) -> str:
     return mask_shapes(text)
 
 
+_seen: dict[str, str] = {}  # text -> scrubbed, for the registry of `_seen_for`
+_seen_for: list[_Compiled | None] = [None]
+_SEEN_MAX = 4096
+
+
+def scrub_repeated(text: str) -> str:
+    """`scrub`, remembered: log lines repeat the same values (function, trigger, app ids,
+    windows, sink names) on every line of every invocation, and scrubbing each afresh was the
+    largest cost of a warm invocation. Forgotten whenever the registry changes."""
+    compiled = _registry.compile()
+    if _seen_for[0] is not compiled or len(_seen) > _SEEN_MAX:
+        _seen.clear()
+        _seen_for[0] = compiled
+    done = _seen.get(text)
+    if done is None:
+        done = _seen[text] = scrub(text)
+    return done
+
+
 def _mask_heads(text: str, compiled: _Compiled) -> str:
     assert compiled.heads is not None
     out: list[str] = []

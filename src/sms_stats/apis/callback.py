@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from ..answers import CallbackStatusStatisticsAnswer
+from ..client import window_params
 from ..log import logger
 from ..records import CallbackRecord, Receipts
 from ..windows import Window
@@ -33,13 +34,7 @@ class CallbackApi:
         now: datetime,
         deadline: float | None = None,
     ) -> CallbackRecord:
-        params = {
-            "SmsSdkAppId": app_id,
-            "BeginTime": window.begin_time,
-            "EndTime": window.end_time,
-            "Limit": 0,
-            "Offset": 0,
-        }
+        params = window_params(app_id, window)
         answer = client.call(self.action, params, app_id, str(window), deadline)
         assert isinstance(answer, CallbackStatusStatisticsAnswer)
         stats = answer.CallbackStatusStatistics
