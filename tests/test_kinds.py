@@ -386,3 +386,31 @@ def test_given_receipts_backfilled_when_gaps_checked_per_kind_then_each_layout_c
     assert "24 hour(s) missing" in capsys.readouterr().err
     assert len(read(store, f"callback/app={APP_A}/")) == 24
     assert len(read(store, f"daily/callback/app={APP_A}/")) == 1
+
+
+def test_given_no_packages_when_balanced_then_nothing_left_and_no_expiry(
+    env: dict[str, str], stand_in: Emulator, store: Path, context: dict[str, Any]
+) -> None:
+    stand_in.set_packages(APP_A, [])
+    assert main_handler(TIMER, context)["ok"] is True
+    (record,) = read(store, f"packages/app={APP_A}/").values()
+    assert record["packages"] == []
+    assert (record["remaining"], record["next_expiry"], record["next_expiry_remaining"]) == (
+        0,
+        None,
+        None,
+    )
+
+
+def test_given_an_app_outside_the_allowlist_when_its_balance_is_asked_then_403_before_a_call(
+    env: dict[str, str], stand_in: Emulator, context: dict[str, Any]
+) -> None:
+    event = {
+        "httpMethod": "GET",
+        "path": "/balance",
+        "headers": {"authorization": f"Bearer {API_TOKEN}"},
+        "queryString": {"app_id": "1400009999"},
+    }
+    answer = main_handler(event, context)
+    assert answer["statusCode"] == 403
+    assert stand_in.requests == []

@@ -6,7 +6,15 @@ from datetime import datetime, timezone
 
 import pytest
 
-from sms_stats.records import SCHEMA, Counts, Record, store_key
+from sms_stats.records import (
+    SCHEMA,
+    BalanceRecord,
+    Counts,
+    Package,
+    Record,
+    from_dict,
+    store_key,
+)
 from sms_stats.windows import Window, zone
 
 from .conftest import APP_A
@@ -88,3 +96,20 @@ def test_given_extreme_counts_when_rated_then_rounding_never_hides_a_failure_or_
 ) -> None:
     """Alerts are written as `success_rate < 1`: a rounded-up 1.0 would silence them."""
     assert record(requests, ok).success_rate == rate
+
+
+def test_given_a_used_up_package_expiring_first_when_balanced_then_next_expiry_skips_it() -> None:
+    utc = timezone.utc
+    start = datetime(2021, 1, 1, tzinfo=utc)
+    used_up = Package(1, True, 100, 100, start, start, datetime(2021, 6, 1, tzinfo=utc))
+    holding = Package(2, False, 50, 10, start, start, datetime(2021, 9, 1, tzinfo=utc))
+    expired = Package(3, True, 70, 0, start, start, datetime(2021, 4, 1, tzinfo=utc))
+    as_of = datetime(2021, 5, 1, 13, 5, tzinfo=SHANGHAI)
+    balance = BalanceRecord(APP_A, as_of, (used_up, holding, expired), "r", as_of)
+    data = balance.to_dict()
+    assert data["remaining"] == 40
+    assert data["next_expiry"] == "2021-09-01T08:00:00+08:00"
+    assert data["next_expiry_remaining"] == 40
+    assert [p["remaining"] for p in data["packages"]] == [0, 40, 70]
+    assert balance.key == f"packages/app={APP_A}/dt=2021-05-01/2021050113.json"
+    assert from_dict(data).to_dict() == data  # what the outbox stores reads back the same
