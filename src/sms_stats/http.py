@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .apis import APIS
+from .apis import api
 from .errors import (
     AccessError,
     InputError,
@@ -241,7 +241,7 @@ def _job_from_query(
     begin = _single(params, "begin")
     end = _single(params, "end")
     window = window_between(begin, end, settings, now, names=("begin", "end"))
-    limit = APIS["callback"].max_hours
+    limit = api("callback").max_hours
     if kind == "callback" and limit is not None and window.hours > limit:
         raise InputError(
             f"end: receipts are counted over at most 32 days per call; the span {begin}..{end} "

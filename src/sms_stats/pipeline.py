@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .apis import APIS
+from .apis import api
 from .client import OUT_OF_TIME, StatsClient
 from .context import Invocation
 from .errors import DeliveryError, SmsStatsError, UpstreamError
@@ -192,8 +192,9 @@ def run_job(
     workers = max(1, min(settings.concurrency * len(job.kinds), len(job)))
 
     def fetch(kind: Kind, app_id: str, window: Window) -> AnyRecord:
-        api = APIS[kind]
-        return api.fetch(client, app_id, window, settings.timezone, now(), invocation.deadline)
+        return api(kind).fetch(
+            client, app_id, window, settings.timezone, now(), invocation.deadline
+        )
 
     with _pool(workers, "fetch") as fetchers, _pool(workers, "deliver") as deliverers:
         futures: dict[Future[AnyRecord], Task] = {

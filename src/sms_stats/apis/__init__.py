@@ -2,18 +2,18 @@
 
 Each API turns (app, window) into a record through the shared client (signing, retry,
 deadline, its own 10-per-second budget). A fourth statistics API is one more module here and
-one more line in `APIS`, and the pipeline, the stores and the sinks take its records as they
+one more line in `_MODULES`, and the pipeline, the stores and the sinks take its records as they
 are.
 """
 
 from __future__ import annotations
 
+import importlib
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from ..records import AnyRecord, Kind
 from ..windows import Window
-from . import callback, packages, send
 
 if TYPE_CHECKING:
     from ..client import StatsClient
@@ -41,8 +41,15 @@ class StatisticsApi(Protocol):
     ) -> AnyRecord: ...
 
 
-APIS: dict[Kind, StatisticsApi] = {
-    "send": send.API,
-    "callback": callback.API,
-    "packages": packages.API,
-}
+_MODULES: dict[Kind, str] = {"send": "send", "callback": "callback", "packages": "packages"}
+_loaded: dict[Kind, StatisticsApi] = {}
+
+
+def api(kind: Kind) -> StatisticsApi:
+    """The API of `kind`, its module imported on first use: a run that collects one kind
+    does not pay for the others' (cold starts are billed)."""
+    found = _loaded.get(kind)
+    if found is None:
+        module = importlib.import_module(f"{__name__}.{_MODULES[kind]}")
+        found = _loaded[kind] = module.API
+    return found
