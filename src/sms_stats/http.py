@@ -241,8 +241,8 @@ def _job_from_query(
     begin = _single(params, "begin")
     end = _single(params, "end")
     window = window_between(begin, end, settings, now, names=("begin", "end"))
-    limit = api("callback").max_hours
-    if kind == "callback" and limit is not None and window.hours > limit:
+    limit = api("callback").max_hours if kind == "callback" else None
+    if limit is not None and window.hours > limit:
         raise InputError(
             f"end: receipts are counted over at most 32 days per call; the span {begin}..{end} "
             f"is {window.hours} hours",

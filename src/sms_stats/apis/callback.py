@@ -10,7 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
-from ..answers import CallbackStatusStatisticsAnswer
+from pydantic import model_validator
+from pydantic_core import PydanticCustomError
+
+from ..answers import ANSWERS, Answer, Count, Strict
 from ..client import window_params
 from ..log import logger
 from ..records import CallbackRecord, Receipts
@@ -18,6 +21,36 @@ from ..windows import Window
 
 if TYPE_CHECKING:
     from ..client import StatsClient
+
+
+class CallbackStatusCounts(Strict):
+    """Receipts: how many came back, how many said delivered, and why the rest failed."""
+
+    CallbackCount: Count
+    RequestSuccessCount: Count
+    CallbackFailCount: Count
+    CallbackSuccessCount: Count
+    InternalErrorCount: Count
+    InvalidNumberCount: Count
+    ShutdownErrorCount: Count
+    BlackListCount: Count
+    FrequencyLimitCount: Count
+
+    @model_validator(mode="after")
+    def _parts_within_the_whole(self) -> CallbackStatusCounts:
+        # Receipts above submissions can happen (a receipt counted in another hour than its
+        # send): kept, and said in the log by the record. A receipt that is neither a success
+        # nor a failure cannot.
+        if self.CallbackSuccessCount + self.CallbackFailCount > self.CallbackCount:
+            raise PydanticCustomError(
+                "receipts_above_total",
+                "CallbackSuccessCount + CallbackFailCount must not exceed CallbackCount",
+            )
+        return self
+
+
+class CallbackStatusStatisticsAnswer(Answer):
+    CallbackStatusStatistics: CallbackStatusCounts
 
 
 class CallbackApi:
@@ -67,3 +100,5 @@ class CallbackApi:
 
 
 API = CallbackApi()
+
+ANSWERS[API.action] = CallbackStatusStatisticsAnswer

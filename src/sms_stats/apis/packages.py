@@ -11,9 +11,11 @@ a wrong balance is worse than none.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from ..answers import BadAnswer, SmsPackagesStatisticsAnswer
+from pydantic import Field
+
+from ..answers import ANSWERS, Answer, BadAnswer, Count, Strict
 from ..log import logger
 from ..records import BalanceRecord, Package
 from ..windows import Window, format_hour, zone
@@ -24,6 +26,24 @@ if TYPE_CHECKING:
 PAGE = 500  # the API's largest Limit
 LOOK_BACK = timedelta(days=25 * 31)  # at least 25 months
 MAX_PAGES = 200  # 100,000 packages: far beyond any account; a loop that never ends is a bug
+
+
+PackageTime = Annotated[int, Field(ge=0, le=253402300799)]
+"""Unix seconds up to 9999-12-31: what `datetime` can show."""
+
+
+class PackageStatistics(Strict):
+    PackageId: Count
+    PackageType: Literal[0, 1]  # 0 gift, 1 bought
+    PackageAmount: Count
+    CurrentUsage: Count
+    PackageCreateTime: PackageTime
+    PackageEffectiveTime: PackageTime
+    PackageExpiredTime: PackageTime
+
+
+class SmsPackagesStatisticsAnswer(Answer):
+    SmsPackagesStatisticsSet: list[PackageStatistics]
 
 
 class PackagesApi:
@@ -108,8 +128,6 @@ def _paging(rule: str, value: str, answer: SmsPackagesStatisticsAnswer) -> BadAn
 
 
 def _package(item: object, app_id: str, request_id: str) -> Package:
-    from ..answers import PackageStatistics  # noqa: PLC0415
-
     assert isinstance(item, PackageStatistics)
     if item.CurrentUsage > item.PackageAmount:
         logger.warning(
@@ -138,3 +156,5 @@ def _utc(seconds: int) -> datetime:
 
 
 API = PackagesApi()
+
+ANSWERS[API.action] = SmsPackagesStatisticsAnswer
