@@ -19,10 +19,17 @@ from index import main_handler
 from pytest_mock import MockerFixture
 
 from sms_stats.emulator import Emulator, Fault
-from sms_stats.errors import SmsStatsError
+from sms_stats.errors import ConfigError, SmsStatsError
+from sms_stats.pipeline import Courier
+from sms_stats.records import BalanceRecord, CallbackRecord, Package, Receipts, from_dict
+from sms_stats.settings import load_settings
+from sms_stats.sinks import build_sinks
+from sms_stats.sinks.webhook import message_id
+from sms_stats.windows import Window, zone
 
 from .conftest import API_TOKEN, APP_A, APP_B, SECRET_ID, SECRET_KEY, load_event, record_files
-from .standins.bots import BotReceiver
+from .standins.bots import BotFault, BotReceiver
+from .standins.webhook import Fault as HookFault
 from .standins.webhook import WebhookReceiver
 
 NOW = datetime(2021, 5, 1, 5, 5, tzinfo=timezone.utc)  # 13:05 in Shanghai
@@ -414,3 +421,166 @@ def test_given_an_app_outside_the_allowlist_when_its_balance_is_asked_then_403_b
     answer = main_handler(event, context)
     assert answer["statusCode"] == 403
     assert stand_in.requests == []
+
+
+# Found by a review of the receipts and balance work, each with the failure it reproduced.
+
+HOUR = Window.from_api("2021050110", "2021050110", zone("Asia/Shanghai"))
+T0 = int(datetime(2021, 1, 1, tzinfo=timezone.utc).timestamp())
+
+
+def receipts(app: str, received: int, fetched_hour: int) -> CallbackRecord:
+    counts = Receipts(100, received, received, 0, 0, 0, 0, 0, 0, f"rid-{app}-{received}")
+    fetched = datetime(2021, 5, 1, fetched_hour, 5, tzinfo=timezone.utc)
+    return CallbackRecord(app, HOUR, "Asia/Shanghai", counts, fetched)
+
+
+@pytest.fixture(autouse=True)
+def _no_backoff(mocker: MockerFixture) -> None:
+    mocker.patch("sms_stats.sinks.transport.time.sleep")
+
+
+class TestOutbox:
+    def test_given_an_older_fetch_still_owed_when_a_newer_one_came_then_never_sent_after_it(
+        self, scf_env: dict[str, str], store: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        with WebhookReceiver() as receiver:
+            monkeypatch.setenv("SMS_STATS_SINKS", f"file://{store},{receiver.url}")
+            sinks = build_sinks(load_settings())
+            receiver.fault = HookFault(status=503)  # 11:05: the webhook is down
+            Courier(sinks, None).deliver([receipts(APP_A, 50, 3), receipts(APP_B, 50, 3)])
+            receiver.fault = None
+            receiver.received.clear()
+            courier = Courier(sinks, None)  # 12:05: A settled further, B did not
+            courier.deliver([receipts(APP_A, 80, 4), receipts(APP_B, 50, 4)], chat=False)
+            courier.drain([])
+            told = [
+                (m.json["records"][0]["sms_sdk_app_id"], m.json["records"][0]["callback_count"])
+                for m in receiver.accepted
+            ]
+        assert [count for app, count in told if app == APP_A] == [80]  # the stale 50 never
+        assert (APP_B, 50) in told  # B's first (and only) counts are still owed, and sent
+        assert json.loads((store / receipts(APP_A, 80, 4).key).read_text())["callback_count"] == 80
+        assert not list(store.glob("_outbox/*.json"))
+
+    def test_given_a_chat_owed_receipts_when_they_settle_then_it_gets_the_newer_ones(
+        self, scf_env: dict[str, str], store: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        with BotReceiver() as bots:
+            monkeypatch.setenv("SMS_STATS_SINKS", f"file://{store},{bots.url('wecom')}")
+            sinks = build_sinks(load_settings())
+            bots.set_fault("wecom", BotFault(http_status=503))
+            Courier(sinks, None).deliver([receipts(APP_A, 50, 3), receipts(APP_B, 50, 3)])
+            bots.clear_faults()
+            courier = Courier(sinks, None)
+            courier.deliver([receipts(APP_A, 80, 4), receipts(APP_B, 60, 4)], chat=False)
+            courier.drain([])
+            (message,) = bots.messages("wecom")
+        text = message.payload["markdown"]["content"]
+        assert "receipts 80" in text
+        assert "receipts 60" in text
+
+
+class TestBalance:
+    def test_given_a_package_expiring_at_the_end_of_time_when_balanced_then_refused_alone(
+        self, env: dict[str, str], store: Path, context: dict[str, Any], stand_in: Emulator
+    ) -> None:
+        end_of_time = 253402300799  # 9999-12-31T23:59:59Z: past the year 9999 at +08:00
+        package = {
+            "PackageId": 1,
+            "PackageType": 1,
+            "PackageAmount": 100,
+            "CurrentUsage": 1,
+            "PackageCreateTime": T0,
+            "PackageEffectiveTime": T0,
+            "PackageExpiredTime": end_of_time,
+        }
+        stand_in.set_packages(APP_A, [package])
+        with pytest.raises(SmsStatsError) as caught:
+            main_handler(TIMER, context)
+        assert "InternalError.BadUpstreamResponse" in str(caught.value)
+        assert "PackageExpiredTime" in str(caught.value)
+        assert list(read(store, "packages/")) == [
+            f"packages/app={APP_B}/dt=2021-05-01/2021050113.json"
+        ]
+
+    def test_given_an_scf_retry_a_minute_later_when_balanced_then_the_same_ids(
+        self,
+        env: dict[str, str],
+        store: Path,
+        context: dict[str, Any],
+        clock: Clock,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        with WebhookReceiver() as receiver:
+            monkeypatch.setenv("SMS_STATS_SINKS", f"file://{store},{receiver.url}")
+            main_handler(TIMER, context)
+            first = {
+                m.headers["webhook-id"] for m in receiver.accepted if m.json["kind"] == "packages"
+            }
+            receiver.received.clear()
+            clock.now = NOW + timedelta(minutes=1)
+            main_handler(TIMER, context)
+            again = {
+                m.headers["webhook-id"] for m in receiver.accepted if m.json["kind"] == "packages"
+            }
+        assert len(first) == 2
+        assert again == first
+
+    def test_given_a_balance_query_when_answered_then_nothing_posted_or_stored(
+        self,
+        env: dict[str, str],
+        store: Path,
+        context: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        with BotReceiver() as bots:
+            monkeypatch.setenv("SMS_STATS_SINKS", f"file://{store},{bots.url('wecom')}")
+            event = {
+                "httpMethod": "GET",
+                "path": "/balance",
+                "headers": {"authorization": f"Bearer {API_TOKEN}"},
+                "queryString": {"app_id": APP_A},
+            }
+            assert main_handler(event, context)["statusCode"] == 200
+            assert bots.messages("wecom") == []
+        assert record_files(store) == []
+
+    def test_given_a_dst_zone_when_a_balance_reads_back_then_the_same_text_and_id(self) -> None:
+        utc = timezone.utc
+        winter = datetime(2021, 1, 10, tzinfo=utc)
+        summer = datetime(2021, 7, 10, tzinfo=utc)
+        as_of = datetime(2021, 7, 1, 9, 5, tzinfo=zone("America/New_York"))
+        record = BalanceRecord(
+            APP_A, as_of, (Package(1, True, 10, 1, winter, winter, summer),), "r", as_of
+        )
+        again = from_dict(json.loads(json.dumps(record.to_dict())))
+        assert again.to_dict() == record.to_dict()
+        assert message_id(again) == message_id(record)
+
+
+def test_given_a_kind_the_role_may_not_call_when_refused_then_the_message_names_the_action(
+    env: dict[str, str], context: dict[str, Any], stand_in: Emulator
+) -> None:
+    stand_in.set_fault(
+        Fault(error_code="UnauthorizedOperation.RequestPermissionDeny", action="packages")
+    )
+    with pytest.raises(SmsStatsError) as caught:
+        main_handler(TIMER, context)
+    assert "SmsPackagesStatistics: " in caught.value.message
+    assert "needs sms:SmsPackagesStatistics" in caught.value.message
+    assert "SMS_STATS_COLLECT" in caught.value.message
+
+
+def test_given_two_stores_when_a_run_comes_in_another_zone_then_each_store_is_checked(
+    scf_env: dict[str, str],
+    tmp_path: Path,
+    context: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first, second = tmp_path / "one", tmp_path / "two"
+    second.mkdir()
+    (second / "_store.json").write_text('{"timezone": "UTC", "layout": 2}')
+    monkeypatch.setenv("SMS_STATS_SINKS", f"file://{first},file://{second}")
+    with pytest.raises(ConfigError, match="holds hours named in UTC"):
+        main_handler(TIMER, context)

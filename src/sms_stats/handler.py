@@ -248,6 +248,11 @@ def _run(
         # and days, and a range record beside them is one more thing to keep apart.
         logger.info("http.not_stored", reason="a range of hours is answered only")
         sinks = []
+    elif not scheduled and "packages" in job.kinds:
+        # GET /balance is a question: the timer keeps the snapshots; every query posting to
+        # the chats would be noise.
+        logger.info("http.not_stored", reason="a balance query is answered only")
+        sinks = []
     started = time.monotonic()
     result = run_job(job, settings, invocation, sinks, drain=drain, clock=utcnow)
     logger.info(

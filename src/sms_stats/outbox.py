@@ -94,16 +94,36 @@ class Outbox:
         self.store = store
 
     def open(
-        self, records: Sequence[AnyRecord], sinks: Sequence[Sink], deadline: float | None
+        self,
+        records: Sequence[AnyRecord],
+        sinks: Sequence[Sink],
+        deadline: float | None,
+        carry: Sequence[str] = (),
     ) -> Entry | None:
         """Write the entry before the first delivery; None (and a warning) when the store
-        cannot take it, in which case the records are still delivered, just not remembered."""
-        owed = {sink.name: [r.key for r in records] for sink in sinks}
+        cannot take it, in which case the records are still delivered, just not remembered.
+
+        `carry`: sinks left out of this delivery (chat bots, for a correction) whose debts in
+        an earlier entry of the same records are kept: they are owed the newer records now.
+        """
+        keys = [r.key for r in records]
+        owed = {sink.name: list(keys) for sink in sinks}
         entry = Entry(entry_key(records), list(records), owed)
         try:
+            if carry:
+                earlier = self.store.get(entry.key, deadline)
+                if earlier is not None:
+                    before = decode(entry.key, earlier).owed
+                    for name in carry:
+                        debt = [k for k in before.get(name, ()) if k in keys]
+                        if debt:
+                            owed[name] = debt
             self.store.put(entry.key, entry.encode(), deadline)
-        except SinkError as exc:
+        except (SinkError, ValueError) as exc:
             logger.warning("outbox.unavailable", store=self.store.name, error=str(exc))
+            return None
+        except Exception as exc:  # a record that cannot be written: delivered, or failed, alone
+            logger.error("outbox.unavailable", store=self.store.name, error=type(exc).__name__)
             return None
         return entry
 
@@ -178,7 +198,21 @@ class Outbox:
         kept = set(keep)
         down = set(skip_sinks) | kept
         outcomes: list[Delivery] = []
+        newest: dict[str, datetime] = {}  # record key -> the latest fetch any entry holds
         for entry in entries:
+            for record in entry.records:
+                if record.key not in newest or record.fetched_at > newest[record.key]:
+                    newest[record.key] = record.fetched_at
+        for entry in entries:
+            stale = self._superseded(entry, newest, deadline)
+            if stale:
+                for name in list(entry.owed):
+                    left = [k for k in entry.owed[name] if k not in stale]
+                    if left:
+                        entry.owed[name] = left
+                    else:
+                        entry.owed.pop(name)
+                logger.info("outbox.superseded", entry=entry.key, records=len(stale))
             gone = [name for name in entry.owed if name not in by_name and name not in kept]
             for name in gone:
                 logger.warning(
@@ -200,8 +234,8 @@ class Outbox:
                 if not all(d.ok for d in result):
                     down.add(name)
             outcomes.extend(delivered)
-            if gone or delivered:
-                self.settle(entry, delivered, deadline, changed=bool(gone))
+            if gone or delivered or stale:
+                self.settle(entry, delivered, deadline, changed=bool(gone or stale))
         if outcomes:
             logger.info(
                 "outbox.drained",
@@ -209,6 +243,29 @@ class Outbox:
                 failed=sum(not d.ok for d in outcomes),
             )
         return outcomes
+
+    def _superseded(
+        self, entry: Entry, newest: dict[str, datetime], deadline: float | None
+    ) -> set[str]:
+        """Keys of this entry's records that a later fetch replaced (another entry holds a
+        newer one, or the store does): sending the older one after it would leave a receiver
+        with the stale counts, under an id it has not seen. Its debts are struck instead."""
+        owed = {key for keys in entry.owed.values() for key in keys}
+        stale: set[str] = set()
+        for record in entry.records:
+            if record.key not in owed:
+                continue
+            if newest.get(record.key, record.fetched_at) > record.fetched_at:
+                stale.add(record.key)
+                continue
+            try:
+                data = self.store.get(record.key, deadline)
+                stored = None if data is None else from_dict(json.loads(data))
+            except (SinkError, ValueError):
+                continue  # unreadable: deliver what we hold, the safe side
+            if stored is not None and stored.fetched_at > record.fetched_at:
+                stale.add(record.key)
+        return stale
 
 
 def describe(owed: dict[str, set[str]]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from .outbox import Outbox
 from .records import AnyRecord, Kind, from_dict
 from .settings import Settings
 from .sinks import Delivery, Sink, deliver_all
-from .sinks.base import SinkError, find_store
+from .sinks.base import SinkError, Store, find_store
 from .windows import Window
 
 Batch = tuple[Kind, Window]  # what goes to the sinks together: one kind, one window
@@ -58,15 +58,32 @@ class FetchFailure:
         return body
 
     def message(self, public: bool = False) -> str:
-        """The error's text; `public` (an HTTP caller) leaves out the transport's detail
-        (hosts, ports, a proxy's page), which only the logs keep."""
+        """The error's text, naming the API when it is not the seed's; `public` (an HTTP
+        caller) leaves out the transport's detail (hosts, ports, a proxy's page), which only
+        the logs keep. A permission refused says which CAM action to grant."""
         if public and self.error.code in TRANSPORT_CODES:
-            return (
+            text = (
                 f"the SMS API could not be reached or did not answer properly "
                 f"({self.error.code}); the function's logs have the detail"
             )
-        return self.error.message
+        else:
+            text = self.error.message
+        if self.kind != "send":
+            text = f"{ACTIONS[self.kind]}: {text}"
+        if self.error.code.startswith(_DENIED):
+            text += (
+                f" (the function's role needs sms:{ACTIONS[self.kind]}; or leave {self.kind} "
+                "out of SMS_STATS_COLLECT)"
+            )
+        return text
 
+
+ACTIONS = {
+    "send": "SendStatusStatistics",
+    "callback": "CallbackStatusStatistics",
+    "packages": "SmsPackagesStatistics",
+}
+_DENIED = ("UnauthorizedOperation.RequestPermissionDeny", "AuthFailure.UnauthorizedOperation")
 
 # Failures whose message quotes the transport: an HTTP caller gets the code, the logs the rest.
 TRANSPORT_CODES = frozenset(
@@ -180,8 +197,10 @@ def run_job(
     client = client or _client_for(settings)
     result = RunResult()
     courier = Courier(sinks, invocation.deadline)
-    if courier.outbox is not None and len(job):  # one zone per store: before any call or write
-        ensure_zone(courier.outbox.store, settings.timezone, invocation.deadline)
+    if len(job):  # one zone per store, every store: before any call or write
+        for sink in sinks:
+            if isinstance(sink, Store):
+                ensure_zone(sink, settings.timezone, invocation.deadline)
     # Records go out per batch, (kind, window): as soon as every app of it is in.
     waiting: dict[Batch, int] = {}
     for kind, _, window in job.tasks():
@@ -263,10 +282,12 @@ class Courier:
         records = self._changed(records)
         if not records:
             return []
-        entry = self.outbox.open(records, sinks, self.deadline)
+        left_out = [s.name for s in self.sinks if s not in sinks]
+        entry = self.outbox.open(records, sinks, self.deadline, carry=left_out)
         outcomes = deliver_all(records, sinks, self.deadline)
         if entry is not None:
-            self.opened.append(entry.key)
+            if not any(name in entry.owed for name in left_out):
+                self.opened.append(entry.key)  # else this run's drain pays the carried debt
             self.outbox.settle(entry, outcomes, self.deadline)
         return outcomes
 

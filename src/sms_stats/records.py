@@ -28,7 +28,10 @@ PACKAGES_SCHEMA = "sms-stats-packages/v1"
 Kind = Literal["send", "callback", "packages"]
 KINDS: tuple[Kind, ...] = ("send", "callback", "packages")
 KIND_FOLDERS = {"send": "", "callback": "callback/", "packages": "packages/"}
-_VOLATILE = ("request_id", "fetched_at")
+_VOLATILE = frozenset({"request_id", "fetched_at"})
+# A balance is taken at a moment, but what it says is the packages: an SCF retry a minute later
+# with the same packages is the same message (the id names the hour already).
+_BALANCE_VOLATILE = _VOLATILE | {"as_of"}
 
 
 def _head(schema: str, app_id: str, window: Window, zone_name: str) -> dict[str, Any]:
@@ -44,8 +47,8 @@ def _head(schema: str, app_id: str, window: Window, zone_name: str) -> dict[str,
     }
 
 
-def _digest(data: dict[str, Any]) -> str:
-    stable = {k: v for k, v in data.items() if k not in _VOLATILE}
+def _digest(data: dict[str, Any], volatile: frozenset[str] = _VOLATILE) -> str:
+    stable = {k: v for k, v in data.items() if k not in volatile}
     text = json.dumps(stable, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
@@ -270,10 +273,12 @@ class BalanceRecord:
         )
 
     def content(self) -> str:
-        return _digest(self.to_dict())
+        return _digest(self.to_dict(), _BALANCE_VOLATILE)
 
     def to_dict(self) -> dict[str, Any]:
-        tz = self.as_of.tzinfo
+        # Package times in as_of's offset as a fixed one: the text reads back the same from
+        # the store or the outbox (a zone's rules would give each date its own offset).
+        tz = timezone(self.as_of.utcoffset() or timedelta(0))
         expiry = self.next_expiry
         return {
             "schema": PACKAGES_SCHEMA,

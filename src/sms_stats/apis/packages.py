@@ -28,8 +28,9 @@ LOOK_BACK = timedelta(days=25 * 31)  # at least 25 months
 MAX_PAGES = 200  # 100,000 packages: far beyond any account; a loop that never ends is a bug
 
 
-PackageTime = Annotated[int, Field(ge=0, le=253402300799)]
-"""Unix seconds up to 9999-12-31: what `datetime` can show."""
+PackageTime = Annotated[int, Field(ge=0, le=253402214400)]
+"""Unix seconds up to 9999-12-31 00:00 UTC: a time `datetime` can still show in every zone
+(a second later, +08:00 is past the year 9999 and the record could not be written)."""
 
 
 class PackageStatistics(Strict):
