@@ -73,7 +73,10 @@ class Logger:
         for name, value in fields.items():
             if value is not None:
                 line[name] = value
-        text = _encode(_scrubbed(line))
+        # Our own three fields hold no secret (and `ts` is new on every line: no use caching).
+        head = {"ts": line.pop("ts"), "level": level, "event": line.pop("event")}
+        del line["level"]
+        text = _encode({**head, **_scrubbed(line)})
         stream = self._stream or sys.stdout
         with self._lock:
             stream.write(text + "\n")
@@ -98,7 +101,8 @@ def _scrubbed(value: Any) -> Any:
     """Strings scrubbed, containers walked; values are scrubbed before JSON escapes them, so
     the line stays valid JSON whatever was masked."""
     if isinstance(value, str):
-        return redact.scrub_repeated(value)
+        # Shorter than any registered secret and any credential shape: nothing to find.
+        return value if len(value) < redact.MIN_LENGTH else redact.scrub_repeated(value)
     if isinstance(value, dict):
         return {str(k): _scrubbed(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):

@@ -57,6 +57,9 @@ class RateLimiter:
 Limit = tuple[int, float]  # (messages, seconds): at most so many in any such sliding span
 
 
+MARGIN = 1.1
+
+
 class Pace:
     """Several limits at once (Feishu: 5 a second and 100 a minute); a slot must fit them all.
 
@@ -75,8 +78,11 @@ class Pace:
         self.limits = tuple(limits)
         # The longest span first: its wait is the one worth knowing before taking short slots.
         ordered = sorted(self.limits, key=lambda limit: -limit[1])
+        # Each window a tenth longer than the platform's: a message that left first may arrive
+        # after the ones behind it, and the platform counts arrivals.
         self._limiters = [
-            RateLimiter(count / span, span, clock=clock, sleep=sleep) for count, span in ordered
+            RateLimiter(count / (span * MARGIN), span * MARGIN, clock=clock, sleep=sleep)
+            for count, span in ordered
         ]
 
     def acquire(self, deadline: float | None = None) -> bool:
