@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from functools import cached_property
 from itertools import zip_longest
 
 from .errors import ConfigError, InputError
@@ -47,13 +48,16 @@ class Job:
             return False
         return self.chat_kinds is None or kind in self.chat_kinds
 
-    def tasks(self) -> Iterator[Task]:
+    def tasks(self) -> tuple[Task, ...]:
         """Each kind's tasks (windows in order, apps as given), taken in turn: every API has a
         rate budget of its own, so the workers keep all of them busy at once, rather than wait
-        for one API's budget while another's lies idle."""
+        for one API's budget while another's lies idle. Worked out once per job."""
+        return self._tasks
+
+    @cached_property
+    def _tasks(self) -> tuple[Task, ...]:
         lanes = [self._lane(kind) for kind in self.kinds]
-        for turn in zip_longest(*lanes):
-            yield from (task for task in turn if task is not None)
+        return tuple(task for turn in zip_longest(*lanes) for task in turn if task is not None)
 
     def _lane(self, kind: Kind) -> Iterator[Task]:
         if kind == "packages":  # one snapshot per app
@@ -72,7 +76,7 @@ class Job:
                 yield kind, app_id, window
 
     def __len__(self) -> int:
-        return sum(1 for _ in self.tasks())
+        return len(self._tasks)
 
 
 def check_app_ids(

@@ -15,6 +15,7 @@ user's, SCF's, Python's last resort on stderr) sees it, whatever level the root 
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import logging
 import sys
@@ -160,6 +161,11 @@ class ScrubbingRecordFactory:
         return record
 
 
+@functools.cache
+def _held() -> tuple[logging.Logger, ...]:
+    return tuple(logging.getLogger(name) for name in THIRD_PARTY_LOGGERS)
+
+
 def hold_third_party_loggers() -> None:
     """Hold each library's logger at WARNING (children that were set lower fall back to it)
     and scrub every record they make. Called at import, at every invocation (the user's code,
@@ -167,8 +173,7 @@ def hold_third_party_loggers() -> None:
     is loaded. Idempotent."""
     if not isinstance(logging.getLogRecordFactory(), ScrubbingRecordFactory):
         logging.setLogRecordFactory(ScrubbingRecordFactory(logging.getLogRecordFactory()))
-    for name in THIRD_PARTY_LOGGERS:
-        held = logging.getLogger(name)
+    for held in _held():
         if held.level != logging.WARNING:  # setLevel clears every logger's cache: only if needed
             held.setLevel(logging.WARNING)
     for name, child in list(logging.root.manager.loggerDict.items()):
