@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from sms_stats import client, handler, layout, pipeline, redact
+from sms_stats.chat import repeats
 from sms_stats.emulator import Emulator
 from sms_stats.records import Counts, Record
-from sms_stats.sinks import summary
 from sms_stats.windows import Window, zone
 
 EVENTS = Path(__file__).parent / "events"
@@ -80,7 +80,7 @@ def _clean_state(monkeypatch: pytest.MonkeyPatch) -> None:
     client._sdk_clients.clear()
     client._limiters.clear()
     pipeline._clients.clear()
-    summary.posted.clear()
+    repeats.posted.clear()
     layout._checked.clear()
     redact.clear()
 

@@ -230,7 +230,7 @@ class TestWhereBodiesAreQuoted:
     def test_given_a_bot_error_quoting_its_key_at_the_cut_then_no_piece_in_the_verdict(
         self,
     ) -> None:
-        from sms_stats.sinks.summary import code_check, one_line
+        from sms_stats.chat.answers import code_check, one_line
 
         redact.register(TOKEN)
         message = "." * 170 + f" key={TOKEN}"

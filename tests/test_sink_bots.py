@@ -19,23 +19,14 @@ from index import main_handler
 from pytest_mock import MockerFixture
 
 from sms_stats import handler
+from sms_stats.chat.markup import escape_lark, escape_markdown, escape_slack
+from sms_stats.chat.messages import Row, by_window, percent, summarize, window_text
+from sms_stats.chat.packing import Part, pack
+from sms_stats.chat.repeats import Posted
 from sms_stats.errors import ConfigError, DeliveryError
 from sms_stats.records import BalanceRecord, CallbackRecord, Counts, Package, Receipts, Record
 from sms_stats.settings import Settings
 from sms_stats.sinks import Sink, SinkError, build_sinks, deliver_all, sink_kind, slack, wecom
-from sms_stats.sinks.summary import (
-    Part,
-    Posted,
-    Row,
-    by_window,
-    escape_lark,
-    escape_markdown,
-    escape_slack,
-    pack,
-    percent,
-    summarize,
-    window_text,
-)
 from sms_stats.sinks.transport import Transport
 from sms_stats.windows import Window, zone
 

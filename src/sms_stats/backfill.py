@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TextIO
 
+from .chat.sink import ChatSink
 from .context import Invocation
 from .errors import InputError
 from .jobs import BEGIN_CODE, END_CODE, Job, Task, check_app_ids
@@ -27,7 +28,6 @@ from .records import Kind, store_key
 from .settings import Settings
 from .sinks import Sink
 from .sinks.base import Store, find_store
-from .sinks.summary import ChatSink
 from .windows import Granularity, Window, hour_label, last_full, parse_hour
 
 

@@ -117,8 +117,8 @@ def _backfill_settings(args: argparse.Namespace) -> tuple[Any, list[Any], list[s
 
 def _backfill(args: argparse.Namespace) -> int:
     from . import backfill  # noqa: PLC0415
+    from .chat.sink import ChatSink  # noqa: PLC0415
     from .handler import utcnow  # noqa: PLC0415
-    from .sinks.summary import ChatSink  # noqa: PLC0415
 
     try:
         settings, sinks, app_ids = _backfill_settings(args)

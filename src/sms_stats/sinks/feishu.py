@@ -23,25 +23,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlunsplit
 
+from ..chat.answers import code_check
+from ..chat.markup import LARK, head_lines, heading, row_line
+from ..chat.messages import Row, Summary
+from ..chat.packing import Part, encode, pack
+from ..chat.sink import SignedChatSink
+from ..chat.urls import one_param, query_pairs, split_url, without_params
 from ..settings import Settings
 from .base import label
-from .summary import (
-    LARK,
-    Part,
-    Row,
-    SignedChatSink,
-    Summary,
-    code_check,
-    encode,
-    head_lines,
-    heading,
-    one_param,
-    pack,
-    query_pairs,
-    row_line,
-    split_url,
-    without_params,
-)
 from .transport import Transport, Verdict
 
 PLATFORM = "Feishu bot"

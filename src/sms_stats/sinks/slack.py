@@ -13,24 +13,14 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from ..chat.answers import snippet
+from ..chat.markup import SEP, SLACK, figures, head_lines, heading, row_line
+from ..chat.messages import Row, Summary
+from ..chat.packing import Part, chunk_lines, pack
+from ..chat.sink import ChatSink
+from ..chat.urls import split_url
 from ..settings import Settings
 from .base import label
-from .summary import (
-    SEP,
-    SLACK,
-    ChatSink,
-    Part,
-    Row,
-    Summary,
-    chunk_lines,
-    figures,
-    head_lines,
-    heading,
-    pack,
-    row_line,
-    snippet,
-    split_url,
-)
 from .transport import OK, Transport, Verdict
 
 PLATFORM = "Slack incoming webhook"

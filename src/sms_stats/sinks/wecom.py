@@ -11,23 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..chat.answers import code_check
+from ..chat.markup import MARKDOWN, head_lines, heading, row_line
+from ..chat.messages import Row, Summary
+from ..chat.packing import Part, pack
+from ..chat.sink import ChatSink
+from ..chat.urls import one_param, query_pairs, split_url
 from ..settings import Settings
 from .base import label
-from .summary import (
-    MARKDOWN,
-    ChatSink,
-    Part,
-    Row,
-    Summary,
-    code_check,
-    head_lines,
-    heading,
-    one_param,
-    pack,
-    query_pairs,
-    row_line,
-    split_url,
-)
 from .transport import Transport, Verdict
 
 PLATFORM = "WeCom robot"
