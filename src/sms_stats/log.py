@@ -63,21 +63,16 @@ class Logger:
     def _emit(self, level: str, event: str, fields: dict[str, Any]) -> None:
         if LEVELS[level] < self.level:
             return
-        line: dict[str, Any] = {
+        # Our own three fields hold no secret (and `ts` is new on every line: no use caching);
+        # the rest may quote anything, so it is scrubbed.
+        head = {
             "ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
             "level": level,
             "event": event,
         }
-        correlated = _correlation.get()
-        if correlated:
-            line.update(correlated)
-        for name, value in fields.items():
-            if value is not None:
-                line[name] = value
-        # Our own three fields hold no secret (and `ts` is new on every line: no use caching).
-        head = {"ts": line.pop("ts"), "level": level, "event": line.pop("event")}
-        del line["level"]
-        text = _encode({**head, **_scrubbed(line)})
+        body: dict[str, Any] = dict(_correlation.get() or {})
+        body.update((name, value) for name, value in fields.items() if value is not None)
+        text = _encode({**head, **_scrubbed(body)})
         stream = self._stream or sys.stdout
         with self._lock:
             stream.write(text + "\n")
