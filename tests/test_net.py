@@ -4,10 +4,18 @@ wide enough for a loaded machine (a drip of the whole body would take 200 s)."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
+import socket
+import socketserver
+import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
+import urllib3.util.connection
 
 from sms_stats import net
 
@@ -83,3 +91,136 @@ def test_given_a_requests_timeout_when_read_then_one_whole_call_limit(
     timeout: object, limit: float
 ) -> None:
     assert net.call_limit(timeout) == limit
+
+
+# From a review: three ways a call still ran past its limit, each reproduced on loopback.
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/hop/"):
+            hop = int(self.path.rsplit("/", 1)[1])
+            time.sleep(0.3)
+            if hop < 6:
+                self.send_response(307)
+                self.send_header("Location", f"/hop/{hop + 1}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+        if self.path == "/slow":
+            time.sleep(0.5)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def plain_server() -> Iterator[str]:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_given_redirects_when_calling_then_not_followed_each_with_a_fresh_limit(
+    plain_server: str,
+) -> None:
+    session = net.session(net.API_MAX_BODY)
+    started = time.monotonic()
+    with pytest.raises(requests.TooManyRedirects):
+        session.get(plain_server + "/hop/0", timeout=1.0)
+    assert time.monotonic() - started < 1.0  # six hops of 0.3 s each were 1.8 s
+
+
+def test_given_a_late_timer_when_the_next_call_reuses_the_connection_then_it_is_not_shut(
+    plain_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A's connection goes back to the pool when its body is read, before A says it is done:
+    B may take it, and A's timer must then leave it alone."""
+    session = net.session(net.API_MAX_BODY)
+    b_may_start = threading.Event()
+    done = net._reaper.done
+
+    def late_done(watch: Any) -> None:
+        if threading.current_thread().name == "A":
+            b_may_start.set()
+            time.sleep(0.6)  # A descheduled between releasing the connection and saying done
+        done(watch)
+
+    monkeypatch.setattr(net._reaper, "done", late_done)
+    answers: dict[str, object] = {}
+
+    def call_b() -> None:
+        b_may_start.wait(5)
+        try:
+            answers["b"] = session.get(plain_server + "/slow", timeout=5).status_code
+        except requests.RequestException as exc:
+            answers["b"] = repr(exc)
+
+    a = threading.Thread(target=lambda: session.get(plain_server + "/fast", timeout=0.3), name="A")
+    b = threading.Thread(target=call_b, name="B")
+    a.start()
+    b.start()
+    a.join()
+    b.join()
+    assert answers["b"] == 200
+
+
+def test_given_an_address_that_never_answers_when_connecting_then_the_call_still_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A host with two addresses: the first a black hole (a full accept queue), the second a
+    server dripping its answer. The limit ran out while connecting; the call ended only by
+    per-read timeouts, seconds later."""
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)
+    port = hole.getsockname()[1]
+    fillers = []
+    for _ in range(4):  # fill the accept queue: further SYNs are dropped
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    drip = socket.socket()
+    drip.bind(("127.0.0.2", port))
+    drip.listen(5)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = drip.accept()
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\n")
+            for char in b"drip drip ok!":
+                time.sleep(0.3)
+                conn.sendall(bytes([char]))
+
+    threading.Thread(target=serve, daemon=True).start()
+    real = socket.getaddrinfo
+
+    def two_addresses(host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        if host == "api.example":
+            return [
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", port)),
+            ]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(urllib3.util.connection.socket, "getaddrinfo", two_addresses)
+    started = time.monotonic()
+    try:
+        with pytest.raises(net.CallTimeout):
+            net.session(net.API_MAX_BODY).get(f"http://api.example:{port}/", timeout=1.0)
+        assert time.monotonic() - started < 2.0  # it took 4.9 s before
+    finally:
+        for sock in (hole, drip, *fillers):
+            sock.close()

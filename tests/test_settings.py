@@ -235,3 +235,13 @@ class TestSettingsEdges:
         assert load_settings().endpoint == scf_env["SMS_STATS_ENDPOINT"]
         result = main_handler(load_event("timer.json"), context)
         assert len(result["records"]) == 2
+
+
+def test_given_sink_urls_with_keys_when_settings_are_shown_then_no_url_appears() -> None:
+    token = "9f3c2a7b5e1d4c6f8a0b2d4e6f8a1c3e"
+    settings = load_settings(
+        {"SMS_STATS_SINKS": f"https://oapi.dingtalk.com/robot/send?access_token={token}"}
+    )
+    assert settings.sinks  # still there to use
+    for shown in (repr(settings), str(settings)):
+        assert token[:8] not in shown

@@ -100,9 +100,12 @@ class _ErrorDetail(Strict):
     Message: str
 
 
+_OptionalRequestId = RequestId | None  # named apart: the field below shadows `RequestId`
+
+
 class _ErrorEnvelope(Strict):
     Error: _ErrorDetail
-    RequestId: RequestId
+    RequestId: _OptionalRequestId = None  # an error without one is still that error, not "bad"
 
 
 class ErrorAnswer(Exception):
@@ -165,7 +168,7 @@ def read(action: str, body: bytes) -> Answer:
     rid = rid if rid is None or len(rid) <= 128 else None
     if "Error" in response:
         envelope = _validate(_ErrorEnvelope, response, action, rid)
-        raise ErrorAnswer(envelope.Error.Code, envelope.Error.Message, envelope.RequestId)
+        raise ErrorAnswer(envelope.Error.Code, envelope.Error.Message, envelope.RequestId or "")
     return _validate(model, response, action, rid)
 
 

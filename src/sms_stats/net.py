@@ -29,7 +29,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import HTTPError, ReadTimeoutError
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, ReadTimeoutError
 
 API_MAX_BODY = 1024 * 1024  # an SMS statistics answer is a few KB; 500 packages ~150 KB
 RECEIVER_MAX_BODY = 64 * 1024  # a webhook's or bot's answer: we read a status and a code
@@ -57,7 +57,8 @@ class _Reaper:
     call's socket. Cheaper on the warm path than a timer thread per call."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self.lock = threading.Lock()
+        self._cond = threading.Condition(self.lock)
         self._heap: list[tuple[float, int, _Watch]] = []
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
@@ -93,15 +94,30 @@ class _Reaper:
                     continue
                 heapq.heappop(self._heap)
                 watch.fired = True
-                _shut(watch.conn)
+                if not _shut(watch):
+                    # Still connecting (another address of the host, a slow DNS answer): look
+                    # again shortly; the connection checks `fired` once it is up, too.
+                    heapq.heappush(
+                        self._heap, (time.monotonic() + _RECHECK_S, next(self._order), watch)
+                    )
 
 
-def _shut(conn: Any) -> None:
+_RECHECK_S = 0.05
+
+
+def _shut(watch: _Watch) -> bool:
+    """Shut the socket of the call `watch` stands for (called under the reaper's lock). Only a
+    connection that call still owns: urllib3 returns a connection to the pool when its body has
+    been read, and the next call may hold it before this one says it is done."""
+    conn = watch.conn
+    if conn is None or getattr(conn, "_sms_watch", None) is not watch:
+        return watch.conn is not None  # not ours any more: nothing of this call is left to end
     sock = getattr(conn, "sock", None)
     if sock is None:
-        return  # still connecting: the connect timeout (the call's timeout) bounds that
+        return False
     with contextlib.suppress(OSError):  # already closed by the other side
         sock.shutdown(socket.SHUT_RDWR)
+    return True
 
 
 _reaper = _Reaper()
@@ -109,15 +125,27 @@ _current = threading.local()  # the watch of the call this thread is making
 
 
 def _note(conn: Any) -> None:
+    """This thread's call now uses `conn`: it, and only it, may have its socket shut."""
     watch = getattr(_current, "watch", None)
     if watch is not None:
-        watch.conn = conn
+        with _reaper.lock:
+            watch.conn = conn
+            conn._sms_watch = watch
+
+
+def _connected(conn: Any) -> None:
+    """The call's time ran out while it was connecting: end it now, not at its first read."""
+    watch = getattr(_current, "watch", None)
+    if watch is not None and watch.fired:
+        conn.close()
+        raise ConnectTimeoutError("the call's time ran out while connecting")
 
 
 class _WatchedHTTPConnection(HTTPConnection):
     def connect(self) -> None:
         _note(self)
         super().connect()
+        _connected(self)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         _note(self)  # a kept-alive connection is reused without connect()
@@ -128,6 +156,7 @@ class _WatchedHTTPSConnection(HTTPSConnection):
     def connect(self) -> None:
         _note(self)
         super().connect()
+        _connected(self)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         _note(self)
@@ -229,7 +258,10 @@ def _read_bounded(response: requests.Response, max_body: int) -> None:
 
 
 def bound(session: requests.Session, max_body: int) -> requests.Session:
-    """Mount bounded adapters on `session` for http and https, keeping its pool size."""
+    """Mount bounded adapters on `session` for http and https, keeping its pool size. No
+    redirects: each hop would start a whole new limit, and neither the SMS API nor COS
+    answers a valid request with one (a receiver's 3xx is its answer, never followed)."""
+    session.max_redirects = 0
     old = session.get_adapter("https://")
     size = getattr(old, "_pool_maxsize", 10)
     connections = getattr(old, "_pool_connections", 10)

@@ -82,7 +82,9 @@ class Settings(BaseModel):
     app_ids: tuple[str, ...] = ()
     endpoint: str | None = None
     timezone: str = "Asia/Shanghai"
-    sinks: tuple[str, ...] = ()
+    # Bot keys and webhook tokens live in these URLs: never in a repr (a traceback's locals,
+    # a print); what is shown of a sink is its name (kind, host, hash).
+    sinks: tuple[str, ...] = Field(default=(), repr=False)
     webhook_secret: SecretStr | None = None
     api_tokens: tuple[SecretStr, ...] = ()
     http_app_ids: tuple[str, ...] | None = None
