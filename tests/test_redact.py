@@ -320,3 +320,21 @@ def test_given_warm_invocations_when_settings_change_then_the_registry_is_replac
     assert (
         redact.scrub(scf_env["TENCENTCLOUD_SESSIONTOKEN"]) == scf_env["TENCENTCLOUD_SESSIONTOKEN"]
     )
+
+
+def test_given_a_receiver_echoing_the_path_lower_cased_when_quoted_then_masked() -> None:
+    """Found by a review: `Cannot POST /hooks/<token lower-cased>` showed all 48 characters."""
+    token = "Zk3QmR8vT2xLw9PjN4bYc6HsD1fGa7EuVo5XiK0nMqRtSy2B"
+    redact.register(token)
+    page = f"Cannot POST /hooks/{token.lower()} and /hooks/{token.upper()}"
+    shown = redact.quote(page, 500)
+    assert token.lower()[:8] not in shown
+    assert token.upper()[:8] not in shown
+    assert shown.startswith("Cannot POST /hooks/***")
+
+
+def test_given_a_letter_whose_lower_case_is_longer_then_secrets_still_masked_whole() -> None:
+    secret = "AbCdEfGhIjKlMnOp"
+    redact.register(secret)
+    shown = redact.scrub(f"İstanbul {secret} {secret.lower()}")
+    assert shown == "İstanbul *** ***"

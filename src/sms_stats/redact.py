@@ -101,7 +101,11 @@ class _Registry:
                 by_head: dict[str, set[str]] = {}
                 for secret in self.secrets:
                     for form in forms(secret):
-                        by_head.setdefault(form[:HEAD], set()).add(form)
+                        # Lower-cased: a receiver may echo a path lower-cased (unless lower
+                        # case changes the length, as for "İ": then as written).
+                        low = form.lower()
+                        key = low if len(low) == len(form) else form
+                        by_head.setdefault(key[:HEAD], set()).add(key)
                 self.compiled = _build(by_head)
             return self.compiled
 
@@ -111,7 +115,7 @@ _registry = _Registry()
 
 def _build(by_head: dict[str, set[str]]) -> _Compiled:
     heads = sorted(by_head, key=len, reverse=True)  # at one place, the longest head wins
-    pattern = re.compile("|".join(map(re.escape, heads))) if heads else None
+    pattern = re.compile("|".join(map(re.escape, heads)), re.IGNORECASE) if heads else None
     return _Compiled(pattern, {head: tuple(found) for head, found in by_head.items()})
 
 
@@ -234,6 +238,9 @@ def scrub_repeated(text: str) -> str:
 
 def _mask_heads(text: str, compiled: _Compiled) -> str:
     assert compiled.heads is not None
+    low = text.lower()
+    if len(low) != len(text):  # a character whose lower case is longer ("İ") stays as written
+        low = "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
     out: list[str] = []
     pos = 0
     while True:
@@ -241,7 +248,9 @@ def _mask_heads(text: str, compiled: _Compiled) -> str:
         if match is None:
             break
         start = match.start()
-        length = max(_common(text, start, form) for form in compiled.by_head[match.group()])
+        group = match.group()
+        rests = compiled.by_head.get(group.lower()) or compiled.by_head.get(group) or ()
+        length = max((_common(low, start, form) for form in rests), default=0)
         out += (text[pos:start], MASK)
         pos = start + max(length, len(match.group()))
     out.append(text[pos:])
