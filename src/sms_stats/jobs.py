@@ -15,7 +15,7 @@ from itertools import zip_longest
 
 from .errors import ConfigError, InputError
 from .events import FIELD_CODES, JobRequest, StatsRequest
-from .records import Kind
+from .records import KINDS, Kind
 from .settings import APP_ID_RE, Settings
 from .windows import Window, last_full, parse_hour
 
@@ -194,5 +194,4 @@ def default_job(settings: Settings, now: datetime) -> Job:
 
 def collected(names: Sequence[str]) -> tuple[Kind, ...]:
     """Kind names (already checked by the settings or the job model) in the canonical order."""
-    order: tuple[Kind, ...] = ("send", "callback", "packages")
-    return tuple(kind for kind in order if kind in names)
+    return tuple(kind for kind in KINDS if kind in names)

@@ -68,21 +68,17 @@ class FetchFailure:
             )
         else:
             text = self.error.message
+        action = api(self.kind).action
         if self.kind != "send":
-            text = f"{ACTIONS[self.kind]}: {text}"
+            text = f"{action}: {text}"
         if self.error.code.startswith(_DENIED):
             text += (
-                f" (the function's role needs sms:{ACTIONS[self.kind]}; or leave {self.kind} "
+                f" (the function's role needs sms:{action}; or leave {self.kind} "
                 "out of SMS_STATS_COLLECT)"
             )
         return text
 
 
-ACTIONS = {
-    "send": "SendStatusStatistics",
-    "callback": "CallbackStatusStatistics",
-    "packages": "SmsPackagesStatistics",
-}
 _DENIED = ("UnauthorizedOperation.RequestPermissionDeny", "AuthFailure.UnauthorizedOperation")
 
 # Failures whose message quotes the transport: an HTTP caller gets the code, the logs the rest.
@@ -224,7 +220,7 @@ def run_job(
             # Inline futures are all done already; as_completed would only add waiter locks.
             finished = futures if isinstance(fetchers, _Inline) else as_completed(futures)
             for future in finished:
-                kind, app_id, window = batch_task = futures[future]
+                kind, app_id, window = futures[future]
                 batch = (kind, window)
                 try:
                     record = future.result()
@@ -241,7 +237,6 @@ def run_job(
                 waiting[batch] -= 1
                 if on_fetched is not None:
                     on_fetched(app_id, window, future.exception() is None)
-                del batch_task
                 if waiting[batch] == 0 and done[batch] and sinks and batch not in incomplete:
                     deliveries.append(
                         _submit(

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from . import redact
 from .errors import ConfigError
+from .records import KINDS
 from .windows import zone
 
 APP_ID_RE = re.compile(r"1400[0-9]{6}")
@@ -55,7 +56,6 @@ ENV_FIELDS: dict[str, str] = {
 }
 FIELD_ENV = {field: env for env, field in ENV_FIELDS.items()}
 _LIST_FIELDS = {"app_ids", "sinks", "api_tokens", "http_app_ids", "collect"}
-KIND_NAMES = ("send", "callback", "packages")
 _SECRET_FIELDS = {"secret_id", "secret_key", "session_token", "webhook_secret", "api_tokens"}
 CONFIG_FILE_ENV = "SMS_STATS_CONFIG"
 DEFAULT_CONFIG_FILE = "sms_stats.toml"
@@ -101,7 +101,7 @@ class Settings(BaseModel):
     log_level: str = "INFO"
     # Which statistics APIs a run collects; receipts of the previous hours are fetched again
     # while they settle (0: only the last hour).
-    collect: tuple[str, ...] = KIND_NAMES
+    collect: tuple[str, ...] = KINDS
     settle_hours: int = Field(default=6, ge=0, le=72)
 
     @field_validator("app_ids", "sinks", "api_tokens", "http_app_ids", "collect", mode="before")
@@ -113,14 +113,13 @@ class Settings(BaseModel):
     @classmethod
     def _kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         kinds = tuple(dict.fromkeys(item.lower() for item in value))
-        unknown = [k for k in kinds if k not in KIND_NAMES]
+        unknown = [k for k in kinds if k not in KINDS]
         if unknown:
             raise ValueError(
-                f"unknown kind {unknown[0][:40]!r}; use any of {', '.join(KIND_NAMES)}, "
-                "comma-separated"
+                f"unknown kind {unknown[0][:40]!r}; use any of {', '.join(KINDS)}, comma-separated"
             )
         if not kinds:
-            raise ValueError(f"names no kind; use any of {', '.join(KIND_NAMES)}")
+            raise ValueError(f"names no kind; use any of {', '.join(KINDS)}")
         return kinds
 
     @field_validator("region")
