@@ -325,3 +325,91 @@ class TestAnswersReadByUs:
             adapter = session.get_adapter(prefix)
             assert isinstance(adapter, net.BoundedAdapter)
             assert adapter.max_body == net.API_MAX_BODY
+
+
+class _Proxy:
+    """A forward HTTP proxy on loopback that counts what passes through it."""
+
+    def __init__(self) -> None:
+        import http.client
+        import http.server
+        import threading
+        from urllib.parse import urlsplit
+
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                target = urlsplit(self.path)  # a proxy is sent the absolute URL
+                seen.append(self.path)
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=5)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "proxy-connection"}
+                upstream.request("POST", target.path or "/", body, headers)
+                answer = upstream.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                self.send_header("Content-Type", answer.getheader("Content-Type", ""))
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                upstream.close()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class TestProxyFromTheEnvironment:
+    """The SDK's session reads the proxy settings once, when the client is made (a warm call
+    no longer re-reads the environment), with requests' rules: ALL_PROXY and NO_PROXY too."""
+
+    @pytest.fixture
+    def proxy(self) -> Any:
+        proxy = _Proxy()
+        yield proxy
+        proxy.close()
+
+    @pytest.fixture(autouse=True)
+    def fresh_clients(self, mocker: MockerFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+        mocker.patch.dict("sms_stats.client._sdk_clients", clear=True)
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+            monkeypatch.delenv(name.lower(), raising=False)
+
+    def test_given_all_proxy_when_fetched_then_the_call_goes_through_it(
+        self, scf_env: dict[str, str], proxy: _Proxy, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("ALL_PROXY", proxy.url)  # honoured by requests, not by the SDK
+        client = StatsClient(load_settings())
+        monkeypatch.delenv("ALL_PROXY")  # read once: a later change does not apply
+        client.fetch(APP_A, window())
+        client.fetch(APP_A, window())
+        assert len(proxy.seen) == 2
+        assert client._client.request.conn._session.trust_env is False
+
+    def test_given_no_proxy_naming_the_endpoint_when_fetched_then_the_proxy_is_bypassed(
+        self, scf_env: dict[str, str], proxy: _Proxy, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("ALL_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        counts = StatsClient(load_settings()).fetch(APP_A, window())
+        assert (
+            counts.request_count
+            == Emulator.expected(APP_A, "2021050113", "2021050113")["RequestCount"]
+        )
+        assert proxy.seen == []
+
+    def test_given_http_proxy_when_fetched_then_the_sdk_choice_is_kept(
+        self, scf_env: dict[str, str], proxy: _Proxy, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)  # the SDK's own variable for http://
+        StatsClient(load_settings()).fetch(APP_A, window())
+        assert len(proxy.seen) == 1

@@ -117,7 +117,9 @@ def _build_sdk_client(
     client.request.set_keep_alive()
     from . import net  # noqa: PLC0415 - imports requests' adapters, as the SDK just did
 
-    net.bound(client.request.conn._session, net.API_MAX_BODY)  # whole-call deadline, capped body
+    conn = client.request.conn
+    net.bound(conn._session, net.API_MAX_BODY)  # whole-call deadline, capped body
+    net.settle_environment(conn, client.request._handle_host(client.request.host))
     return client
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 # Stop starting upstream calls this long before SCF would kill the invocation: room to deliver
@@ -38,6 +38,8 @@ class Invocation:
     function_name: str | None
     started: float
     deadline: float | None
+    # What the job did (apps, windows, records, failures, ...), for the closing log line.
+    job: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def begin(cls, context: RuntimeContext | Mapping[str, Any] | None) -> Invocation:

@@ -33,6 +33,10 @@ from .settings import CONFIG_FILE_ENV, ENV_FIELDS, Settings, load_settings
 from .sinks import Sink, build_each
 
 _ENV_KEYS = (*ENV_FIELDS, CONFIG_FILE_ENV, "TENCENTCLOUD_REGION")
+# os.environ.get encodes each name and decodes each value (~1.5 us a name, 40 names a warm
+# call); the settings' fingerprint reads the raw mapping behind it where there is one.
+_RAW_ENV: Mapping[Any, Any] = getattr(os.environ, "_data", os.environ)
+_RAW_KEYS = tuple(map(os.fsencode, _ENV_KEYS)) if _RAW_ENV is not os.environ else _ENV_KEYS
 _cache_lock = threading.Lock()
 _settings_cache: dict[tuple[str | None, ...], Settings] = {}
 _sinks_cache: dict[Settings, tuple[list[Sink], list[str]]] = {}
@@ -45,7 +49,7 @@ def utcnow() -> datetime:
 
 def current_settings() -> Settings:
     """Settings for this container's environment, validated once per distinct environment."""
-    key = tuple(map(os.environ.get, _ENV_KEYS))
+    key = tuple(map(_RAW_ENV.get, _RAW_KEYS))
     with _cache_lock:
         settings = _settings_cache.get(key)
     if settings is None:
@@ -98,7 +102,8 @@ def main_handler(event: Any, context: RuntimeContext | Mapping[str, Any] | None)
     with correlation(
         request_id=invocation.request_id, function=invocation.function_name, trigger=kind
     ):
-        logger.info("invocation.start")
+        # SCF's own START line marks the beginning; ours is for local debugging only.
+        logger.debug("invocation.start")
         if kind == "http":
             answer = handle_http(event, invocation)
             status = answer["statusCode"]
@@ -106,6 +111,7 @@ def main_handler(event: Any, context: RuntimeContext | Mapping[str, Any] | None)
                 "invocation.end",
                 outcome="ok" if status < 400 else "refused" if status < 500 else "error",
                 status=status,
+                **invocation.job,
                 duration_ms=_since(invocation),
             )
             return answer
@@ -117,14 +123,12 @@ def main_handler(event: Any, context: RuntimeContext | Mapping[str, Any] | None)
                 outcome="error",
                 code=exc.code,
                 message=exc.message,
+                **invocation.job,
                 duration_ms=_since(invocation),
             )
             raise
         logger.info(
-            "invocation.end",
-            outcome="ok",
-            records=len(result["records"]),
-            duration_ms=_since(invocation),
+            "invocation.end", outcome="ok", **invocation.job, duration_ms=_since(invocation)
         )
         return result
 
@@ -253,17 +257,15 @@ def _run(
         # the chats would be noise.
         logger.info("http.not_stored", reason="a balance query is answered only")
         sinks = []
-    started = time.monotonic()
     result = run_job(job, settings, invocation, sinks, drain=drain, clock=utcnow)
-    logger.info(
-        "job.end",
+    # What the job did goes on the invocation's one closing line (a line costs ~50 us warm).
+    invocation.job.update(
         apps=len(job.app_ids),
         windows=len(job.windows),
         records=len(result.records),
         failures=len(result.failures),
         failed_deliveries=len(result.failed_deliveries),
         left_for_next_run=len(result.left_for_next_run),
-        duration_ms=round((time.monotonic() - started) * 1000, 1),
     )
     return result
 

@@ -34,6 +34,8 @@ from .settings import Settings
 from .windows import last_full
 
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
+# One encoder for every answer: json.dumps with options builds a new one per call.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 ROUTES: dict[str, tuple[str, ...]] = {
     "/stats": ("GET", "POST"),
     "/balance": ("GET",),
@@ -281,7 +283,7 @@ def response(
         "isBase64Encoded": False,
         "statusCode": status,
         "headers": {**JSON_HEADERS, **(headers or {})},
-        "body": json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        "body": _encode(body),
     }
 
 

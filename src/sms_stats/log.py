@@ -70,8 +70,10 @@ class Logger:
             "level": level,
             "event": event,
         }
-        body: dict[str, Any] = dict(_correlation.get() or {})
-        body.update((name, value) for name, value in fields.items() if value is not None)
+        body = {
+            **(_correlation.get() or _NONE),
+            **{k: v for k, v in fields.items() if v is not None},
+        }
         text = _encode({**head, **_scrubbed(body)})
         stream = self._stream or sys.stdout
         with self._lock:
@@ -79,6 +81,7 @@ class Logger:
             stream.flush()
 
 
+_NONE: dict[str, Any] = {}
 logger = Logger()
 
 

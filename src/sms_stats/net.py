@@ -240,6 +240,15 @@ def _read_bounded(response: requests.Response, max_body: int) -> None:
     raw = response.raw
     kept = bytearray()
     try:
+        length = response.headers.get("content-length", "")
+        if (
+            length.isdigit()
+            and int(length) <= max_body
+            and response.headers.get("content-encoding", "identity") == "identity"
+        ):
+            # The usual answer: its length is known and within the cap, and nothing inflates
+            # it. One read of exactly that length (http.client never reads past it).
+            kept += raw.read(decode_content=False)
         while True:
             chunk = raw.read(_CHUNK, decode_content=True)
             if not chunk:
@@ -275,3 +284,19 @@ def bound(session: requests.Session, max_body: int) -> requests.Session:
 
 def session(max_body: int) -> requests.Session:
     return bound(requests.Session(), max_body)
+
+
+def settle_environment(conn: Any, url: str) -> None:
+    """Read the proxy settings of the environment once, for the SDK's connection to `url`.
+
+    The SDK already picks its proxy from HTTPS_PROXY / NO_PROXY when the client is made and
+    passes it, with its CA bundle, on every call; requests then looked at the environment again
+    on each call (proxies, NO_PROXY, ~/.netrc: ~0.1 ms of a 2 ms warm call). Resolved here the
+    way requests would (its own NO_PROXY rules, ALL_PROXY), the SDK's choice first, and the
+    session stops reading the environment. An SCF function's environment is fixed for its
+    container; a netrc login never applies to a TC3-signed call.
+    """
+    if not conn.proxy:
+        proxies = requests.utils.get_environ_proxies(url)
+        conn.proxy = {k: v for k, v in proxies.items() if k != "no_proxy"} or None
+    conn._session.trust_env = False
