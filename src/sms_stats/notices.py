@@ -19,8 +19,11 @@ from .records import isoformat_utc
 
 NoticeType = Literal["alert.firing", "alert.resolved", "digest.daily"]
 NOTICE_TYPES: tuple[NoticeType, ...] = ("alert.firing", "alert.resolved", "digest.daily")
-# What a sink takes, set per sink with `?notify=`.
+# What a sink takes, set per sink with `?notify=` (its `topics`); the contract's defaults:
 NOTIFY = ("records", "alerts", "digest")
+STORE_TOPICS = frozenset({"records"})
+WEBHOOK_TOPICS = frozenset({"records", "alerts", "digest"})
+CHAT_TOPICS = frozenset({"alerts", "digest"})
 
 
 @dataclass(frozen=True)
