@@ -53,7 +53,12 @@ ENV_FIELDS: dict[str, str] = {
     "SMS_STATS_LOG_LEVEL": "log_level",
     "SMS_STATS_COLLECT": "collect",
     "SMS_STATS_SETTLE_HOURS": "settle_hours",
+    "SMS_STATS_ALERTS": "alerts",
+    "SMS_STATS_DIGEST_HOUR": "digest_hour",
 }
+# Keys of the settings file besides the variable names: `[[alerts]]` reads better than
+# `[[SMS_STATS_ALERTS]]`.
+FILE_KEYS = {"alerts": "SMS_STATS_ALERTS"}
 FIELD_ENV = {field: env for env, field in ENV_FIELDS.items()}
 _LIST_FIELDS = {"app_ids", "sinks", "api_tokens", "http_app_ids", "collect"}
 _SECRET_FIELDS = {"secret_id", "secret_key", "session_token", "webhook_secret", "api_tokens"}
@@ -103,6 +108,19 @@ class Settings(BaseModel):
     # while they settle (0: only the last hour).
     collect: tuple[str, ...] = KINDS
     settle_hours: int = Field(default=6, ge=0, le=72)
+    # Alert rules (alerts.rules.Rule); None: the defaults, (): alerts off. Validated by the
+    # alerts package, imported only when rules are given, so an HTTP query never loads it.
+    alerts: tuple[Any, ...] | None = None
+    digest_hour: int = Field(default=9, ge=0, le=23)
+
+    @field_validator("alerts", mode="before")
+    @classmethod
+    def _alerts(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        from .alerts.rules import parse_rules  # noqa: PLC0415
+
+        return parse_rules(value)
 
     @field_validator("app_ids", "sinks", "api_tokens", "http_app_ids", "collect", mode="before")
     @classmethod
@@ -252,7 +270,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     raw: dict[str, Any] = {}
     for key, value in _read_config_file(env).items():
-        raw[ENV_FIELDS[key]] = value
+        raw[ENV_FIELDS[FILE_KEYS.get(key, key)]] = value
     for key, field in ENV_FIELDS.items():
         value = env.get(key)
         if value is not None and (value.strip() or field not in raw):
@@ -308,11 +326,11 @@ def _read_config_file(env: Mapping[str, str]) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: not a readable TOML file: {exc}") from None
-    unknown = sorted(set(data) - set(ENV_FIELDS))
+    unknown = sorted(set(data) - set(ENV_FIELDS) - set(FILE_KEYS))
     if unknown:
         raise ConfigError(
             f"{path}: unknown keys {', '.join(unknown)}; the keys are the environment "
-            f"variable names: {', '.join(sorted(ENV_FIELDS))}"
+            f"variable names: {', '.join(sorted(ENV_FIELDS))} (and [[alerts]])"
         )
     return data
 
