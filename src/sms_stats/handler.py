@@ -30,7 +30,7 @@ from .jobs import Job, from_job_request, from_stats_request
 from .log import correlation, hold_third_party_loggers, logger
 from .pipeline import RunResult, run_job
 from .settings import CONFIG_FILE_ENV, ENV_FIELDS, Settings, load_settings
-from .sinks import Sink, build_each
+from .sinks import Delivery, Sink, build_each
 
 _ENV_KEYS = (*ENV_FIELDS, CONFIG_FILE_ENV, "TENCENTCLOUD_REGION")
 # os.environ.get encodes each name and decodes each value (~1.5 us a name, 40 names a warm
@@ -192,10 +192,40 @@ def handle_scheduled(event: Any, invocation: Invocation) -> dict[str, Any]:
         ready_sinks(settings, scheduled=True, more=[exc.message])
         raise
     result = _run(job, settings, invocation, scheduled=True)
+    if settings.alerts != ():  # SMS_STATS_ALERTS=[] turns alerts (and the digest) off
+        now = parsed.Time if isinstance(parsed, TimerEvent) else utcnow()
+        result.deliveries += _alerts(job, result, settings, invocation, now, parsed)
     error = result.error()
     if error is not None:
         raise error
     return result.summary()
+
+
+def _alerts(
+    job: Job,
+    result: RunResult,
+    settings: Settings,
+    invocation: Invocation,
+    now: datetime,
+    parsed: Any,
+) -> list[Delivery]:
+    """Alerts and the digest: a room of their own, reading the run's records and the store.
+    The digest is a timer's (a hand-run job is not "the first run after 9")."""
+    from .alerts.run import after_run  # noqa: PLC0415 - loaded only after a scheduled run
+    from .pipeline import client_for  # noqa: PLC0415
+
+    sinks = ready_sinks(settings, scheduled=True)
+    return after_run(
+        result.records,
+        settings,
+        sinks,
+        client_for(settings),
+        now=now,
+        app_ids=settings.app_ids or job.app_ids,
+        kinds=[kind for kind in job.kinds if kind != "packages"],
+        deadline=invocation.deadline,
+        with_digest=isinstance(parsed, TimerEvent),
+    )
 
 
 def resolve_job(parsed: Any, settings: Settings) -> Job:

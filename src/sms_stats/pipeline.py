@@ -190,7 +190,7 @@ def run_job(
     first: the debts wait if time runs out).
     """
     now = clock or (lambda: datetime.now(timezone.utc))
-    client = client or _client_for(settings)
+    client = client or client_for(settings)
     result = RunResult()
     courier = Courier(sinks, invocation.deadline)
     if len(job):  # one zone per store, every store: before any call or write
@@ -360,7 +360,7 @@ def _pool(workers: int, name: str) -> Executor:
 _clients: dict[Settings, StatsClient] = {}
 
 
-def _client_for(settings: Settings) -> StatsClient:
+def client_for(settings: Settings) -> StatsClient:
     """One StatsClient per container and settings: warm invocations skip rebuilding it."""
     client = _clients.get(settings)
     if client is None:

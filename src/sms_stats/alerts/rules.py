@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -64,7 +65,9 @@ class Rule(BaseModel):
     @classmethod
     def _metric(cls, value: str) -> str:
         if value not in METRICS:
-            raise ValueError(f"unknown metric (got {value[:40]!r}); use one of {', '.join(METRICS)}")
+            raise ValueError(
+                f"unknown metric (got {value[:40]!r}); use one of {', '.join(METRICS)}"
+            )
         return value
 
     @field_validator("app_ids", mode="before")
@@ -85,7 +88,11 @@ class Rule(BaseModel):
             raise ValueError("give exactly one of below or above")
         metric = METRICS[self.metric]
         value = self.threshold
-        if value != value or value < metric.low or (metric.high is not None and value > metric.high):
+        if (
+            value != value
+            or value < metric.low
+            or (metric.high is not None and value > metric.high)
+        ):
             span = f"{metric.low:g}..{metric.high:g}" if metric.high is not None else ">= 0"
             side = "below" if self.below is not None else "above"
             raise ValueError(f"{side}: {self.metric} is {span}; got {value:g}")
@@ -147,7 +154,7 @@ def parse_rules(value: Any) -> tuple[Rule, ...] | None:
             return None
         try:
             value = json.loads(text)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise ValueError(
                 f"is not JSON ({exc.msg} at character {exc.pos}); give a list like "
                 '[{"metric": "delivery_rate", "below": 0.9, "min_volume": 50}]'

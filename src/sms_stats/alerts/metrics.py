@@ -1,0 +1,93 @@
+"""The figures a rule reads, from one app's records of one hour (or its newest balance).
+
+A figure is `Judged(value, volume)`, or None when the hour gives the rule nothing to judge:
+no record of that kind, fewer messages than the rule's `min_volume`, a rate with nothing to
+divide, a runway before a day of usage is known. Not judged is not healthy: a firing alert
+stays as it is until an hour is judged again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..records import AnyRecord, BalanceRecord, CallbackRecord, Record
+from .rules import METRICS, Rule
+
+HOURS_OF_USAGE = 24 * 7  # package_runway_days: remaining / average daily fee over 7 days
+MIN_USAGE_HOURS = 24  # fewer hours of usage known: the runway is not judged yet
+
+
+@dataclass(frozen=True)
+class Judged:
+    value: float | None  # None: unbounded (a runway with no usage at all)
+    volume: int | None
+
+
+_SHARES = {
+    "black_list_share": "black_list_count",
+    "frequency_limit_share": "frequency_limit_count",
+    "invalid_number_share": "invalid_number_count",
+    "shutdown_error_share": "shutdown_error_count",
+    "internal_error_share": "internal_error_count",
+}
+
+
+def figure(rule: Rule, record: AnyRecord, usage: dict[str, int] | None = None) -> Judged | None:
+    """The rule's figure in `record` (of the rule's source), or None when not judged.
+    `usage`: fee_count by hour label over the last 7 days (for the runway)."""
+    metric = rule.metric
+    found = _value(metric, record, usage or {})
+    if found is None:
+        return None
+    volume_name = METRICS[metric].volume
+    volume = None if volume_name is None else int(record.to_dict()[volume_name])
+    if volume is not None and volume < rule.min_volume:
+        return None  # a quiet hour: 3 messages, 1 failed, is not an incident
+    return found
+
+
+def _value(metric: str, record: AnyRecord, usage: dict[str, int]) -> Judged | None:
+    if isinstance(record, Record):
+        counts = record.counts
+        values: dict[str, float | None] = {
+            "success_rate": record.success_rate,
+            "request_count": counts.request_count,
+            "fee_count": counts.fee_count,
+        }
+        return _judged(values.get(metric), counts.request_count)
+    if isinstance(record, CallbackRecord):
+        receipts = record.receipts
+        total = receipts.callback_count
+        if metric == "delivery_rate":
+            return _judged(record.delivery_rate, total)
+        count = getattr(receipts, _SHARES[metric])
+        return _judged(None if total == 0 else count / total, total)
+    assert isinstance(record, BalanceRecord)
+    return _balance(metric, record, usage)
+
+
+def _judged(value: Any, volume: int) -> Judged | None:
+    return None if value is None else Judged(float(value), volume)
+
+
+def _balance(metric: str, record: BalanceRecord, usage: dict[str, int]) -> Judged | None:
+    if metric == "package_remaining":
+        return Judged(float(record.remaining), None)
+    if metric == "package_expiry_days":
+        expiry = record.next_expiry
+        if expiry is None:
+            return None  # nothing left to expire
+        return Judged(round((expiry[0] - record.as_of).total_seconds() / 86400, 2), None)
+    daily = daily_usage(usage)
+    if daily is None:
+        return None
+    return Judged(None if daily == 0 else round(record.remaining / daily, 2), None)
+
+
+def daily_usage(usage: dict[str, int]) -> float | None:
+    """Average billed parts a day over the hours known (at most the last 7 days); None with
+    less than a day known (a new deployment: no runway judged yet)."""
+    if len(usage) < MIN_USAGE_HOURS:
+        return None
+    return sum(usage.values()) * 24 / len(usage)
