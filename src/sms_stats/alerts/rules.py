@@ -88,11 +88,8 @@ class Rule(BaseModel):
             raise ValueError("give exactly one of below or above")
         metric = METRICS[self.metric]
         value = self.threshold
-        if (
-            value != value
-            or value < metric.low
-            or (metric.high is not None and value > metric.high)
-        ):
+        above_high = metric.high is not None and value > metric.high
+        if math.isnan(value) or value < metric.low or above_high:
             span = f"{metric.low:g}..{metric.high:g}" if metric.high is not None else ">= 0"
             side = "below" if self.below is not None else "above"
             raise ValueError(f"{side}: {self.metric} is {span}; got {value:g}")
