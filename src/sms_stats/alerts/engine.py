@@ -112,7 +112,7 @@ def _step(
             if window.start >= due:
                 alert.notified = hour
                 return _notice(
-                    rule, alert, window, judged, "firing", f"repeat_{window.label}", zone_name
+                    rule, alert, window, judged, "firing", f"repeat_{window.begin_time}", zone_name
                 )
         return None
     was_firing, since = alert.firing, alert.since
