@@ -258,6 +258,114 @@ def _store_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _alerts(args: argparse.Namespace) -> int:
+    """`sms-stats alerts`: the rules in force, the state, or a dry run over the store."""
+    from .alerts.rules import rules_in_force  # noqa: PLC0415
+    from .sinks.base import find_store  # noqa: PLC0415
+
+    try:
+        settings, sinks, app_ids = _backfill_settings(args)
+        rules = rules_in_force(settings.alerts)
+        if args.alerts_command == "rules":
+            _print_rules(rules, settings.alerts is None)
+            return 0
+        store = find_store(sinks)
+        if store is None:
+            raise SmsStatsError(
+                "no store to read: give --sink file:DIR or cos://..., or set SMS_STATS_SINKS",
+                code="MissingParameter",
+            )
+        if args.alerts_command == "state":
+            return _print_state(store)
+        return _dry_run(args, rules, store, app_ids, settings.timezone)
+    except (SmsStatsError, SinkError) as exc:
+        _fail(exc)
+        return 1
+
+
+def _print_rules(rules: Sequence[Any], defaults: bool) -> None:
+    if not rules:
+        print("alerts are off (SMS_STATS_ALERTS=[])")
+        return
+    head = ("name", "metric", "condition", "min volume", "for hours", "repeat hours", "apps")
+    body: list[tuple[str, ...]] = [
+        (
+            str(r.name),
+            str(r.metric),
+            f"{r.condition} {r.threshold:g}",
+            str(r.min_volume),
+            str(r.for_hours),
+            str(r.repeat_hours) if r.repeat_hours else "never",
+            ",".join(r.app_ids) if r.app_ids else "all",
+        )
+        for r in rules
+    ]
+    print(_grid(head, body))
+    if defaults:
+        print("(the defaults: no SMS_STATS_ALERTS or [[alerts]] is configured)")
+
+
+def _print_state(store: Any) -> int:
+    from .alerts.state import KEY, load  # noqa: PLC0415
+
+    state = load(store, None)
+    firing = [a for a in state.alerts.values() if a.firing]
+    if not state.alerts:
+        print(f"no alert state yet in {store.name} ({KEY})")
+    for alert in sorted(firing, key=lambda a: (a.rule, a.app_id)):
+        print(f"FIRING  {alert.rule}  app {alert.app_id}  since {alert.since}  value {alert.value}")
+    print(f"{len(firing)} firing of {len(state.alerts)} judged (rule, app) pairs")
+    for item in state.pending:
+        print(f"owed    {item.notice.id} to {', '.join(item.owed)}")
+    if state.digest:
+        print(f"last digest: {state.digest}")
+    return 0
+
+
+def _dry_run(
+    args: argparse.Namespace, rules: Sequence[Any], store: Any, app_ids: list[str], zone: str
+) -> int:
+    from .alerts.replay import USAGE_DAYS, read_days, replay  # noqa: PLC0415
+    from .windows import parse_hour  # noqa: PLC0415
+    from .windows import zone as tz  # noqa: PLC0415
+
+    try:
+        start = parse_hour(args.begin, tz(zone))
+        end = parse_hour(args.end, tz(zone))
+    except ValueError as exc:
+        raise InputError(f"--from/--to: {exc}") from None
+    if end < start:
+        raise InputError(f"--to {args.end} is before --from {args.begin}")
+    records, bad = read_days(
+        store, app_ids, (start - timedelta(days=USAGE_DAYS)).date(), end.date()
+    )
+    records = [r for r in records if r.window.start <= end]
+    for key in bad:
+        print(f"skipped (not a readable record): {key}", file=sys.stderr)
+    notices = replay(rules, records, start, zone)
+    for notice in notices:
+        print(_transition(notice))
+    fired = sum(1 for n in notices if n.type == "alert.firing")
+    print(
+        f"dry run over {args.begin}..{args.end}: {len(notices)} notice(s), {fired} firing; "
+        "nobody was notified",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _transition(notice: Any) -> str:
+    data = notice.data
+    state = "FIRING  " if notice.type == "alert.firing" else "RESOLVED"
+    value = data["value"]
+    shown = "none" if value is None else f"{value:g}"
+    return (
+        f"{data['window_start'][:16].replace('T', ' ')}  {state}  {data['alert']}  "
+        f"app {data['app_id']}  {data['metric']} {shown} ({data['condition']} "
+        f"{data['threshold']:g})  since {data['since'][:16].replace('T', ' ')}"
+    )
+
+
 def table(records: Any) -> str:
     """Records as aligned text tables, one per kind (sends, receipts, balances), in that order."""
     by_schema: dict[str, list[dict[str, Any]]] = {}
@@ -328,6 +436,23 @@ def _grid(header: tuple[str, ...], body: list[tuple[str, ...]]) -> str:
     )
 
 
+def _add_alerts_parser(sub: Any) -> None:
+    alerts = sub.add_parser("alerts", help="the alert rules in force, their state, a dry run")
+    alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
+    for name, text in (
+        ("rules", "list the rules in force (the defaults when none are configured)"),
+        ("state", "what fires now, and what is still owed to a sink"),
+        ("dry-run", "judge the rules over a range of the store, notifying no one"),
+    ):
+        cmd = alerts_sub.add_parser(name, help=text)
+        cmd.add_argument("--sink", action="append", help="store URL; default SMS_STATS_SINKS")
+        cmd.add_argument("--app-id", action="append", help="repeatable; default SMS_STATS_APP_IDS")
+        if name == "dry-run":
+            cmd.add_argument("--from", dest="begin", required=True, help="yyyymmddhh (included)")
+            cmd.add_argument("--to", dest="end", required=True, help="yyyymmddhh (included)")
+        cmd.set_defaults(func=_alerts)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sms-stats", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -392,6 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     migrate.add_argument("--apply", action="store_true", help="make the moves")
     migrate.set_defaults(func=_store_migrate, app_id=None)
 
+    _add_alerts_parser(sub)
     sub.add_parser("emulator", help="run the local SMS API stand-in", add_help=False)
 
     args_list = list(sys.argv[1:] if argv is None else argv)
