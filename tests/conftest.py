@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,8 +71,9 @@ def emulator() -> Iterator[Emulator]:
 
 
 @pytest.fixture(autouse=True)
-def _clean_state(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test sees another's environment, caches or injected faults."""
+def _clean_state(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test sees another's environment, caches, injected faults or /tmp alert state."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("tmp")))
     for name in list(os.environ):
         if name.startswith(("SMS_STATS_", "TENCENTCLOUD_", "SCF_")):
             monkeypatch.delenv(name)
@@ -110,6 +112,9 @@ def scf_env(
         # The seed's API alone: most tests are about how one kind is fetched and delivered;
         # tests/test_kinds.py runs the default (all three kinds).
         "SMS_STATS_COLLECT": "send",
+        # Alerts and the digest judge what these runs collect and add their own calls and
+        # notices; tests/test_alerts*.py turn them on.
+        "SMS_STATS_ALERTS": "[]",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)

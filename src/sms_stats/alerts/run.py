@@ -24,8 +24,6 @@ from .engine import judge, note_usage
 from .rules import rules_in_force
 from .state import Pending, State, load, save
 
-LOCAL_DIR = Path(tempfile.gettempdir()) / "sms-stats"
-
 
 def topics(sink: Sink) -> frozenset[str]:
     return frozenset(getattr(sink, "topics", ()))
@@ -38,7 +36,8 @@ def state_store(sinks: Sequence[Sink]) -> Store:
         return store
     from ..sinks.file import FileSink  # noqa: PLC0415
 
-    return FileSink(LOCAL_DIR, name=f"file:{LOCAL_DIR}")
+    local = Path(tempfile.gettempdir()) / "sms-stats"
+    return FileSink(local, name=f"file:{local}")
 
 
 def after_run(
