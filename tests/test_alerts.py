@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from index import main_handler
+
 from sms_stats.emulator import Emulator, Fault
 from sms_stats.emulator.counts import range_callback_counts, range_counts
 
@@ -119,7 +119,8 @@ class TestFireOnceResolveOnce:
         assert [n["type"] for n in got] == ["alert.firing", "alert.resolved"]
         firing, resolved = got
         assert firing["data"]["app_id"] == APP_A
-        assert firing["data"]["value"] == 0.5 and firing["data"]["threshold"] == 0.9
+        assert firing["data"]["value"] == 0.5
+        assert firing["data"]["threshold"] == 0.9
         assert firing["data"]["window_start"] == "2021-05-01T11:00:00+08:00"
         assert firing["data"]["since"] == "2021-05-01T11:00:00+08:00"
         assert resolved["data"]["since"] == "2021-05-01T11:00:00+08:00"
