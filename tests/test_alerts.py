@@ -167,10 +167,10 @@ class TestDigest:
         apps = {app["app_id"]: app for app in digest["data"]["apps"]}
         assert set(apps) == {APP_A, APP_B}
         for app_id, app in apps.items():
-            # The stand-in's own day figures, in UTC hours: 2021-04-30 Beijing time.
-            sends = range_counts(app_id, "2021042916", "2021043015")
+            # The stand-in's own figures for the API's hours of 2021-04-30 (Beijing time).
+            sends = range_counts(app_id, "2021043000", "2021043023")
             backs = range_callback_counts(
-                app_id, "2021042916", "2021043015", datetime.now(timezone.utc)
+                app_id, "2021043000", "2021043023", datetime.now(timezone.utc)
             )
             assert app["request_count"] == sends["RequestCount"]
             assert app["fee_count"] == sends["FeeCount"]
