@@ -68,6 +68,12 @@ class TestFiringAndResolving:
         assert notice.data["value"] == 0.99 and notice.data["threshold"] == 0.9
         assert notice.id.endswith(f"_{APP}_2021050111_resolved")
 
+    def test_given_a_retry_of_one_bad_hour_then_it_counts_once_toward_for_hours(self) -> None:
+        rule = Rule(metric="delivery_rate", below=0.9, for_hours=2)
+        state = State()
+        assert run([rule], state, receipts(11, 100, 50)) == []
+        assert run([rule], state, receipts(11, 100, 50)) == []  # SCF's retry of that run
+
     def test_given_a_quiet_hour_then_it_is_not_judged(self) -> None:
         state = State()
         assert run([DELIVERY], state, receipts(3, 3, 2)) == []  # 3 messages, 1 failed
