@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -65,7 +65,8 @@ class TestFiringAndResolving:
         assert notice.type == "alert.resolved"
         assert notice.data["since"] == "2021-05-01T11:00:00+08:00"
         assert notice.data["window_start"] == "2021-05-01T13:00:00+08:00"
-        assert notice.data["value"] == 0.99 and notice.data["threshold"] == 0.9
+        assert notice.data["value"] == 0.99
+        assert notice.data["threshold"] == 0.9
         assert notice.id.endswith(f"_{APP}_2021050111_resolved")
 
     def test_given_a_retry_of_one_bad_hour_then_it_counts_once_toward_for_hours(self) -> None:
@@ -110,7 +111,8 @@ class TestMetrics:
     def test_given_shares_then_counted_over_receipts(self) -> None:
         rule = Rule(metric="internal_error_share", above=0.1)
         judged = figure(rule, receipts(1, 200, 150))
-        assert judged is not None and judged.value == 0.25
+        assert judged is not None
+        assert judged.value == 0.25
 
     def test_given_runway_then_remaining_over_daily_usage(self) -> None:
         state = State()

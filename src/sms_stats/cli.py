@@ -436,6 +436,21 @@ def _grid(header: tuple[str, ...], body: list[tuple[str, ...]]) -> str:
     )
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .serve import serve  # noqa: PLC0415
+
+    return serve(args.host, args.port)
+
+
+def _add_serve_parser(sub: Any) -> None:
+    serve = sub.add_parser(
+        "serve", help="a local HTTP server that turns requests into Function URL events"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080, help="default 8080; 0 picks a free one")
+    serve.set_defaults(func=_serve)
+
+
 def _add_alerts_parser(sub: Any) -> None:
     alerts = sub.add_parser("alerts", help="the alert rules in force, their state, a dry run")
     alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
@@ -518,6 +533,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     migrate.set_defaults(func=_store_migrate, app_id=None)
 
     _add_alerts_parser(sub)
+    _add_serve_parser(sub)
+
     sub.add_parser("emulator", help="run the local SMS API stand-in", add_help=False)
 
     args_list = list(sys.argv[1:] if argv is None else argv)
