@@ -68,7 +68,7 @@ def fallback(summary: Summary, part: Part) -> str:
     apps = len(summary.rows)
     who = f"{apps} apps" if apps > 1 else SLACK.escape(summary.rows[0].app_id)
     window = SLACK.escape(summary.window, None)  # ours, bounded: never clipped
-    return f"{heading(summary, part)}: {window}{SEP}{who}{SEP}{figures(summary.total)}"
+    return f"{heading(summary, part, SLACK)}: {window}{SEP}{who}{SEP}{figures(summary.total)}"
 
 
 def fits(message: dict[str, Any]) -> bool:
