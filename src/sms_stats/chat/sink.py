@@ -32,7 +32,8 @@ class ChatSink:
     backfill waits for a slot instead of being refused (or, on DingTalk, muted for ten minutes).
     Chat platforms keep no message ids: a message this process already posted (`posted`) is
     not posted again when SCF retries the run. The parts of one window are sent in order and a
-    failure names how many of them had already arrived.
+    failure names how many of them had already arrived. A notice (an alert, the digest) is
+    worded into the same summary by `chat.notices` and posted the same way.
     """
 
     LIMITS: ClassVar[tuple[Limit, ...]]
