@@ -1,6 +1,7 @@
 """What the four chat bots share: what a message says, how it is marked up and split into parts,
 what was posted already, how a bot's answer is judged, and the sink base they all build on.
 
+`notices` words an alert or the daily digest into the same summary a window of records gets.
 A chat message is read by people, so it carries one window's figures for every app at once
 (one message per window, not per record), in local time, with a rate instead of raw ratios.
 Each platform (`sinks.wecom`, `sinks.dingtalk`, `sinks.feishu`, `sinks.slack`) only says how a

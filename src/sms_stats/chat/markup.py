@@ -124,5 +124,9 @@ def head_lines(summary: Summary, markup: Markup) -> list[str]:
     return head
 
 
-def heading(summary: Summary, part: Part) -> str:
-    return summary.title + part.suffix
+def heading(summary: Summary, part: Part, markup: Markup | None = None) -> str:
+    """The message's title and part number; escaped where the platform reads the title as
+    markup (`markup`), as it is shown where it is plain text. A title may hold the operator's
+    text (an alert's rule name), which the wording has already made one bounded line."""
+    title = summary.title if markup is None else markup.escape(summary.title, None)
+    return title + part.suffix

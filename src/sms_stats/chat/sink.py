@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from .. import redact
 from ..log import logger
+from ..notices import CHAT_TOPICS, Notice
 from ..pacing import Limit, pace_for
 from ..records import AnyRecord
 from ..sinks.base import SinkError
@@ -31,11 +32,13 @@ class ChatSink:
     backfill waits for a slot instead of being refused (or, on DingTalk, muted for ten minutes).
     Chat platforms keep no message ids: a message this process already posted (`posted`) is
     not posted again when SCF retries the run. The parts of one window are sent in order and a
-    failure names how many of them had already arrived.
+    failure names how many of them had already arrived. A notice (an alert, the digest) is
+    worded into the same summary by `chat.notices` and posted the same way.
     """
 
     LIMITS: ClassVar[tuple[Limit, ...]]
     chat: ClassVar[bool] = True  # people read it: the pipeline keeps corrections from it
+    topics: frozenset[str] = CHAT_TOPICS  # what it is told by default; `?notify=` sets its own
 
     def __init__(self, url: str, name: str, transport: Transport, secrets: Sequence[str]) -> None:
         self.url = url
@@ -78,8 +81,28 @@ class ChatSink:
     def deliver(self, batch: Sequence[AnyRecord], deadline: float | None = None) -> None:
         if not batch:
             return
+        self._post_all(lambda: self.messages(summarize(batch)), deadline, str(batch[0].window))
+
+    def notify(self, notice: Notice, deadline: float | None = None) -> None:
+        """An alert or the digest, worded like a window's figures and posted the same way."""
+        from .notices import summary  # noqa: PLC0415 - only runs that have a notice need it
+
+        def render() -> list[dict[str, Any]]:
+            try:
+                worded = summary(notice)
+            except ValueError as exc:
+                raise SinkError(f"notice {notice.id} cannot be worded: {exc}") from None
+            return self.messages(worded)
+
+        self._post_all(render, deadline, notice.id)
+
+    def _post_all(
+        self, render: Callable[[], list[dict[str, Any]]], deadline: float | None, what: str
+    ) -> None:
+        """Post each rendered part in order, skipping what this process already posted; a
+        failure names how many parts arrived, and carries none of this robot's secrets."""
         try:
-            payloads = self.messages(summarize(batch))
+            payloads = render()
             repeats = 0
             for index, payload in enumerate(payloads, 1):
                 key = posted.key(self.name, payload)
@@ -97,10 +120,7 @@ class ChatSink:
                 posted.add(key)
             if repeats:
                 logger.info(
-                    "delivery.repeat_skipped",
-                    sink=self.name,
-                    window=str(batch[0].window),
-                    messages=repeats,
+                    "delivery.repeat_skipped", sink=self.name, window=what, messages=repeats
                 )
         except SinkError as exc:
             text = redact.scrub(str(exc), self._secrets)

@@ -31,10 +31,11 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from .. import redact
 from ..errors import ConfigError
 from ..log import hold_third_party_loggers
+from ..notices import STORE_TOPICS, Notice
 from ..records import AnyRecord
 from ..settings import REGION_RE, Settings
 from .base import SinkError, one_per_record
-from .file import MAX_OBJECT_BYTES, encode
+from .file import MAX_OBJECT_BYTES, encode, encode_notice, notice_key
 
 T = TypeVar("T")
 
@@ -272,6 +273,7 @@ class CosSink:
     """Puts each record at its stable key; a `Store`: `exists` says whether a window is there."""
 
     list_page = 1000  # keys per GET Bucket page (COS's most)
+    topics: frozenset[str] = STORE_TOPICS  # what it is told by default; `?notify=` sets its own
 
     def __init__(
         self,
@@ -306,6 +308,10 @@ class CosSink:
     def deliver(self, batch: Sequence[AnyRecord], deadline: float | None = None) -> None:
         for record in batch:
             self.put(record.key, encode(record), deadline)
+
+    def notify(self, notice: Notice, deadline: float | None = None) -> None:
+        """At the file store's key, `notices/<id>.json`, with its bytes."""
+        self.put(notice_key(notice, self.name), encode_notice(notice, self.name), deadline)
 
     def put(self, key: str, data: bytes, deadline: float | None = None) -> None:
         put = functools.partial(

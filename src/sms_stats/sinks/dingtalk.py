@@ -77,7 +77,7 @@ def signed_url(url: str, secret: str | None, timestamp_ms: int) -> str:
 
 
 def payload(summary: Summary, rows: Sequence[Row], part: Part) -> dict[str, Any]:
-    head = [f"#### {heading(summary, part)}", *head_lines(summary, MARKDOWN)]
+    head = [f"#### {heading(summary, part, MARKDOWN)}", *head_lines(summary, MARKDOWN)]
     # Blank lines between paragraphs: DingTalk's renderer ignores a single newline in places.
     text = "\n\n".join(head) + "\n\n" + "\n".join(f"- {row_line(r, MARKDOWN)}" for r in rows)
     title = (

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from ..notices import STORE_TOPICS, Notice
 from ..records import AnyRecord
 from ..settings import Settings
 from .base import SinkError, one_per_record
@@ -16,6 +17,8 @@ from .base import SinkError, one_per_record
 # Records are a few hundred bytes and outbox entries a few hundred KB: anything far larger under
 # our keys was not written by us, and is not read whole into memory.
 MAX_OBJECT_BYTES = 8 * 1024 * 1024
+NOTICES = "notices/"  # where a store told of notices (`?notify=alerts`) keeps them, by id
+MAX_NOTICE_ID = 200
 
 
 def build(url: str, settings: Settings, transport: object) -> FileSink:
@@ -37,6 +40,8 @@ def build(url: str, settings: Settings, transport: object) -> FileSink:
 
 
 class FileSink:
+    topics: frozenset[str] = STORE_TOPICS  # what it is told by default; `?notify=` sets its own
+
     def __init__(self, root: Path, name: str) -> None:
         self.root = root
         self.name = name
@@ -47,6 +52,9 @@ class FileSink:
     def deliver(self, batch: Sequence[AnyRecord], deadline: float | None = None) -> None:
         for record in batch:
             self.put(record.key, encode(record))
+
+    def notify(self, notice: Notice, deadline: float | None = None) -> None:
+        self.put(notice_key(notice, self.name), encode_notice(notice, self.name), deadline)
 
     def _path(self, key: str) -> Path:
         parts = key.split("/")
@@ -95,6 +103,32 @@ class FileSink:
 
 def encode(record: AnyRecord) -> bytes:
     return (json.dumps(record.to_dict(), ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def notice_key(notice: Notice, sink: str) -> str:
+    """`notices/<id>.json`: one object per notice, so a repeat overwrites itself. The id is the
+    engine's, but it becomes a key: one path segment of plain characters, or a SinkError."""
+    if not _one_segment(notice.id):
+        raise SinkError(f"{sink}: notice id {notice.id[:80]!r} cannot be a store key")
+    return f"{NOTICES}{notice.id}.json"
+
+
+def _one_segment(name: str) -> bool:
+    """A file name that is visible, printable and stays in its folder."""
+    return (
+        0 < len(name) <= MAX_NOTICE_ID
+        and not name.startswith(".")
+        and all(c.isprintable() and not c.isspace() and c not in "/\\" for c in name)
+    )
+
+
+def encode_notice(notice: Notice, sink: str) -> bytes:
+    """The notice as `Notice.to_dict` writes it (what `Notice.from_dict` reads back)."""
+    try:
+        text = json.dumps(notice.to_dict(), ensure_ascii=False, indent=2)
+    except (TypeError, ValueError) as exc:  # data that is not JSON: the engine's bug
+        raise SinkError(f"{sink}: notice {notice.id[:80]!r} is not JSON: {exc}") from None
+    return (text + "\n").encode("utf-8")
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -60,15 +60,19 @@ def payload(summary: Summary, rows: Sequence[Row], part: Part) -> dict[str, Any]
         {"type": "divider"},
         *(section(text) for text in chunk_lines(lines, MAX_SECTION_CHARS)),
     ]
-    return {"text": fallback(summary, part), "blocks": blocks}
+    # `mrkdwn: false` makes the fallback plain text: notifications show it unformatted, and a
+    # title holding an operator's `*` or `_` (an alert's rule name) must read as written.
+    return {"text": fallback(summary, part), "mrkdwn": False, "blocks": blocks}
 
 
 def fallback(summary: Summary, part: Part) -> str:
-    """What notifications and old clients show: the headline figures, not every row."""
+    """What notifications and old clients show: the headline figures, not every row. Plain
+    text, but `&`, `<` and `>` stay escaped: Slack decodes them, and reads `<!channel>` as a
+    mention whatever the formatting."""
     apps = len(summary.rows)
     who = f"{apps} apps" if apps > 1 else SLACK.escape(summary.rows[0].app_id)
     window = SLACK.escape(summary.window, None)  # ours, bounded: never clipped
-    return f"{heading(summary, part)}: {window}{SEP}{who}{SEP}{figures(summary.total)}"
+    return f"{heading(summary, part, SLACK)}: {window}{SEP}{who}{SEP}{figures(summary.total)}"
 
 
 def fits(message: dict[str, Any]) -> bool:

@@ -1,4 +1,5 @@
-"""Generic webhook: POST `{"kind": "send", "records": [record]}` signed per Standard Webhooks.
+"""Generic webhook: POST `{"kind": "send", "records": [record]}` signed per Standard Webhooks;
+a notice (an alert, the digest) goes the same way as `{"type", "timestamp", "data"}`.
 
 One message per record, so `webhook-id` can follow the record's content: the same on every
 retry of it, across SCF's own retries too (a receiver that de-duplicates by id sees it once),
@@ -11,13 +12,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from .. import __version__, redact
+from ..notices import WEBHOOK_TOPICS, Notice
 from ..records import AnyRecord
 from ..settings import Settings
 from ..signing import decode_whsec, sign
-from .base import label, one_per_record
+from .base import SinkError, label, one_per_record
 from .transport import Transport
 
 USER_AGENT = f"sms-stats/{__version__}"
@@ -50,10 +53,17 @@ def encode(records: Sequence[AnyRecord]) -> bytes:
         "kind": records[0].kind if records else "send",
         "records": [r.to_dict() for r in records],
     }
+    return compact(payload)
+
+
+def compact(payload: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON: the bytes signed are the bytes sent."""
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 class WebhookSink:
+    topics: frozenset[str] = WEBHOOK_TOPICS  # what it is told by default; `?notify=` sets its own
+
     def __init__(
         self,
         url: str,
@@ -80,8 +90,20 @@ class WebhookSink:
         return headers
 
     def deliver(self, batch: Sequence[AnyRecord], deadline: float | None = None) -> None:
-        body = encode(batch)
-        msg_id = message_id(batch[0])
+        self.post(message_id(batch[0]), encode(batch), deadline)
+
+    def notify(self, notice: Notice, deadline: float | None = None) -> None:
+        """The contract's `{"type", "timestamp", "data"}`, under the notice's own id: a notice
+        judged again by a retried or overlapping run keeps its id, and a receiver that drops
+        seen ids drops the repeat."""
+        try:
+            body = compact(notice.body())
+        except (TypeError, ValueError) as exc:  # data that is not JSON: the engine's bug
+            raise SinkError(f"{self.name}: notice {notice.id} is not JSON: {exc}") from None
+        self.post(notice.id, body, deadline)
+
+    def post(self, msg_id: str, body: bytes, deadline: float | None) -> None:
+        """POST `body` as message `msg_id`, signed afresh (a new timestamp) on every attempt."""
 
         def prepare() -> tuple[str, bytes, Mapping[str, str]]:
             return self.url, body, self.headers(msg_id, body, int(time.time()))

@@ -44,7 +44,7 @@ def build(url: str, settings: Settings, transport: Transport) -> WeComSink:
 
 
 def content(summary: Summary, rows: Sequence[Row], part: Part) -> str:
-    head = [f"**{heading(summary, part)}**", *head_lines(summary, MARKDOWN)]
+    head = [f"**{heading(summary, part, MARKDOWN)}**", *head_lines(summary, MARKDOWN)]
     return "\n".join(head) + "\n\n" + "\n".join(row_line(row, MARKDOWN) for row in rows)
 
 
