@@ -177,3 +177,15 @@ class TestStateMerge:
         assert [p.notice.id for p in merged.pending] == [notices[0].id]
         back = State.decode(merged.encode())
         assert back.pending[0].notice == notices[0]
+
+
+def test_given_for_hours_when_it_first_fires_then_the_chat_does_not_say_still_firing() -> None:
+    from sms_stats.chat.notices import summary
+
+    rule = Rule(metric="delivery_rate", below=0.9, for_hours=2, repeat_hours=1)
+    state = State()
+    judge([rule], [receipts(11, 100, 50)], state, "Asia/Shanghai")
+    (first,) = judge([rule], [receipts(12, 100, 50)], state, "Asia/Shanghai")
+    (again,) = judge([rule], [receipts(13, 100, 50)], state, "Asia/Shanghai")
+    assert "still firing" not in " ".join(summary(first).rows[0].cells)
+    assert "still firing since 2021-05-01 11:00" in " ".join(summary(again).rows[0].cells)

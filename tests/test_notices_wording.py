@@ -15,6 +15,7 @@ from sms_stats.notices import Notice
 from .conftest import APP_A, APP_B
 from .notice_samples import APP_C, RULE, SINCE, alert_data, digest, firing, resolved
 
+REPEAT = "alert_fire_1_2021050111_repeat_2021050113"  # a firing alert told again
 LOCAL_HOUR = "2021-05-01 13:00\u201314:00 Asia/Shanghai (+08:00)"
 
 
@@ -38,8 +39,12 @@ class TestAlert:
         )
 
     def test_given_repeat_of_firing_alert_when_worded_then_it_says_still_firing(self) -> None:
-        worded = summary(firing(since=SINCE))
+        worded = summary(firing(REPEAT, since=SINCE))
         assert worded.rows[0].cells[-1] == "still firing since 2021-05-01 11:00"
+
+    def test_given_for_hours_when_first_fired_then_not_still_firing(self) -> None:
+        worded = summary(firing(since=SINCE))  # fired at 13:00 after bad hours since 11:00
+        assert worded.rows[0].cells[-1] == "since 2021-05-01 11:00"
 
     def test_given_resolved_alert_when_worded_then_value_now_and_how_long_it_lasted(
         self,
@@ -53,6 +58,7 @@ class TestAlert:
 
     def test_given_times_in_utc_when_worded_then_shown_in_the_notices_zone(self) -> None:
         notice = firing(
+            REPEAT,
             window_start="2021-05-01T05:00:00Z",
             window_end="2021-05-01T06:00:00+00:00",
             since="2021-05-01T03:00:00Z",
@@ -62,7 +68,7 @@ class TestAlert:
         assert worded.rows[0].cells[-1] == "still firing since 2021-05-01 11:00"
 
     def test_given_another_zone_when_worded_then_local_times_of_that_zone(self) -> None:
-        base = firing(since=SINCE)
+        base = firing(REPEAT, since=SINCE)
         notice = Notice(base.id, base.type, base.timestamp, base.data, "Europe/Berlin")
         worded = summary(notice)
         assert worded.window == "2021-05-01 07:00\u201308:00 Europe/Berlin (+02:00)"

@@ -45,6 +45,11 @@ class Notice:
         return str(self.data.get("app_id", ""))
 
     @property
+    def repeat(self) -> bool:
+        """A firing alert told again after `repeat_hours` (its id names the hour repeated)."""
+        return "_repeat_" in self.id
+
+    @property
     def label(self) -> str:
         """What a delivery outcome names in place of a window: the notice's id."""
         return self.id

@@ -54,10 +54,13 @@ def summary(notice: Notice) -> Summary:
     contract says it is (the caller reports it as that sink's failure)."""
     if notice.type == "digest.daily":
         return digest(notice.data, notice.timezone)
-    return alert(notice.data, notice.timezone, resolved=notice.type == "alert.resolved")
+    resolved = notice.type == "alert.resolved"
+    return alert(notice.data, notice.timezone, resolved=resolved, repeat=notice.repeat)
 
 
-def alert(data: Mapping[str, Any], zone_name: str, *, resolved: bool) -> Summary:
+def alert(
+    data: Mapping[str, Any], zone_name: str, *, resolved: bool, repeat: bool | None = None
+) -> Summary:
     """`SMS alert: <rule>`, the hour judged, and one row: the app, its figure against the
     threshold, and since when (or, once resolved, for how long) it has been wrong."""
     tz = zone(zone_name)
@@ -73,8 +76,10 @@ def alert(data: Mapping[str, Any], zone_name: str, *, resolved: bool) -> Summary
     ]
     if resolved:
         cells.append(f"lasted {duration(start - since)}")
-    else:  # a repeat (every `repeat_hours`) judges a later hour than the one that fired
-        still = "still firing " if start > since else ""
+    else:  # a repeat (every `repeat_hours`); with `for_hours` the first firing is after since
+        if repeat is None:
+            repeat = start > since
+        still = "still firing " if repeat else ""
         cells.append(f"{still}since {since:%Y-%m-%d %H:%M}")
     title = (RESOLVED_TITLE if resolved else ALERT_TITLE) + name
     row = Row(str(data.get("app_id") or ""), tuple(cells))
