@@ -148,7 +148,9 @@ class TestAlerts:
     def test_given_repeat_of_firing_alert_when_notified_then_it_says_still_firing_since(
         self, bots: BotReceiver, sleep: Any, platform: str
     ) -> None:
-        make(bots.url(platform), sleep).notify(firing("alert_fire_1_2021050111_repeat_2021050113", since=SINCE))
+        make(bots.url(platform), sleep).notify(
+            firing("alert_fire_1_2021050111_repeat_2021050113", since=SINCE)
+        )
         text = shown(platform, bots.payloads(platform)[0])
         assert "still firing since 2021-05-01 11:00" in text
 
