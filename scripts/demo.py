@@ -68,8 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         print("0. alerts: yesterday 11:00 and 12:00 again, the stand-in answering bad receipts")
         print(f"   for app {APPS[0]} at 11:00 (the default rule: delivery rate below 90%)")
         local = now.astimezone(zone("Asia/Shanghai")) - timedelta(days=1)
-        for hour, delivered in ((11, 100), (12, 199), (13, 198)):
-            emulator.set_fault(_receipts(200, delivered), app_id=APPS[0])
+        # 10:00 as the stand-in has it (this run also sends the digest of the day before),
+        # then 11:00 with half the receipts failed, then two good hours.
+        for hour, delivered in ((10, None), (11, 100), (12, 199), (13, 198)):
+            emulator.clear_faults()
+            if delivered is not None:
+                emulator.set_fault(_receipts(200, delivered), app_id=APPS[0])
             run = local.replace(hour=hour + 1, minute=5, second=0, microsecond=0)
             main_handler(_timer(run), context)
         emulator.clear_faults()
