@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from .. import redact
 from ..log import logger
+from ..notices import CHAT_TOPICS
 from ..pacing import Limit, pace_for
 from ..records import AnyRecord
 from ..sinks.base import SinkError
@@ -34,6 +35,7 @@ class ChatSink:
     failure names how many of them had already arrived.
     """
 
+    topics: frozenset[str] = CHAT_TOPICS
     LIMITS: ClassVar[tuple[Limit, ...]]
     chat: ClassVar[bool] = True  # people read it: the pipeline keeps corrections from it
 

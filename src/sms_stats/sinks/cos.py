@@ -31,6 +31,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from .. import redact
 from ..errors import ConfigError
 from ..log import hold_third_party_loggers
+from ..notices import STORE_TOPICS
 from ..records import AnyRecord
 from ..settings import REGION_RE, Settings
 from .base import SinkError, one_per_record
@@ -271,6 +272,7 @@ class _Failure:
 class CosSink:
     """Puts each record at its stable key; a `Store`: `exists` says whether a window is there."""
 
+    topics: frozenset[str] = STORE_TOPICS
     list_page = 1000  # keys per GET Bucket page (COS's most)
 
     def __init__(

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from ..notices import STORE_TOPICS
 from ..records import AnyRecord
 from ..settings import Settings
 from .base import SinkError, one_per_record
@@ -37,6 +38,8 @@ def build(url: str, settings: Settings, transport: object) -> FileSink:
 
 
 class FileSink:
+    topics: frozenset[str] = STORE_TOPICS
+
     def __init__(self, root: Path, name: str) -> None:
         self.root = root
         self.name = name

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from .. import __version__, redact
+from ..notices import WEBHOOK_TOPICS
 from ..records import AnyRecord
 from ..settings import Settings
 from ..signing import decode_whsec, sign
@@ -54,6 +55,8 @@ def encode(records: Sequence[AnyRecord]) -> bytes:
 
 
 class WebhookSink:
+    topics: frozenset[str] = WEBHOOK_TOPICS
+
     def __init__(
         self,
         url: str,
