@@ -250,6 +250,8 @@ class BotReceiver(LoopbackService):
                 raise _Refused(_text("not found", 404))
             if "secret" in parse_qs(split.query, keep_blank_values=True):
                 raise _Refused(_text("stand-in: a secret must never be sent", 400))
+            if "notify" in parse_qs(split.query, keep_blank_values=True):
+                raise _Refused(_text("stand-in: sms-stats' own ?notify= must never be sent", 400))
             verify = getattr(self, f"_verify_{platform}")
             payload: dict[str, Any] = verify(split.path, split.query, body)
             if self.enforce_rate_limits:
