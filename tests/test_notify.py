@@ -436,6 +436,20 @@ class TestBackfill:
         assert "left out" not in err
         assert len(record_files(store)) == 2
 
+    def test_given_a_default_bot_when_backfilled_without_notify_then_not_named_left_out(
+        self,
+        scf_env: dict[str, str],
+        store: Path,
+        bots: BotReceiver,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """It is not left out of anything: it takes no records, in a backfill or a timer run."""
+        from sms_stats.cli import main
+
+        assert main([*self.ARGS, "--sink", f"file://{store}", "--sink", bots.url("wecom")]) == 0
+        assert "left out" not in capsys.readouterr().err
+        assert bots.attempts == []
+
     def test_given_only_default_bots_when_backfilled_then_exit_1_saying_none_takes_records(
         self, scf_env: dict[str, str], bots: BotReceiver, capsys: pytest.CaptureFixture[str]
     ) -> None:

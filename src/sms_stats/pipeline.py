@@ -280,8 +280,6 @@ class Courier:
         sinks = takers if chat else [s for s in takers if not getattr(s, "chat", False)]
         if self.outbox is None:
             return deliver_all(records, sinks, self.deadline)
-        if not takers:  # nothing to deliver, nor to owe: no outbox entry either
-            return []
         records = self._changed(records)
         if not records:
             return []
