@@ -1,11 +1,12 @@
 """Backfill and gap checks: any range of hours or days, resumable, at the API's rate.
 
-A backfill writes the same records to the same sinks as the timer, except chat bots: a month of
-hours would be 720 messages in a group chat, paced to the platform's 20 a minute, so bots get
-them only when asked (`--notify`). It is resumable because the
-store's keys are stable: windows already in the store (the first file or COS sink) are skipped
-unless forced. Work goes in chunks of windows, so Ctrl-C waits only for the calls in flight, and
-since every store write is atomic, an interrupted run leaves the store consistent for the next.
+A backfill writes the same records to the same sinks as the timer, except chat bots that take
+records (`?notify=records`): a month of hours would be 720 messages in a group chat, paced to
+the platform's 20 a minute, so bots get them only when asked (`--notify`). It is resumable
+because the store's keys are stable: windows already in the store (the first file or COS sink)
+are skipped unless forced. Work goes in chunks of windows, so Ctrl-C waits only for the calls in
+flight, and since every store write is atomic, an interrupted run leaves the store consistent for
+the next.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Sinks: parse `SMS_STATS_SINKS` once, then hand every record to every sink.
+"""Sinks: parse `SMS_STATS_SINKS` once, then hand every record to every sink that takes records.
 
 A sink kind is a module with `build(url, settings, transport) -> Sink`; the factory picks it by
 the URL's scheme, by a `kind+` prefix (`wecom+http://127.0.0.1:8080/...` reaches a bot through a
