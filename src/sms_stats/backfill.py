@@ -55,7 +55,7 @@ def without_chat(sinks: Sequence[Sink], notify: bool) -> tuple[list[Sink], list[
     """
     if notify:
         return list(sinks), []
-    chats = [s for s in sinks if isinstance(s, ChatSink) and takes_records(s)]
+    chats = record_chats(sinks)
     return [sink for sink in sinks if sink not in chats], chats
 
 
