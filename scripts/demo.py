@@ -65,32 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         context = {"request_id": "demo", "function_name": "sms-stats", "time_limit_in_ms": 60_000}
 
         now = datetime.now(timezone.utc)
-        print("0. alerts: yesterday 11:00 and 12:00 again, the stand-in answering bad receipts")
-        print(f"   for app {APPS[0]} at 11:00 (the default rule: delivery rate below 90%)")
-        local = now.astimezone(zone("Asia/Shanghai")) - timedelta(days=1)
-        # 10:00 as the stand-in has it (this run also sends the digest of the day before),
-        # then 11:00 with half the receipts failed, then two good hours.
-        for hour, delivered in ((10, None), (11, 100), (12, 199), (13, 198)):
-            emulator.clear_faults()
-            if delivered is not None:
-                emulator.set_fault(_receipts(200, delivered), app_id=APPS[0])
-            run = local.replace(hour=hour + 1, minute=5, second=0, microsecond=0)
-            main_handler(_timer(run), context)
-        emulator.clear_faults()
-        for message in receiver.received:
-            if "type" in message.json and message.json["type"].startswith("alert."):
-                data = message.json["data"]
-                print(
-                    f"   webhook {message.json['type']:<15} app {data['app_id']} "
-                    f"{data['metric']} {data['value']} (threshold {data['threshold']}) "
-                    f"since {data['since']}  signature "
-                    f"{'verified' if message.verified else 'REJECTED'}"
-                )
-        print("   the WeCom robot showed:")
-        for payload in bots.payloads("wecom"):
-            for line in payload["markdown"]["content"].splitlines():
-                print(f"     | {line}")
-        print()
+        _alerts_demo(emulator, receiver, bots, context, now)
         timer = _timer(now)
         seen = len(receiver.received)
         print(f"1. timer event at {timer['Time']} -> the last full hour, Asia/Shanghai")
@@ -138,6 +113,43 @@ def main(argv: list[str] | None = None) -> int:
     for path in sorted(out.rglob("*.json")):
         print(f"   {path.relative_to(out.parent)}")
     return 0
+
+
+def _alerts_demo(
+    emulator: Emulator,
+    receiver: WebhookReceiver,
+    bots: BotReceiver,
+    context: dict[str, object],
+    now: datetime,
+) -> None:
+    """Yesterday's 10:00-13:00 again, one app's receipts bad at 11:00: one alert fires, then
+    resolves; the webhook's notices and the WeCom robot's messages as a person reads them."""
+    print("0. alerts: yesterday 11:00 and 12:00 again, the stand-in answering bad receipts")
+    print(f"   for app {APPS[0]} at 11:00 (the default rule: delivery rate below 90%)")
+    local = now.astimezone(zone("Asia/Shanghai")) - timedelta(days=1)
+    # 10:00 as the stand-in has it (this run also sends the digest of the day before),
+    # then 11:00 with half the receipts failed, then two good hours.
+    for hour, delivered in ((10, None), (11, 100), (12, 199), (13, 198)):
+        emulator.clear_faults()
+        if delivered is not None:
+            emulator.set_fault(_receipts(200, delivered), app_id=APPS[0])
+        run = local.replace(hour=hour + 1, minute=5, second=0, microsecond=0)
+        main_handler(_timer(run), context)
+    emulator.clear_faults()
+    for message in receiver.received:
+        if "type" in message.json and message.json["type"].startswith("alert."):
+            data = message.json["data"]
+            print(
+                f"   webhook {message.json['type']:<15} app {data['app_id']} "
+                f"{data['metric']} {data['value']} (threshold {data['threshold']}) "
+                f"since {data['since']}  signature "
+                f"{'verified' if message.verified else 'REJECTED'}"
+            )
+    print("   the WeCom robot showed:")
+    for payload in bots.payloads("wecom"):
+        for line in payload["markdown"]["content"].splitlines():
+            print(f"     | {line}")
+    print()
 
 
 def _timer(moment: datetime) -> dict[str, str]:

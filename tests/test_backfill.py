@@ -192,7 +192,7 @@ def test_given_chat_bot_sink_when_backfilled_then_bot_left_out_and_store_filled(
 ) -> None:
     with BotReceiver(enforce_rate_limits=True) as bots:
         args = ["--app-id", APP_A, "--from", "2021050100", "--to", "2021050123"]
-        sinks = ["--sink", f"file://{store}", "--sink", bots.url("wecom")]
+        sinks = ["--sink", f"file://{store}", "--sink", bots.url("wecom", notify="records")]
         assert main(["backfill", *args, *sinks]) == 0
         assert bots.attempts == []  # 24 windows would have been 24 chat messages
     err = capsys.readouterr().err
@@ -207,7 +207,7 @@ def test_given_notify_when_backfilled_then_bot_gets_a_paced_summary_per_window(
 ) -> None:
     with BotReceiver(enforce_rate_limits=True) as bots:
         args = ["--app-id", APP_A, "--app-id", APP_B, "--from", "2021050100", "--to", "2021050105"]
-        sinks = ["--sink", f"file://{store}", "--sink", bots.url("feishu")]
+        sinks = ["--sink", f"file://{store}", "--sink", bots.url("feishu", notify="records")]
         assert main(["backfill", *args, *sinks, "--notify"]) == 0
         posted = bots.messages("feishu")
         assert bots.rate_limited == 0  # 6 posts at Feishu's 5 a second: one waited
@@ -225,7 +225,7 @@ def test_given_only_chat_bots_when_backfilled_without_notify_then_exit_1_before_
     calls_before = len(emulator.requests)
     with BotReceiver() as bots:
         args = ["--app-id", APP_A, "--from", "2021050100", "--to", "2021050101"]
-        assert main(["backfill", *args, "--sink", bots.url("slack")]) == 1
+        assert main(["backfill", *args, "--sink", bots.url("slack", notify="records")]) == 1
         assert bots.attempts == []
     assert len(emulator.requests) == calls_before
     assert "only chat bots among the sinks" in capsys.readouterr().err

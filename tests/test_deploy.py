@@ -526,6 +526,18 @@ class TestServerlessYml:
         )
         assert any(words in error for error in report.errors), report.errors
 
+    def test_given_sinks_with_notify_when_checked_then_ok_and_an_unknown_value_is_an_error(
+        self, deploy_dir: Path
+    ) -> None:
+        """`?notify=records,alerts` in the variable: its commas are the list's too."""
+        cos = "cos://sms-stats-1250000000/sms-stats?region=ap-guangzhou&notify=records,alerts"
+        sinks = f"{cos},https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=K&notify=digest"
+        config = write_config(deploy_dir)
+        report = checker.check(config, environ={**DEPLOY_ENV, "SMS_STATS_SINKS": sinks})
+        assert report.errors == []
+        wrong = checker.check(config, environ={**DEPLOY_ENV, "SMS_STATS_SINKS": f"{cos},alert"})
+        assert any("notify: unknown 'alert'" in error for error in wrong.errors), wrong.errors
+
     @pytest.mark.parametrize(
         ("change", "expected"),
         [pytest.param(change, expected, id=label) for label, change, expected in BROKEN],

@@ -367,7 +367,8 @@ def test_given_a_chat_bot_when_the_timer_runs_then_the_hour_sends_and_receipts_o
     """Quiet until it matters: settling corrections and an hourly balance stay out of the chat
     (stores and webhooks get them); a person reads two messages an hour."""
     with BotReceiver() as bots:
-        monkeypatch.setenv("SMS_STATS_SINKS", f"file://{store},{bots.url('wecom')}")
+        bot = bots.url("wecom", notify="records,alerts,digest")  # the old default: every hour
+        monkeypatch.setenv("SMS_STATS_SINKS", f"file://{store},{bot}")
         assert main_handler(TIMER, context)["ok"] is True
         texts = [m.payload["markdown"]["content"] for m in bots.messages("wecom")]
     assert sorted(text.split("\n")[0] for text in texts) == [
@@ -467,7 +468,8 @@ class TestOutbox:
         self, scf_env: dict[str, str], store: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         with BotReceiver() as bots:
-            monkeypatch.setenv("SMS_STATS_SINKS", f"file://{store},{bots.url('wecom')}")
+            bot = bots.url("wecom", notify="records")
+            monkeypatch.setenv("SMS_STATS_SINKS", f"file://{store},{bot}")
             sinks = build_sinks(load_settings())
             bots.set_fault("wecom", BotFault(http_status=503))
             Courier(sinks, None).deliver([receipts(APP_A, 50, 3), receipts(APP_B, 50, 3)])

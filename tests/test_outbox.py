@@ -112,7 +112,7 @@ class TestBackfillResume:
         self, scf_env: dict[str, str], store: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         with BotReceiver() as bots:
-            wecom = bots.url("wecom")
+            wecom = bots.url("wecom", notify="records")
             settings = load_settings().model_copy(update={"sinks": (f"file://{store}", wecom)})
             file_sink, bot = build_sinks(settings)
             record = seed_record()

@@ -157,6 +157,7 @@ class TestPipelineOutcome:
 
         class Recorder:
             name = "recorder:x"
+            topics = frozenset({"records"})
 
             def __init__(self) -> None:
                 self.batches_seen: list[list[str]] = []

@@ -668,7 +668,8 @@ class TestThroughHandler:
         monkeypatch: pytest.MonkeyPatch,
         context: dict[str, Any],
     ) -> None:
-        sinks = f"{bots.url('wecom')},{bots.url('slack')}"
+        every = "records,alerts,digest"  # bots take no hourly records unless asked
+        sinks = f"{bots.url('wecom', notify=every)},{bots.url('slack', notify=every)}"
         assert sinks.startswith("wecom+http://127.0.0.1:")
         monkeypatch.setenv("SMS_STATS_SINKS", sinks)
 
@@ -700,11 +701,11 @@ class TestThroughHandler:
             "slack": "T000/B000/WrongSlackToken5e4d",
         }
         urls = [
-            bots.url("wecom", key=wrong["wecom"]),
-            bots.url("dingtalk", secret=wrong["dingtalk"]),
-            bots.url("feishu", secret=wrong["feishu"]),
-            bots.url("slack", key=wrong["slack"]),
-            bots.url("slack"),
+            bots.url("wecom", key=wrong["wecom"], notify="records"),
+            bots.url("dingtalk", secret=wrong["dingtalk"], notify="records"),
+            bots.url("feishu", secret=wrong["feishu"], notify="records"),
+            bots.url("slack", key=wrong["slack"], notify="records"),
+            bots.url("slack", notify="records"),
         ]
         monkeypatch.setenv("SMS_STATS_SINKS", ",".join(urls))
         leaks = [*SECRETS, *wrong.values(), "WrongSlackToken5e4d"]
@@ -780,7 +781,8 @@ class TestRepeats:
     ) -> None:
         mocker.patch("sms_stats.sinks.transport.time.sleep")
         down = "webhook+http://127.0.0.1:9/hooks"  # the discard port: connection refused
-        monkeypatch.setenv("SMS_STATS_SINKS", f"{bots.url('dingtalk')},{down}")
+        bot = bots.url("dingtalk", notify="records")
+        monkeypatch.setenv("SMS_STATS_SINKS", f"{bot},{down}")
         event = load_event("timer.json")
 
         for _ in range(3):  # the invocation and SCF's two retries

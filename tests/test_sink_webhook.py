@@ -197,6 +197,7 @@ class TestDeliverAll:
     ) -> None:
         class Broken:
             name = "broken:x"
+            topics = frozenset({"records"})
 
             def batches(self, records: Any) -> list[Any]:
                 return [records]

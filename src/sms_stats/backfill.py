@@ -1,11 +1,12 @@
 """Backfill and gap checks: any range of hours or days, resumable, at the API's rate.
 
-A backfill writes the same records to the same sinks as the timer, except chat bots: a month of
-hours would be 720 messages in a group chat, paced to the platform's 20 a minute, so bots get
-them only when asked (`--notify`). It is resumable because the
-store's keys are stable: windows already in the store (the first file or COS sink) are skipped
-unless forced. Work goes in chunks of windows, so Ctrl-C waits only for the calls in flight, and
-since every store write is atomic, an interrupted run leaves the store consistent for the next.
+A backfill writes the same records to the same sinks as the timer, except chat bots that take
+records (`?notify=records`): a month of hours would be 720 messages in a group chat, paced to
+the platform's 20 a minute, so bots get them only when asked (`--notify`). It is resumable
+because the store's keys are stable: windows already in the store (the first file or COS sink)
+are skipped unless forced. Work goes in chunks of windows, so Ctrl-C waits only for the calls in
+flight, and since every store write is atomic, an interrupted run leaves the store consistent for
+the next.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .records import Kind, store_key
 from .settings import Settings
 from .sinks import Sink
 from .sinks.base import Store, find_store
+from .sinks.topics import record_sinks, takes_records
 from .windows import Granularity, Window, hour_label, last_full, parse_hour
 
 
@@ -45,11 +47,21 @@ class Plan:
 
 
 def without_chat(sinks: Sequence[Sink], notify: bool) -> tuple[list[Sink], list[ChatSink]]:
-    """(the sinks a backfill delivers to, the chat bots it leaves out unless `notify`)."""
+    """(the sinks a backfill hands records to, the chat bots it leaves out unless `notify`).
+
+    Bots whose `?notify=` takes no records stay among the sinks (they get no records anyway,
+    and a store among them keeps its place as the first store); only bots that do take
+    records are left out, and their outbox debts kept for the timer's runs.
+    """
     if notify:
         return list(sinks), []
-    chats = [sink for sink in sinks if isinstance(sink, ChatSink)]
-    return [sink for sink in sinks if not isinstance(sink, ChatSink)], chats
+    chats = record_chats(sinks)
+    return [sink for sink in sinks if sink not in chats], chats
+
+
+def record_chats(sinks: Sequence[Sink]) -> list[ChatSink]:
+    """The chat bots among `sinks` that take records: what a backfill posts summaries to."""
+    return [s for s in sinks if isinstance(s, ChatSink) and takes_records(s)]
 
 
 def posting_time(messages: int, sink: ChatSink) -> float:
@@ -237,13 +249,13 @@ def gaps(
     """(app, window, sink) for each hour (or whole day, `by`) a sink lacks: the store lacks a
     window it holds no record of at that grain (a day record does not fill an hour's gap, nor
     hours a day's); another sink also lacks the windows the outbox still owes it. `sinks`
-    defaults to the store alone."""
+    defaults to the store alone; one whose `?notify=` takes no records lacks nothing."""
     window = requested_range(begin, end, settings, now)
     apps = check_app_ids(app_ids, "--app-id", settings, limit=1000)
     if by == "day":
         _whole_days(begin, end)
     ensure_zone(store, settings.timezone, write=False)
-    others = [sink for sink in sinks if sink.name != store.name]
+    others = [sink for sink in record_sinks(sinks) if sink.name != store.name]
     owed = Outbox(store).owed(None) if others else {}
     missing: list[tuple[str, str, str]] = []
     for app_id in apps:

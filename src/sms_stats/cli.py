@@ -117,8 +117,8 @@ def _backfill_settings(args: argparse.Namespace) -> tuple[Any, list[Any], list[s
 
 def _backfill(args: argparse.Namespace) -> int:
     from . import backfill  # noqa: PLC0415
-    from .chat.sink import ChatSink  # noqa: PLC0415
     from .handler import utcnow  # noqa: PLC0415
+    from .sinks.topics import record_sinks  # noqa: PLC0415
 
     try:
         settings, sinks, app_ids = _backfill_settings(args)
@@ -128,10 +128,17 @@ def _backfill(args: argparse.Namespace) -> int:
                 code="MissingParameter",
             )
         sinks, chats = backfill.without_chat(sinks, args.notify)
-        if not sinks:
+        if chats and not record_sinks(sinks):
             raise SmsStatsError(
                 "only chat bots among the sinks: a backfill needs a store or a webhook "
                 "(--sink file:out), or --notify to post a summary per window to the bots",
+                code="MissingParameter",
+            )
+        if not record_sinks(sinks):
+            raise SmsStatsError(
+                "no sink takes records: a backfill needs a store or a webhook (--sink file:out), "
+                "or a chat bot whose URL says ?notify=records (bots get alerts and the daily "
+                "digest by default)",
                 code="MissingParameter",
             )
         settings.credentials()  # missing keys: a message now, not a traceback mid-run
@@ -154,14 +161,13 @@ def _backfill(args: argparse.Namespace) -> int:
             f"left out: {chat.name} (chat bots get a backfill only with --notify)", file=sys.stderr
         )
     windows = len({(kind, window) for kind, _, window in plan.job.tasks()})
-    for sink in sinks:
-        if isinstance(sink, ChatSink):
-            least = timedelta(seconds=round(backfill.posting_time(windows, sink)))
-            print(
-                f"notify: {sink.name} gets {windows} summaries, paced to "
-                f"{sink.pace.describe()} (at least {least})",
-                file=sys.stderr,
-            )
+    for chat in backfill.record_chats(sinks):
+        least = timedelta(seconds=round(backfill.posting_time(windows, chat)))
+        print(
+            f"notify: {chat.name} gets {windows} summaries, paced to "
+            f"{chat.pace.describe()} (at least {least})",
+            file=sys.stderr,
+        )
     store = plan.store.name if plan.store else "none (nothing can be skipped)"
     print(
         f"backfill {len(plan.job.app_ids)} app(s) x {len(plan.job.windows)} {args.by} window(s): "
@@ -204,6 +210,7 @@ def _gaps(args: argparse.Namespace) -> int:
     from . import backfill  # noqa: PLC0415
     from .handler import utcnow  # noqa: PLC0415
     from .sinks.base import find_store  # noqa: PLC0415
+    from .sinks.topics import takes_records  # noqa: PLC0415
 
     try:
         settings, sinks, app_ids = _backfill_settings(args)
@@ -222,6 +229,8 @@ def _gaps(args: argparse.Namespace) -> int:
     for app_id, window, sink in missing:
         print(f"{app_id} {window} {sink}")
     for sink in sinks:
+        if sink is not store and not takes_records(sink):
+            continue  # its ?notify= takes no records: it misses none
         count = sum(1 for *_, name in missing if name == sink.name)
         print(f"{count} {args.by}(s) missing from {sink.name}", file=sys.stderr)
     return 1 if missing else 0

@@ -27,6 +27,7 @@ from .log import logger
 from .records import AnyRecord, from_dict, isoformat_utc
 from .sinks import Delivery, Sink, deliver_all
 from .sinks.base import SinkError, Store
+from .sinks.topics import record_sinks
 
 PREFIX = "_outbox/"
 SCHEMA = "sms-stats-outbox/v1"
@@ -107,7 +108,7 @@ class Outbox:
         an earlier entry of the same records are kept: they are owed the newer records now.
         """
         keys = [r.key for r in records]
-        owed = {sink.name: list(keys) for sink in sinks}
+        owed = {sink.name: list(keys) for sink in record_sinks(sinks)}
         entry = Entry(entry_key(records), list(records), owed)
         try:
             if carry:
@@ -118,6 +119,8 @@ class Outbox:
                         debt = [k for k in before.get(name, ()) if k in keys]
                         if debt:
                             owed[name] = debt
+            if not owed:  # an entry owing nothing would never be settled, so never deleted
+                return None
             self.store.put(entry.key, entry.encode(), deadline)
         except (SinkError, ValueError) as exc:
             logger.warning("outbox.unavailable", store=self.store.name, error=str(exc))
@@ -187,14 +190,17 @@ class Outbox:
         A sink that fails here is not tried again in this drain (it is down; its entries wait
         for the next run), nor is one in `skip_sinks` (it just failed in this run) or in `keep`
         (configured, but left out of this run, like chat bots in a backfill). Debts to sinks no
-        longer configured at all are dropped, with a warning naming them.
+        longer configured at all, or no longer taking records (their `?notify=`, or a chat
+        bot's default since bots hear alerts and the digest instead), are dropped, with a
+        warning naming them.
         """
         try:
             entries = [e for e in self.entries(deadline) if e.key not in set(skip_entries)]
         except SinkError as exc:
             logger.warning("outbox.unavailable", store=self.store.name, error=str(exc))
             return []
-        by_name = {sink.name: sink for sink in sinks}
+        by_name = {sink.name: sink for sink in record_sinks(sinks)}
+        refusing = {sink.name for sink in sinks} - set(by_name)
         kept = set(keep)
         down = set(skip_sinks) | kept
         outcomes: list[Delivery] = []
@@ -216,7 +222,7 @@ class Outbox:
             gone = [name for name in entry.owed if name not in by_name and name not in kept]
             for name in gone:
                 logger.warning(
-                    "outbox.sink_gone",
+                    "outbox.sink_takes_no_records" if name in refusing else "outbox.sink_gone",
                     sink=name,
                     records=len(entry.owed.pop(name)),
                     entry=entry.key,

@@ -30,6 +30,7 @@ from .records import AnyRecord, Kind, from_dict
 from .settings import Settings
 from .sinks import Delivery, Sink, deliver_all
 from .sinks.base import SinkError, Store, find_store
+from .sinks.topics import record_sinks
 from .windows import Window
 
 Batch = tuple[Kind, Window]  # what goes to the sinks together: one kind, one window
@@ -270,14 +271,19 @@ class Courier:
         self.opened: list[str] = []  # entries this run wrote (settled by this run, not drained)
 
     def deliver(self, records: list[AnyRecord], chat: bool = True) -> list[Delivery]:
-        """`chat=False`: not for people's chats (a correction, an hourly balance)."""
-        sinks = self.sinks if chat else [s for s in self.sinks if not getattr(s, "chat", False)]
+        """`chat=False`: not for people's chats (a correction, an hourly balance).
+
+        Only sinks whose `?notify=` takes records get them, or are owed them: a chat bot by
+        default hears alerts and the digest, not every hour.
+        """
+        takers = record_sinks(self.sinks)
+        sinks = takers if chat else [s for s in takers if not getattr(s, "chat", False)]
         if self.outbox is None:
             return deliver_all(records, sinks, self.deadline)
         records = self._changed(records)
         if not records:
             return []
-        left_out = [s.name for s in self.sinks if s not in sinks]
+        left_out = [s.name for s in takers if s not in sinks]
         entry = self.outbox.open(records, sinks, self.deadline, carry=left_out)
         outcomes = deliver_all(records, sinks, self.deadline)
         if entry is not None:

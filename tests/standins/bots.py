@@ -191,8 +191,16 @@ class BotReceiver(LoopbackService):
         key: str | None = None,
         secret: str | None = None,
         signed: bool = True,
+        notify: str | None = None,
     ) -> str:
-        """The `kind+http://127.0.0.1:PORT/...` sink URL; `key`/`secret` override the right ones."""
+        """The `kind+http://127.0.0.1:PORT/...` sink URL; `key`/`secret` override the right ones,
+        `notify` adds our `?notify=` (bots take alerts and the digest, not records, without)."""
+        url = self._url(platform, key=key, secret=secret, signed=signed)
+        if notify is None:
+            return url
+        return f"{url}{'&' if '?' in url else '?'}notify={notify}"
+
+    def _url(self, platform: str, *, key: str | None, secret: str | None, signed: bool) -> str:
         base = f"{platform}+{self.endpoint}"
         if platform == "wecom":
             return f"{base}/cgi-bin/webhook/send?key={key or self.wecom_key}"
@@ -242,6 +250,8 @@ class BotReceiver(LoopbackService):
                 raise _Refused(_text("not found", 404))
             if "secret" in parse_qs(split.query, keep_blank_values=True):
                 raise _Refused(_text("stand-in: a secret must never be sent", 400))
+            if "notify" in parse_qs(split.query, keep_blank_values=True):
+                raise _Refused(_text("stand-in: sms-stats' own ?notify= must never be sent", 400))
             verify = getattr(self, f"_verify_{platform}")
             payload: dict[str, Any] = verify(split.path, split.query, body)
             if self.enforce_rate_limits:

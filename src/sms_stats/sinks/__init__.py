@@ -1,9 +1,10 @@
-"""Sinks: parse `SMS_STATS_SINKS` once, then hand every record to every sink.
+"""Sinks: parse `SMS_STATS_SINKS` once, then hand every record to every sink that takes records.
 
 A sink kind is a module with `build(url, settings, transport) -> Sink`; the factory picks it by
 the URL's scheme, by a `kind+` prefix (`wecom+http://127.0.0.1:8080/...` reaches a bot through a
 proxy or a test receiver), or, for plain http(s), by the well-known host of each chat platform.
 Modules are imported only when configured: a COS sink's SDK costs nothing to those without one.
+What a sink receives is its URL's `?notify=`, taken off the URL first (see `topics`).
 A bad URL is a ConfigError at start, before any API call. A failing sink never stops the others;
 each (app, window, sink) gets an outcome, so the caller can say exactly what did not arrive.
 """
@@ -21,6 +22,7 @@ from ..errors import ConfigError
 from ..records import AnyRecord
 from ..settings import Settings
 from .base import Sink, SinkError, Store
+from .topics import DEFAULTS, rejoin, split_notify
 
 if TYPE_CHECKING:  # loaded only when an HTTP sink is configured: a store-only run never needs it
     from .transport import Transport
@@ -110,18 +112,25 @@ def build_sinks(settings: Settings, transport: Transport | None = None) -> list[
 def build_each(
     settings: Settings, transport: Transport | None = None
 ) -> tuple[list[Sink], list[str]]:
-    """(the sinks that could be built, a problem per item that could not)."""
+    """(the sinks that could be built, a problem per item that could not).
+
+    Each sink's `topics` is set here, from its URL's `?notify=` or its kind's default: the
+    sink module gets the URL without the parameter, and names the sink from it as before.
+    """
     sinks: list[Sink] = []
     problems: list[str] = []
-    for index, url in enumerate(settings.sinks):
+    for index, item in enumerate(rejoin(settings.sinks)):
         try:
+            url, topics = split_notify(item)
             kind, target = sink_kind(url)
             module = importlib.import_module(f"{__name__}.{kind}")
             if transport is None and kind not in _OWN_HTTP:
                 from .transport import Transport  # noqa: PLC0415
 
                 transport = Transport(timeout=settings.timeout, max_attempts=settings.max_attempts)
-            sinks.append(module.build(target, settings, transport))
+            sink: Sink = module.build(target, settings, transport)
+            sink.topics = DEFAULTS[kind] if topics is None else topics
+            sinks.append(sink)
         except ValueError as exc:
             problems.append(f"SMS_STATS_SINKS item {index + 1}: {exc}")
         except ConfigError as exc:  # a setting the sink needs (credentials): said once

@@ -19,10 +19,13 @@ class Sink(Protocol):
     """Where records go. Deliveries must be idempotent: SCF retries a failed timer run whole.
 
     `name` is safe to log (no key, token or secret); `batches` groups records the way the
-    destination wants them (one object per record, one message per window, ...).
+    destination wants them (one object per record, one message per window, ...). `topics` is
+    what it receives (`records`, `alerts`, `digest`): its URL's `?notify=`, else its kind's
+    default (see `sinks.topics`).
     """
 
     name: str
+    topics: frozenset[str]
 
     def batches(self, records: Sequence[AnyRecord]) -> list[Sequence[AnyRecord]]: ...
 
