@@ -61,9 +61,9 @@ def settled(record: Record | CallbackRecord, settle_hours: int, now: datetime) -
     if isinstance(record, Record):
         return True
     end = record.window.end
-    return now - end > timedelta(hours=settle_hours + 1) and record.fetched_at >= end + timedelta(
-        hours=settle_hours
-    )
+    last_refetch_due = end + timedelta(hours=settle_hours)
+    ended_long_ago = now - end > timedelta(hours=settle_hours + 1)
+    return ended_long_ago and record.fetched_at >= last_refetch_due
 
 
 def from_store(
