@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -25,6 +26,7 @@ from sms_stats.emulator import Emulator
 from sms_stats.exposition import GAUGES, render
 from sms_stats.reading import Newest, Reading
 from sms_stats.records import Counts, Record
+from sms_stats.serve import make_server, start_in_thread
 from sms_stats.windows import Window, zone
 
 from .conftest import API_TOKEN, APP_A, APP_B, SECRET_ID, SECRET_KEY, SESSION_TOKEN
@@ -259,6 +261,47 @@ class TestMetrics:
         assert (
             endpoint.split("//")[1] not in answer["body"]
         )  # the transport's detail stays in the log
+
+    def test_given_a_cos_store_written_by_the_timer_then_the_same_figures(
+        self,
+        env: dict[str, str],
+        clock: Clock,
+        context: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        with CosStandIn(
+            credentials={SECRET_ID: (SECRET_KEY, SESSION_TOKEN)}, buckets={BUCKET}
+        ) as cos:
+            sink = f"cos://{BUCKET}/stats?region=ap-guangzhou&endpoint={cos.endpoint}"
+            monkeypatch.setenv("SMS_STATS_SINKS", sink)
+            collect(clock, NOW, context)
+            answer = get("/metrics")
+            objects = {key: json.loads(obj.body) for (_, key), obj in cos.objects.items()}
+        samples = parse(answer["body"])
+        for app in (APP_A, APP_B):
+            send = objects[f"stats/app={app}/dt=2021-05-01/2021050112-2021050112.json"]
+            balance = objects[f"stats/packages/app={app}/dt=2021-05-01/2021050113.json"]
+            assert samples["sms_request_count", of(app)] == send["request_count"]
+            assert samples["sms_package_remaining", of(app)] == balance["remaining"]
+
+    def test_given_serve_when_scraped_over_http_then_the_exposition_content_type(
+        self, env: dict[str, str], clock: Clock, store: Path, context: dict[str, Any]
+    ) -> None:
+        collect(clock, NOW, context)
+        server = make_server("127.0.0.1", 0)
+        start_in_thread(server)
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+            request = urllib.request.Request(url, headers={"Authorization": f"Bearer {API_TOKEN}"})
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                content_type = answer.headers["Content-Type"]
+                text = answer.read().decode("utf-8")
+        finally:
+            server.shutdown()
+            server.server_close()
+        assert content_type == "text/plain; version=0.0.4; charset=utf-8"
+        send = stored(store, f"app={APP_A}/dt=2021-05-01/2021050112-2021050112.json")
+        assert parse(text)["sms_request_count", of(APP_A)] == send["request_count"]
 
     def test_given_an_empty_store_then_help_and_type_only(self, env: dict[str, str]) -> None:
         answer = get("/metrics")
