@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import imported, preflight, redact
 from .context import Invocation, RuntimeContext
@@ -31,6 +31,9 @@ from .log import correlation, hold_third_party_loggers, logger
 from .pipeline import RunResult, run_job
 from .settings import CONFIG_FILE_ENV, ENV_FIELDS, Settings, load_settings
 from .sinks import Delivery, Sink, build_each
+
+if TYPE_CHECKING:
+    from .http import HttpRequest
 
 _ENV_KEYS = (*ENV_FIELDS, CONFIG_FILE_ENV, "TENCENTCLOUD_REGION")
 # os.environ.get encodes each name and decodes each value (~1.5 us a name, 40 names a warm
@@ -152,7 +155,18 @@ def handle_http(event: Any, invocation: Invocation) -> dict[str, Any]:
             ready_sinks(settings, scheduled=False)
             return http.response(200, {"status": "ok"})
         http.authorize(request, settings)
-        job = http.job_from_request(request, settings, utcnow(), path)
+        now = utcnow()
+        if path == "/metrics":
+            from . import exposition  # noqa: PLC0415 - only a scrape loads it
+
+            return exposition.answer(
+                request.query, settings, sinks_for(settings), now, invocation.deadline
+            )
+        job = http.job_from_request(request, settings, now, path)
+        if path == "/stats":
+            stored = _from_store(job, request, settings, invocation, now)
+            if stored is not None:
+                return stored
         # A caller is waiting: earlier runs' debts are left to the timer (drain=False).
         result = _run(job, settings, invocation, scheduled=False, drain=False)
     except ConfigError as exc:
@@ -180,7 +194,24 @@ def handle_http(event: Any, invocation: Invocation) -> dict[str, Any]:
         return http.error_response(error, request_id, **records, **extra)
     if error is not None:
         extra["error"] = error.to_dict()
-    return http.response(200, {**records, **extra, "request_id": request_id})
+    return http.response(200, {**records, **extra, "source": "api", "request_id": request_id})
+
+
+def _from_store(
+    job: Job, request: HttpRequest, settings: Settings, invocation: Invocation, now: datetime
+) -> dict[str, Any] | None:
+    """`GET /stats` answered from the store when it holds every hour settled (no API call);
+    None to ask the API (`fresh=true`, an hour missing or unsettled, no store)."""
+    from . import http, readthrough  # noqa: PLC0415 - HTTP only
+
+    if readthrough.wants_fresh(request.query):
+        return None
+    records = readthrough.from_store(job, settings, sinks_for(settings), now, invocation.deadline)
+    if records is None:
+        return None
+    invocation.job.update(apps=len(job.app_ids), windows=len(job.windows), from_store=1)
+    body = {"records": [r.to_dict() for r in records], "source": "store"}
+    return http.response(200, {**body, "request_id": invocation.request_id})
 
 
 def handle_scheduled(event: Any, invocation: Invocation) -> dict[str, Any]:

@@ -40,6 +40,7 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "/stats": ("GET", "POST"),
     "/balance": ("GET",),
     "/healthz": ("GET",),
+    "/metrics": ("GET",),
 }
 QUERY_KINDS = ("send", "callback")  # /stats?kind=; the balance has a path of its own
 # Query names, with the seed's names as aliases.
