@@ -151,6 +151,10 @@ def handle_http(event: Any, invocation: Invocation) -> dict[str, Any]:
         if path == "/healthz":
             ready_sinks(settings, scheduled=False)
             return http.response(200, {"status": "ok"})
+        if path in http.PAGES:
+            from .dashboard import web  # noqa: PLC0415 - loaded only for its own paths
+
+            return web.answer(request, path, settings, invocation, utcnow())
         http.authorize(request, settings)
         job = http.job_from_request(request, settings, utcnow(), path)
         # A caller is waiting: earlier runs' debts are left to the timer (drain=False).

@@ -118,7 +118,7 @@ def day_end(day: date, tz: tzinfo) -> datetime:
     return datetime.combine(day + timedelta(days=1), time(0), tz).astimezone(timezone.utc)
 
 
-def read(
+def read(  # noqa: PLR0915 - three phases, read top to bottom
     store: Store,
     app_ids: Sequence[str],
     start: datetime,
@@ -148,18 +148,18 @@ def read(
         stats.listed += len(listings)
 
         day_keys: dict[tuple[str, date], list[str]] = {}
-        for (app, d, _kind), found in zip(listings, listed):
+        for (app, d, _kind), found in zip(listings, listed, strict=True):
             if isinstance(found, SinkError):
                 _problem(series[app], f"the store did not answer for {d}: {found}")
                 continue
             day_keys.setdefault((app, d), []).extend(found)
         failed_days = {
             (app, d)
-            for (app, d, _kind), found in zip(listings, listed)
+            for (app, d, _kind), found in zip(listings, listed, strict=True)
             if isinstance(found, SinkError)
         }
         points: dict[tuple[str, date], list[Point]] = {}
-        for (app, d), rollup in zip(wanted, rollups):
+        for (app, d), rollup in zip(wanted, rollups, strict=True):
             keys = sorted(day_keys.get((app, d), []))
             if isinstance(rollup, tuple) and rollup[0] == keys and (app, d) not in failed_days:
                 points[(app, d)] = rollup[1]
@@ -185,12 +185,12 @@ def read(
             pool, lambda n: _read_point(store, to_read[n][0], to_read[n][2], deadline), misses
         )
         stats.objects_read += len(misses)
-        for n, got in zip(misses, fetched):
-            found_points[n] = got if not isinstance(got, SinkError) else f"{got}"
+        for n, answer in zip(misses, fetched, strict=True):
+            found_points[n] = answer if not isinstance(answer, SinkError) else f"{answer}"
         day_points: dict[tuple[str, date], list[Point]] = {}
         broken: set[tuple[str, date]] = set()
         fresh: dict[tuple[str, str], Point] = {}
-        for (app, d, key), got in zip(to_read, found_points):
+        for (app, d, key), got in zip(to_read, found_points, strict=True):
             if isinstance(got, str) or got is None:
                 _problem(series[app], f"{key}: {got or 'not readable'}")
                 broken.add((app, d))
@@ -219,12 +219,12 @@ def read(
             to_write,
         )
         stats.rollups_written += sum(1 for ok in written if ok is True)
-        for key, value in day_points.items():
-            points.setdefault(key, []).extend(value)
+        for day_key, value in day_points.items():
+            points.setdefault(day_key, []).extend(value)
 
-    for (app, _d), found in points.items():
+    for (app, _d), day in points.items():
         target = series[app]
-        for point in found:
+        for point in day:
             if isinstance(point, SendPoint) and lo <= point.start < hi:
                 target.send.append(point)
             elif isinstance(point, ReceiptPoint) and lo <= point.start < hi:
@@ -238,9 +238,7 @@ def read(
     return series
 
 
-def _map(
-    pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterable[T]
-) -> list[R | SinkError]:
+def _map(pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterable[T]) -> list[R | SinkError]:
     """`fn` over `items` in the pool, in order; a SinkError is returned in its place."""
 
     def guarded(item: T) -> R | SinkError:
@@ -289,7 +287,9 @@ def _rollup(
             raise ValueError("not a rollup")
         keys = [str(k) for k in payload["keys"]]
         found: list[Point] = [SendPoint(**p) for p in payload["send"]]
-        found += [ReceiptPoint(**{**p, "reasons": tuple(p["reasons"])}) for p in payload["receipts"]]
+        found += [
+            ReceiptPoint(**{**p, "reasons": tuple(p["reasons"])}) for p in payload["receipts"]
+        ]
         found += [BalancePoint(**p) for p in payload["balance"]]
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         logger.warning("dashboard.rollup_unreadable", key=_rollup_key(app_id, day), error=str(exc))
@@ -380,6 +380,6 @@ def reasons_total(points: Sequence[ReceiptPoint]) -> list[tuple[str, int]]:
         for n, value in enumerate(point.reasons):
             totals[n] += value
     return sorted(
-        ((label, total) for (_name, label), total in zip(REASONS, totals)),
+        ((label, total) for (_name, label), total in zip(REASONS, totals, strict=True)),
         key=lambda item: -item[1],
     )
