@@ -90,7 +90,10 @@ def test_given_a_dst_week_when_charted_then_day_lines_fall_on_local_midnights() 
     lo = int(datetime(2021, 11, 6, tzinfo=tz).timestamp())
     hi = int(datetime(2021, 11, 9, tzinfo=tz).timestamp())
     midnights = charts.local_midnights(lo, hi, tz)
-    assert [b - a for a, b in zip(midnights, midnights[1:], strict=False)] == [24 * 3600, 25 * 3600]  # Nov 7: fall back
+    assert [b - a for a, b in zip(midnights, midnights[1:], strict=False)] == [
+        24 * 3600,
+        25 * 3600,
+    ]  # Nov 7: fall back
 
 
 def test_given_hostile_text_when_rendered_then_it_is_escaped() -> None:
@@ -151,7 +154,9 @@ def test_given_one_day_when_asked_then_only_its_hours_are_drawn(filled: None) ->
 
 
 @pytest.mark.parametrize("days", ["0", "32", "abc", "-1"])
-def test_given_days_out_of_range_when_asked_then_a_clear_400_page(pinned: Any, scf_env: Any, days: str) -> None:
+def test_given_days_out_of_range_when_asked_then_a_clear_400_page(
+    pinned: Any, scf_env: Any, days: str
+) -> None:
     answer = get(days=days)
     assert answer["statusCode"] == 400
     assert "days: a whole number from 1 to 31" in answer["body"]
@@ -206,7 +211,9 @@ def test_given_a_settled_day_when_viewed_twice_then_the_second_view_reads_its_ro
     data.clear_cache()
     two = data.read(sink, *args, settle_hours=0, now=NOW, stats=second)
     assert first.rollups_written == 1 and second.rollups_used == 1
-    assert second.objects_read == first.objects_read - 2 * 17  # 05-02's 17 hours, sends and receipts
+    assert (
+        second.objects_read == first.objects_read - 2 * 17
+    )  # 05-02's 17 hours, sends and receipts
     assert two[APP_A].send == one[APP_A].send and two[APP_A].receipts == one[APP_A].receipts
     # a backfilled hour makes the rollup stale: the day is read again
     extra = json.loads(next(store.glob(f"app={APP_A}/dt=2021-05-02/*.json")).read_text())
@@ -218,16 +225,29 @@ def test_given_a_settled_day_when_viewed_twice_then_the_second_view_reads_its_ro
     assert len(three[APP_A].send) == len(one[APP_A].send) + 1
 
 
-def test_given_alerts_in_the_state_when_shown_then_they_are_listed(filled: None, store: Path) -> None:
+def test_given_alerts_in_the_state_when_shown_then_they_are_listed(
+    filled: None, store: Path
+) -> None:
     state = {
         "schema": "sms-stats-alerts/v1",
         "alerts": {
-            "k": {"rule": "delivery rate low", "metric": "delivery_rate", "app_id": APP_A,
-                  "hour": "2021-05-03T12:00:00+08:00", "firing": True,
-                  "since": "2021-05-03T10:00:00+08:00"}
+            "k": {
+                "rule": "delivery rate low",
+                "metric": "delivery_rate",
+                "app_id": APP_A,
+                "hour": "2021-05-03T12:00:00+08:00",
+                "firing": True,
+                "since": "2021-05-03T10:00:00+08:00",
+            }
         },
-        "fired": [{"alert": "success low", "app_id": APP_B, "since": "2021-05-02T09:00:00+08:00",
-                   "date": "2021-05-02"}],
+        "fired": [
+            {
+                "alert": "success low",
+                "app_id": APP_B,
+                "since": "2021-05-02T09:00:00+08:00",
+                "date": "2021-05-02",
+            }
+        ],
     }
     (store / "alerts").mkdir()
     (store / "alerts/state.json").write_text(json.dumps(state))
@@ -333,7 +353,9 @@ def test_given_a_timer_run_when_it_ends_then_the_dashboard_was_not_imported(fill
         "import sys, index; from sms_stats.events import parse_event; "
         "print(any(m.startswith('sms_stats.dashboard') for m in sys.modules))"
     )
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
+    )
     assert done.stdout.strip() == "False"
 
 

@@ -21,7 +21,7 @@ section.app{background:#fff;border:1px solid #e2e8f0;border-radius:8px;padding:1
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));gap:12px}
 figure{margin:0}figcaption{font-weight:600;margin-bottom:4px}
 svg.chart{width:100%;height:auto;display:block;background:#fff}
-svg text{font-size:11px;fill:#475569}.ax{stroke:#94a3b8}.gr{stroke:#e2e8f0}
+svg text{font-size:15px;fill:#475569}.ax{stroke:#94a3b8}.gr{stroke:#e2e8f0}
 .legend{font-weight:400;color:#475569}.key{margin-left:8px;white-space:nowrap}
 .key i{display:inline-block;width:10px;height:10px;margin-right:4px;border-radius:2px}
 .none{color:#64748b;font-style:italic}.problem{color:#b91c1c}
