@@ -13,8 +13,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-
 from index import main_handler
+
 from sms_stats import serve
 
 from .conftest import API_TOKEN, APP_A, APP_B
@@ -85,7 +85,8 @@ def test_given_a_week_of_timer_runs_when_a_person_logs_in_then_every_chart_shows
                 assert _drawn(section, f"{app}-rates") == int(rates.get_attribute("data-points"))
                 assert section.locator(f'[data-chart="{app}-reasons"]').count() == 1
                 box = section.locator(f'[data-chart="{app}-volume"]').bounding_box()
-                assert box is not None and box["width"] <= 390  # the charts fit a phone
+                assert box is not None
+                assert box["width"] <= 390
             ARTIFACTS.mkdir(exist_ok=True)
             shot = ARTIFACTS / "dashboard.png"
             page.set_viewport_size({"width": 1280, "height": 900})

@@ -135,43 +135,38 @@ def read(  # noqa: PLR0915 - three phases, read top to bottom
     stats = stats if stats is not None else Stats()
     settle = timedelta(hours=settle_hours + 1)
     days = local_dates(start, end, tz)
-    settled = {d for d in days if day_end(d, tz) + settle <= now}
     series = {app: AppSeries(app) for app in app_ids}
     lo, hi = int(start.timestamp()), int(end.timestamp())
 
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="dashboard") as pool:
-        # 1. every day's listing per kind, and the rollup of each settled day
+        # 1. every day's listing per kind, and every day's rollup
         listings = [(app, d, kind) for app in app_ids for d in days for kind in _KINDS]
         listed = _map(pool, lambda t: _list(store, t[0], t[1], t[2], deadline), listings)
-        wanted = [(app, d) for app in app_ids for d in days if d in settled]
-        rollups = _map(pool, lambda t: _rollup(store, t[0], t[1], deadline), wanted)
+        pairs = [(app, d) for app in app_ids for d in days]
+        rollups = _map(pool, lambda t: _rollup(store, t[0], t[1], deadline), pairs)
         stats.listed += len(listings)
 
-        day_keys: dict[tuple[str, date], list[str]] = {}
+        day_keys: dict[tuple[str, date], list[str]] = {pair: [] for pair in pairs}
         for (app, d, _kind), found in zip(listings, listed, strict=True):
             if isinstance(found, SinkError):
                 _problem(series[app], f"the store did not answer for {d}: {found}")
                 continue
-            day_keys.setdefault((app, d), []).extend(found)
-        failed_days = {
-            (app, d)
-            for (app, d, _kind), found in zip(listings, listed, strict=True)
-            if isinstance(found, SinkError)
-        }
-        points: dict[tuple[str, date], list[Point]] = {}
-        for (app, d), rollup in zip(wanted, rollups, strict=True):
-            keys = sorted(day_keys.get((app, d), []))
-            if isinstance(rollup, tuple) and rollup[0] == keys and (app, d) not in failed_days:
-                points[(app, d)] = rollup[1]
+            day_keys[(app, d)].extend(found)
+        covered: dict[tuple[str, date], dict[str, Point]] = {}
+        for pair, rollup in zip(pairs, rollups, strict=True):
+            held = rollup if isinstance(rollup, dict) else {}
+            if held:
                 stats.rollups_used += 1
+            # only what is still listed: a record deleted since is not shown
+            covered[pair] = {k: held[k] for k in day_keys[pair] if k in held}
 
-        # 2. the objects not covered by a rollup, from this container's memory when final
-        to_read: list[tuple[str, date, str]] = []
-        for (app, d), keys in day_keys.items():
-            if (app, d) in points:
-                continue
-            for key in keys:
-                to_read.append((app, d, key))
+        # 2. what no rollup holds, from this container's memory when final, else the store
+        to_read = [
+            (app, d, key)
+            for (app, d), keys in day_keys.items()
+            for key in keys
+            if key not in covered[(app, d)]
+        ]
         found_points: list[Point | str | None] = []
         misses: list[int] = []
         with _cache_lock:
@@ -187,40 +182,27 @@ def read(  # noqa: PLR0915 - three phases, read top to bottom
         stats.objects_read += len(misses)
         for n, answer in zip(misses, fetched, strict=True):
             found_points[n] = answer if not isinstance(answer, SinkError) else f"{answer}"
-        day_points: dict[tuple[str, date], list[Point]] = {}
-        broken: set[tuple[str, date]] = set()
         fresh: dict[tuple[str, str], Point] = {}
+        newly_final: dict[tuple[str, date], dict[str, Point]] = {}
+        points: dict[tuple[str, date], list[Point]] = {
+            pair: list(held.values()) for pair, held in covered.items()
+        }
         for (app, d, key), got in zip(to_read, found_points, strict=True):
             if isinstance(got, str) or got is None:
                 _problem(series[app], f"{key}: {got or 'not readable'}")
-                broken.add((app, d))
                 continue
-            day_points.setdefault((app, d), []).append(got)
+            points[(app, d)].append(got)
             if _final(got, now, settle):
                 fresh[(store.name, key)] = got
+                newly_final.setdefault((app, d), {})[key] = got
         _remember(fresh)
 
-        # 3. rollups of settled days read whole, for the next view
-        to_write = [
-            (app, d)
-            for (app, d) in wanted
-            if (app, d) not in points and (app, d) not in broken and (app, d) not in failed_days
-        ]
+        # 3. rollups that can now hold more final hours, for the next view
+        to_write = [(pair, {**covered[pair], **more}) for pair, more in newly_final.items()]
         written = _map(
-            pool,
-            lambda t: _write_rollup(
-                store,
-                t[0],
-                t[1],
-                sorted(day_keys.get(t, [])),
-                day_points.get(t, []),
-                deadline,
-            ),
-            to_write,
+            pool, lambda t: _write_rollup(store, t[0][0], t[0][1], t[1], deadline), to_write
         )
         stats.rollups_written += sum(1 for ok in written if ok is True)
-        for day_key, value in day_points.items():
-            points.setdefault(day_key, []).extend(value)
 
     for (app, _d), day in points.items():
         target = series[app]
@@ -275,44 +257,44 @@ def _rollup_key(app_id: str, day: date) -> str:
     return f"{ROLLUP_PREFIX}app={app_id}/dt={day.isoformat()}.json"
 
 
-def _rollup(
-    store: Store, app_id: str, day: date, deadline: float | None
-) -> tuple[list[str], list[Point]] | None:
+def _rollup(store: Store, app_id: str, day: date, deadline: float | None) -> dict[str, Point]:
+    """The day's final points by the key they were read from; {} when there is none (or it
+    is unreadable: it is then rebuilt from the records)."""
     data = store.get(_rollup_key(app_id, day), deadline)
     if data is None:
-        return None
+        return {}
     try:
         payload = json.loads(data)
         if payload.get("schema") != ROLLUP_SCHEMA:
             raise ValueError("not a rollup")
-        keys = [str(k) for k in payload["keys"]]
-        found: list[Point] = [SendPoint(**p) for p in payload["send"]]
-        found += [
-            ReceiptPoint(**{**p, "reasons": tuple(p["reasons"])}) for p in payload["receipts"]
-        ]
-        found += [BalancePoint(**p) for p in payload["balance"]]
+        held: dict[str, Point] = {}
+        for key, item in payload["points"].items():
+            kind = item.pop("kind")
+            if kind == "send":
+                held[str(key)] = SendPoint(**item)
+            elif kind == "callback":
+                held[str(key)] = ReceiptPoint(**{**item, "reasons": tuple(item["reasons"])})
+            else:
+                held[str(key)] = BalancePoint(**item)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         logger.warning("dashboard.rollup_unreadable", key=_rollup_key(app_id, day), error=str(exc))
-        return None  # rebuilt from the records
-    return keys, found
+        return {}
+    return held
+
+
+_KIND_OF = {SendPoint: "send", ReceiptPoint: "callback", BalancePoint: "packages"}
 
 
 def _write_rollup(
-    store: Store,
-    app_id: str,
-    day: date,
-    keys: list[str],
-    points: list[Point],
-    deadline: float | None,
+    store: Store, app_id: str, day: date, held: dict[str, Point], deadline: float | None
 ) -> bool:
     body = {
         "schema": ROLLUP_SCHEMA,
         "app_id": app_id,
         "date": day.isoformat(),
-        "keys": keys,
-        "send": [p.__dict__ for p in points if isinstance(p, SendPoint)],
-        "receipts": [p.__dict__ for p in points if isinstance(p, ReceiptPoint)],
-        "balance": [p.__dict__ for p in points if isinstance(p, BalancePoint)],
+        "points": {
+            key: {"kind": _KIND_OF[type(p)], **p.__dict__} for key, p in sorted(held.items())
+        },
     }
     try:
         data = json.dumps(body, separators=(",", ":")).encode()
