@@ -154,6 +154,10 @@ def handle_http(event: Any, invocation: Invocation) -> dict[str, Any]:
         if path == "/healthz":
             ready_sinks(settings, scheduled=False)
             return http.response(200, {"status": "ok"})
+        if path in http.PAGES:
+            from .dashboard import web  # noqa: PLC0415 - loaded only for its own paths
+
+            return web.answer(request, path, settings, invocation, utcnow())
         http.authorize(request, settings)
         now = utcnow()
         if path == "/metrics":

@@ -41,7 +41,11 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "/balance": ("GET",),
     "/healthz": ("GET",),
     "/metrics": ("GET",),
+    "/dashboard": ("GET",),
+    "/login": ("GET", "POST"),
+    "/logout": ("POST",),
 }
+PAGES = ("/dashboard", "/login", "/logout")  # HTML, answered by sms_stats.dashboard.web
 QUERY_KINDS = ("send", "callback")  # /stats?kind=; the balance has a path of its own
 # Query names, with the seed's names as aliases.
 _QUERY_ALIASES = {

@@ -189,9 +189,13 @@ class CosStandIn(LoopbackService):
         buckets: Iterable[str] = (),
         region: str = "ap-guangzhou",
         host: str = "127.0.0.1",
+        latency_s: float = 0.0,
     ) -> None:
         super().__init__(_Handler, host=host)
         self.region = region
+        # Added to every request before it is answered: COS is tens of milliseconds away from
+        # a function, and a reader of many small objects must be measured at that distance.
+        self.latency_s = latency_s
         self.buckets: set[str] = set(buckets)
         self.objects: dict[tuple[str, str], StoredObject] = {}
         self._credentials: dict[str, _Credential] = {}
@@ -502,6 +506,7 @@ class _Handler(LoopbackHandler[CosStandIn]):
             reply = _error_reply(error, "-", self.path, head=method == "HEAD")
             self._write(reply, head=method == "HEAD")
             return
+        stand_in._pause(stand_in.latency_s)
         reply, _ = stand_in._handle(method, self.path, headers, body)
         if reply.hang:
             stand_in._pause(HANG_CAP_S)

@@ -1,0 +1,367 @@
+"""Reading a range of hours for the dashboard from the store, fast enough for a page.
+
+The store is one small object per app, kind and hour: a week of five apps is ~2,500 objects,
+and COS answers each GET in tens of milliseconds. Read one by one, that is a minute; read 16 at
+a time it is still ~10 s here (each request costs CPU on both sides). So:
+
+- every request goes through a bounded thread pool (`WORKERS`), listings first, then objects;
+- a local day that has ended and settled (its receipts are no longer re-fetched: the day's end
+  plus `SMS_STATS_SETTLE_HOURS` and an hour) is folded, the first time the dashboard reads it,
+  into one rollup object `dashboard/app=<id>/dt=<date>.json` in the store, naming the keys it
+  was made from. Later views (from any container) read that one object instead of ~72, after
+  checking the day's listing still names exactly those keys (a backfill that added an hour
+  makes it stale: it is rebuilt). The records stay the truth; the rollup is a copy to skip;
+- hours that are final (sends and balances once stored, receipts once settled) are kept in this
+  container's memory, so a warm container re-reads only what is new or still settling.
+
+A gap stays a gap: hours with no record are absent from the series, never zeros. An object that
+cannot be read or parsed is named in the app's `problems` and left out; the rest still renders.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from typing import TypeVar
+
+from ..log import logger
+from ..records import KIND_FOLDERS, BalanceRecord, CallbackRecord, Record, from_dict
+from ..sinks.base import SinkError, Store
+
+ROLLUP_PREFIX = "dashboard/"
+ROLLUP_SCHEMA = "sms-stats-dashboard-day/v1"
+WORKERS = 16  # requests in flight at once: COS takes far more, the function's CPU does not
+CACHE_LIMIT = 50_000  # final hours kept in memory (~200 bytes each)
+REASONS = (
+    ("internal_error_count", "carrier error"),
+    ("invalid_number_count", "invalid number"),
+    ("shutdown_error_count", "phone off"),
+    ("black_list_count", "blocklist"),
+    ("frequency_limit_count", "frequency limit"),
+)
+_KINDS = ("send", "callback", "packages")
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class SendPoint:
+    start: int  # Unix seconds: real time, so a 23- or 25-hour day spaces its hours truly
+    end: int
+    requests: int
+    successes: int
+    fee: int
+    rate: float | None
+
+
+@dataclass(frozen=True)
+class ReceiptPoint:
+    start: int
+    end: int
+    callbacks: int
+    delivered: int
+    failed: int
+    reasons: tuple[int, ...]  # in REASONS order
+    rate: float | None
+
+
+@dataclass(frozen=True)
+class BalancePoint:
+    at: int
+    remaining: int
+
+
+Point = SendPoint | ReceiptPoint | BalancePoint
+
+
+@dataclass
+class AppSeries:
+    app_id: str
+    send: list[SendPoint] = field(default_factory=list)
+    receipts: list[ReceiptPoint] = field(default_factory=list)
+    balance: list[BalancePoint] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Stats:
+    """What a read cost, for the logs and the benchmark."""
+
+    listed: int = 0
+    rollups_used: int = 0
+    rollups_written: int = 0
+    objects_read: int = 0
+    cached: int = 0
+
+
+_cache: dict[tuple[str, str], Point] = {}
+_cache_lock = threading.Lock()
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+def local_dates(start: datetime, end: datetime, tz: tzinfo) -> list[date]:
+    first = start.astimezone(tz).date()
+    last = (end - timedelta(microseconds=1)).astimezone(tz).date()
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def day_end(day: date, tz: tzinfo) -> datetime:
+    """The next local midnight, as a real instant (a 23- or 25-hour day included)."""
+    return datetime.combine(day + timedelta(days=1), time(0), tz).astimezone(timezone.utc)
+
+
+def read(  # noqa: PLR0915 - three phases, read top to bottom
+    store: Store,
+    app_ids: Sequence[str],
+    start: datetime,
+    end: datetime,
+    tz: tzinfo,
+    *,
+    settle_hours: int,
+    now: datetime,
+    deadline: float | None = None,
+    stats: Stats | None = None,
+) -> dict[str, AppSeries]:
+    """Each app's hours in [start, end), read as described above. Never raises for the
+    store's sake: what could not be read is in each app's `problems`."""
+    stats = stats if stats is not None else Stats()
+    settle = timedelta(hours=settle_hours + 1)
+    days = local_dates(start, end, tz)
+    series = {app: AppSeries(app) for app in app_ids}
+    lo, hi = int(start.timestamp()), int(end.timestamp())
+
+    with ThreadPoolExecutor(WORKERS, thread_name_prefix="dashboard") as pool:
+        # 1. every day's listing per kind, and every day's rollup
+        listings = [(app, d, kind) for app in app_ids for d in days for kind in _KINDS]
+        listed = _map(pool, lambda t: _list(store, t[0], t[1], t[2], deadline), listings)
+        pairs = [(app, d) for app in app_ids for d in days]
+        rollups = _map(pool, lambda t: _rollup(store, t[0], t[1], deadline), pairs)
+        stats.listed += len(listings)
+
+        day_keys: dict[tuple[str, date], list[str]] = {pair: [] for pair in pairs}
+        for (app, d, _kind), found in zip(listings, listed, strict=True):
+            if isinstance(found, SinkError):
+                _problem(series[app], f"the store did not answer for {d}: {found}")
+                continue
+            day_keys[(app, d)].extend(found)
+        covered: dict[tuple[str, date], dict[str, Point]] = {}
+        for pair, rollup in zip(pairs, rollups, strict=True):
+            held = rollup if isinstance(rollup, dict) else {}
+            if held:
+                stats.rollups_used += 1
+            # only what is still listed: a record deleted since is not shown
+            covered[pair] = {k: held[k] for k in day_keys[pair] if k in held}
+
+        # 2. what no rollup holds, from this container's memory when final, else the store
+        to_read = [
+            (app, d, key)
+            for (app, d), keys in day_keys.items()
+            for key in keys
+            if key not in covered[(app, d)]
+        ]
+        found_points: list[Point | str | None] = []
+        misses: list[int] = []
+        with _cache_lock:
+            for n, (_app, _d, key) in enumerate(to_read):
+                hit = _cache.get((store.name, key))
+                found_points.append(hit)
+                if hit is None:
+                    misses.append(n)
+        stats.cached += len(to_read) - len(misses)
+        fetched = _map(
+            pool, lambda n: _read_point(store, to_read[n][0], to_read[n][2], deadline), misses
+        )
+        stats.objects_read += len(misses)
+        for n, answer in zip(misses, fetched, strict=True):
+            found_points[n] = answer if not isinstance(answer, SinkError) else f"{answer}"
+        fresh: dict[tuple[str, str], Point] = {}
+        newly_final: dict[tuple[str, date], dict[str, Point]] = {}
+        points: dict[tuple[str, date], list[Point]] = {
+            pair: list(held.values()) for pair, held in covered.items()
+        }
+        for (app, d, key), got in zip(to_read, found_points, strict=True):
+            if isinstance(got, str) or got is None:
+                _problem(series[app], f"{key}: {got or 'not readable'}")
+                continue
+            points[(app, d)].append(got)
+            if _final(got, now, settle):
+                fresh[(store.name, key)] = got
+                newly_final.setdefault((app, d), {})[key] = got
+        _remember(fresh)
+
+        # 3. rollups that can now hold more final hours, for the next view
+        to_write = [(pair, {**covered[pair], **more}) for pair, more in newly_final.items()]
+        written = _map(
+            pool, lambda t: _write_rollup(store, t[0][0], t[0][1], t[1], deadline), to_write
+        )
+        stats.rollups_written += sum(1 for ok in written if ok is True)
+
+    for (app, _d), day in points.items():
+        target = series[app]
+        for point in day:
+            if isinstance(point, SendPoint) and lo <= point.start < hi:
+                target.send.append(point)
+            elif isinstance(point, ReceiptPoint) and lo <= point.start < hi:
+                target.receipts.append(point)
+            elif isinstance(point, BalancePoint) and lo <= point.at < hi:
+                target.balance.append(point)
+    for target in series.values():
+        target.send.sort(key=lambda p: p.start)
+        target.receipts.sort(key=lambda p: p.start)
+        target.balance.sort(key=lambda p: p.at)
+    return series
+
+
+def _map(pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterable[T]) -> list[R | SinkError]:
+    """`fn` over `items` in the pool, in order; a SinkError is returned in its place."""
+
+    def guarded(item: T) -> R | SinkError:
+        try:
+            return fn(item)
+        except SinkError as exc:
+            return exc
+
+    return list(pool.map(guarded, items))
+
+
+def _problem(target: AppSeries, text: str) -> None:
+    if text not in target.problems and len(target.problems) < 20:
+        target.problems.append(text)
+
+
+def _list(store: Store, app_id: str, day: date, kind: str, deadline: float | None) -> list[str]:
+    prefix = f"{KIND_FOLDERS[kind]}app={app_id}/dt={day.isoformat()}/"
+    return [k for k in store.keys(prefix, deadline) if _is_hour(k[len(prefix) :])]
+
+
+def _is_hour(name: str) -> bool:
+    """`B-E.json` with B == E: an hour (or a balance snapshot's hour), not a stray file."""
+    if "/" in name or not name.endswith(".json"):
+        return False
+    stem = name[: -len(".json")]
+    if "-" not in stem:
+        return len(stem) == 10 and stem.isdigit()  # packages: `<yyyymmddhh>.json`
+    begin, _, end = stem.partition("-")
+    return begin == end
+
+
+def _rollup_key(app_id: str, day: date) -> str:
+    return f"{ROLLUP_PREFIX}app={app_id}/dt={day.isoformat()}.json"
+
+
+def _rollup(store: Store, app_id: str, day: date, deadline: float | None) -> dict[str, Point]:
+    """The day's final points by the key they were read from; {} when there is none (or it
+    is unreadable: it is then rebuilt from the records)."""
+    data = store.get(_rollup_key(app_id, day), deadline)
+    if data is None:
+        return {}
+    try:
+        payload = json.loads(data)
+        if payload.get("schema") != ROLLUP_SCHEMA:
+            raise ValueError("not a rollup")
+        held: dict[str, Point] = {}
+        for key, item in payload["points"].items():
+            kind = item.pop("kind")
+            if kind == "send":
+                held[str(key)] = SendPoint(**item)
+            elif kind == "callback":
+                held[str(key)] = ReceiptPoint(**{**item, "reasons": tuple(item["reasons"])})
+            else:
+                held[str(key)] = BalancePoint(**item)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        logger.warning("dashboard.rollup_unreadable", key=_rollup_key(app_id, day), error=str(exc))
+        return {}
+    return held
+
+
+_KIND_OF = {SendPoint: "send", ReceiptPoint: "callback", BalancePoint: "packages"}
+
+
+def _write_rollup(
+    store: Store, app_id: str, day: date, held: dict[str, Point], deadline: float | None
+) -> bool:
+    body = {
+        "schema": ROLLUP_SCHEMA,
+        "app_id": app_id,
+        "date": day.isoformat(),
+        "points": {
+            key: {"kind": _KIND_OF[type(p)], **p.__dict__} for key, p in sorted(held.items())
+        },
+    }
+    try:
+        data = json.dumps(body, separators=(",", ":")).encode()
+        store.put(_rollup_key(app_id, day), data, deadline)
+    except SinkError as exc:  # a copy to skip reads: the page does not need it
+        logger.warning("dashboard.rollup_unwritten", key=_rollup_key(app_id, day), error=str(exc))
+        return False
+    return True
+
+
+def _read_point(store: Store, app_id: str, key: str, deadline: float | None) -> Point | str:
+    """The object as a point, or what is wrong with it (never raises for its content)."""
+    data = store.get(key, deadline)
+    if data is None:
+        return "gone before it could be read"
+    try:
+        record = from_dict(json.loads(data))
+    except (ValueError, RecursionError) as exc:
+        return f"not a record this version reads ({str(exc)[:120]})"
+    if record.sms_sdk_app_id != app_id:
+        return f"holds app {record.sms_sdk_app_id}, not {app_id}"
+    return to_point(record)
+
+
+def to_point(record: Record | CallbackRecord | BalanceRecord) -> Point:
+    if isinstance(record, BalanceRecord):
+        return BalancePoint(int(record.as_of.timestamp()), record.remaining)
+    start = int(record.window.start.timestamp())
+    end = int(record.window.end.timestamp())
+    if isinstance(record, CallbackRecord):
+        r = record.receipts
+        return ReceiptPoint(
+            start,
+            end,
+            r.callback_count,
+            r.callback_success_count,
+            r.callback_fail_count,
+            tuple(int(getattr(r, name)) for name, _label in REASONS),
+            record.delivery_rate,
+        )
+    c = record.counts
+    return SendPoint(
+        start, end, c.request_count, c.request_success_count, c.fee_count, record.success_rate
+    )
+
+
+def _final(point: Point, now: datetime, settle: timedelta) -> bool:
+    """Sends and balances do not change once stored; receipts do until they settle."""
+    if isinstance(point, ReceiptPoint):
+        return point.end + settle.total_seconds() <= now.timestamp()
+    return True
+
+
+def _remember(found: dict[tuple[str, str], Point]) -> None:
+    with _cache_lock:
+        if len(_cache) + len(found) > CACHE_LIMIT:
+            _cache.clear()  # simple and rare: a container that views a year of many apps
+        _cache.update(found)
+
+
+def reasons_total(points: Sequence[ReceiptPoint]) -> list[tuple[str, int]]:
+    """Receipt failures by reason over the range, largest first."""
+    totals = [0] * len(REASONS)
+    for point in points:
+        for n, value in enumerate(point.reasons):
+            totals[n] += value
+    return sorted(
+        ((label, total) for (_name, label), total in zip(REASONS, totals, strict=True)),
+        key=lambda item: -item[1],
+    )
