@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -158,6 +158,20 @@ def _port(url: str) -> int | None:
         return None
 
 
+def attempt(name: str, call: Callable[[], None]) -> tuple[str | None, float]:
+    """One delivery to one sink: (the error, or None; milliseconds taken). A sink's bug or a
+    library's surprise is an error too: the other sinks go on."""
+    error: str | None = None
+    started = time.monotonic()
+    try:
+        call()
+    except SinkError as exc:
+        error = str(exc)
+    except Exception as exc:
+        error = f"{name}: unexpected {type(exc).__name__}"
+    return error, round((time.monotonic() - started) * 1000, 1)
+
+
 def deliver_all(
     records: Sequence[AnyRecord], sinks: Sequence[Sink], deadline: float | None = None
 ) -> list[Delivery]:
@@ -165,15 +179,7 @@ def deliver_all(
     # Stores first: a webhook that hangs until the deadline must not cost the store its records.
     for sink in sorted(sinks, key=lambda s: not isinstance(s, Store)):
         for batch in sink.batches(records):
-            error: str | None = None
-            started = time.monotonic()
-            try:
-                sink.deliver(batch, deadline)
-            except SinkError as exc:
-                error = str(exc)
-            except Exception as exc:  # a sink's bug or a library's surprise: others go on
-                error = f"{sink.name}: unexpected {type(exc).__name__}"
-            took = round((time.monotonic() - started) * 1000, 1)
+            error, took = attempt(sink.name, lambda: sink.deliver(batch, deadline))  # noqa: B023
             outcomes.extend(
                 Delivery(
                     r.sms_sdk_app_id, str(r.window), sink.name, error is None, error, took, r.key

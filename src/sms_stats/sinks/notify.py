@@ -9,13 +9,12 @@ what `?notify=` set on it); a sink without `notify` hears none.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from ..notices import STORE_TOPICS, Notice
-from . import Delivery
-from .base import Sink, SinkError, Store
+from . import Delivery, attempt
+from .base import Sink, Store
 
 
 @runtime_checkable
@@ -51,15 +50,7 @@ def notify_all(
         for notice in notices:
             if notice.topic not in topics:
                 continue
-            error: str | None = None
-            started = time.monotonic()
-            try:
-                sink.notify(notice, deadline)
-            except SinkError as exc:
-                error = str(exc)
-            except Exception as exc:  # a sink's bug or a library's surprise: others go on
-                error = f"{sink.name}: unexpected {type(exc).__name__}"
-            took = round((time.monotonic() - started) * 1000, 1)
+            error, took = attempt(sink.name, lambda: sink.notify(notice, deadline))  # noqa: B023
             outcomes.append(
                 Delivery(notice.app_id, notice.id, sink.name, error is None, error, took, notice.id)
             )
