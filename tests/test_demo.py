@@ -29,6 +29,12 @@ def test_given_a_fresh_directory_when_the_demo_runs_then_three_kinds_stored_and_
     for heading in ("requests", "receipts", "balance as of"):
         assert heading in out
     assert "REJECTED" not in out
+    # One alert fires and resolves, signed to the webhook and worded in the robot's chat.
+    assert out.count("webhook alert.firing") == 1
+    assert out.count("webhook alert.resolved") == 1
+    assert "| **SMS alert: delivery rate low**" in out
+    assert "| **SMS alert resolved: delivery rate low**" in out
+    assert "lasted 1 h" in out
     for kind in ("send", "callback", "packages"):
         assert f"   {kind} " in out or f"   {kind}  " in out
     store = tmp_path / "out"
