@@ -15,8 +15,10 @@ from index import main_handler
 
 from sms_stats.emulator import Emulator, Fault
 from sms_stats.emulator.counts import range_callback_counts, range_counts
+from sms_stats.errors import SmsStatsError
 
 from .conftest import APP_A, APP_B
+from .standins.webhook import Fault as WebhookFault
 from .standins.webhook import WebhookReceiver
 
 SECRET = "whsec_" + base64.b64encode(b"alerts-test-secret-0123456789").decode()
@@ -85,7 +87,7 @@ def notices(receiver: WebhookReceiver) -> list[dict[str, Any]]:
     found = []
     for message in receiver.received:
         body = message.json
-        if "type" in body:
+        if "type" in body and message.status < 300:  # what the receiver took
             assert message.verified, "a notice failed Standard Webhooks verification"
             assert message.headers["webhook-id"].startswith(("alert_", "digest_"))
             found.append({**body, "id": message.headers["webhook-id"]})
@@ -147,6 +149,29 @@ class TestFireOnceResolveOnce:
         emulator.set_fault(receipts(3, 2), app_id=APP_A)  # 3 receipts, 1 failed: a quiet night
         run_twice(timer(4), context)
         assert [n for n in notices(receiver) if n["type"].startswith("alert.")] == []
+
+
+class TestNothingLost:
+    def test_given_the_webhook_down_when_it_fires_then_the_retry_delivers_it_once(
+        self,
+        alerts_env: dict[str, str],
+        emulator: Emulator,
+        receiver: WebhookReceiver,
+        context: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setenv("SMS_STATS_DIGEST_HOUR", "23")  # this test is about the alert
+        monkeypatch.setenv("SMS_STATS_MAX_ATTEMPTS", "1")
+        emulator.set_fault(receipts(200, 100), app_id=APP_A)
+        # Down for everything the first run sends: its records (2 apps x 2 kinds) and the alert.
+        receiver.fault = WebhookFault(status=503, times=5)
+        with pytest.raises(SmsStatsError, match="deliveries failed"):
+            main_handler(timer(12), context)  # SCF retries a run that raised
+        assert notices(receiver) == []
+        main_handler(timer(12), context)  # the retry: owed notices are sent now
+        main_handler(timer(12), context)  # and not again
+        fired = [n for n in notices(receiver) if n["type"] == "alert.firing"]
+        assert [n["data"]["app_id"] for n in fired] == [APP_A]
 
 
 class TestDigest:
