@@ -150,11 +150,23 @@ class TestRules:
             ('[{"metric": "delivery_rate", "below": 0.9, "for_hours": -1}]', "for_hours"),
             ('{"metric": "delivery_rate"}', "must be a list of rules"),
             ("[{", "is not JSON"),
+            (
+                '[{"name": "a", "metric": "delivery_rate", "below": 0.9},'
+                ' {"name": "b", "metric": "delivery_rate", "below": 0.9}]',
+                "rule 2 judges the same as rule 1",
+            ),
         ],
     )
     def test_given_a_bad_rule_then_the_error_names_it(self, text: str, says: str) -> None:
         with pytest.raises(ValueError, match=re.escape(says)):
             parse_rules(text)
+
+    def test_given_the_same_rule_for_other_apps_then_both_stand(self) -> None:
+        text = (
+            '[{"name": "a", "metric": "delivery_rate", "below": 0.9, "app_ids": ["1400006874"]},'
+            ' {"name": "b", "metric": "delivery_rate", "below": 0.9, "app_ids": ["1400006875"]}]'
+        )
+        assert [r.name for r in parse_rules(text) or ()] == ["a", "b"]
 
     def test_given_no_rules_then_the_contracts_defaults(self) -> None:
         metrics = [(r.metric, r.threshold, r.min_volume) for r in rules_in_force(None)]

@@ -181,9 +181,22 @@ def parse_rules(value: Any) -> tuple[Rule, ...] | None:
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         problems.append(f"two rules are named {repeated[0]!r}; give each its own name")
+    for later, rule in enumerate(rules):
+        for earlier, other in enumerate(rules[:later]):
+            if rule.ident == other.ident and _overlap(rule, other):
+                problems.append(
+                    f"rule {later + 1} judges the same as rule {earlier + 1} for the same apps "
+                    "(metric, threshold, min_volume, for_hours): drop one, or give each its apps"
+                )
     if problems:
         raise ValueError("; ".join(problems))
     return tuple(rules)
+
+
+def _overlap(one: Rule, two: Rule) -> bool:
+    if one.app_ids is None or two.app_ids is None:
+        return True
+    return bool(set(one.app_ids) & set(two.app_ids))
 
 
 def rules_in_force(configured: tuple[Rule, ...] | None) -> tuple[Rule, ...]:
