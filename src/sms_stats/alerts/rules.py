@@ -181,9 +181,9 @@ def parse_rules(value: Any) -> tuple[Rule, ...] | None:
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         problems.append(f"two rules are named {repeated[0]!r}; give each its own name")
-    for later, rule in enumerate(rules):
+    for later, this in enumerate(rules):
         for earlier, other in enumerate(rules[:later]):
-            if rule.ident == other.ident and _overlap(rule, other):
+            if this.ident == other.ident and _overlap(this, other):
                 problems.append(
                     f"rule {later + 1} judges the same as rule {earlier + 1} for the same apps "
                     "(metric, threshold, min_volume, for_hours): drop one, or give each its apps"
