@@ -34,3 +34,40 @@ class TestLogAndContext:
         invocation = Invocation.begin({"time_limit_in_ms": limit_ms})
         assert invocation.deadline is not None
         assert invocation.deadline - invocation.started == pytest.approx(budget)
+
+
+class TestLinesAreScrubbed:
+    SECRET = "Zk3vQ9-log-secret-7Hd2"
+
+    def lines(self, logger: Logger, stream: io.StringIO) -> list[dict[str, object]]:
+        return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+    def test_given_a_secret_in_a_text_field_then_it_is_masked(self) -> None:
+        from sms_stats import redact
+
+        redact.register(self.SECRET)
+        stream = io.StringIO()
+        logger = Logger(stream)
+        logger.info("x", message=f"the receiver said: token {self.SECRET} is unknown", n=3)
+        logger.info("x", nested={"error": f"echo {self.SECRET}"}, many=[f"{self.SECRET}"])
+        text = stream.getvalue()
+        assert self.SECRET not in text
+        assert self.SECRET[:8] not in text
+        first, second = self.lines(logger, stream)
+        assert first["n"] == 3
+        assert "the receiver said" in str(first["message"])
+
+    def test_given_a_value_logged_before_a_secret_is_registered_then_masked_after(
+        self,
+    ) -> None:
+        from sms_stats import redact
+
+        stream = io.StringIO()
+        logger = Logger(stream)
+        line = f"callback to https://example.com/hook?t={self.SECRET}"
+        logger.info("x", url=line)  # remembered as scrubbed: nothing to mask yet
+        redact.register(self.SECRET)  # new settings: the memory must not serve the old text
+        logger.info("x", url=line)
+        first, second = self.lines(logger, stream)
+        assert self.SECRET in str(first["url"])
+        assert self.SECRET not in str(second["url"])

@@ -74,7 +74,7 @@ class Logger:
             **(_correlation.get() or _NONE),
             **{k: v for k, v in fields.items() if v is not None},
         }
-        text = _encode({**head, **_scrubbed(body)})
+        text = _encode({**head, **_scrubbed_fields(body)})
         stream = self._stream or sys.stdout
         with self._lock:
             stream.write(text + "\n")
@@ -94,6 +94,25 @@ def correlation(**fields: Any) -> Iterator[None]:
         yield
     finally:
         _correlation.reset(token)
+
+
+_PLAIN = (int, float, bool, type(None))
+
+
+def _scrubbed_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """A line's fields scrubbed: the flat case (text and numbers, every line of a warm call)
+    without the general walk."""
+    out: dict[str, Any] = {}
+    for name, value in body.items():
+        kind = type(value)
+        if kind is str:
+            short = len(value) < redact.MIN_LENGTH
+            out[name] = value if short else redact.scrub_repeated(value)
+        elif kind in _PLAIN:
+            out[name] = value
+        else:
+            out[name] = _scrubbed(value)
+    return out
 
 
 def _scrubbed(value: Any) -> Any:

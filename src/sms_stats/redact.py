@@ -226,7 +226,9 @@ def scrub_repeated(text: str) -> str:
     """`scrub`, remembered: log lines repeat the same values (function, trigger, app ids,
     windows, sink names) on every line of every invocation, and scrubbing each afresh was the
     largest cost of a warm invocation. Forgotten whenever the registry changes."""
-    compiled = _registry.compile()
+    # A compiled registry is read without the lock (one attribute read); only a change
+    # (which sets it to None) takes the lock to compile again.
+    compiled = _registry.compiled or _registry.compile()
     if _seen_for[0] is not compiled or len(_seen) > _SEEN_MAX:
         _seen.clear()
         _seen_for[0] = compiled
