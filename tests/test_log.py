@@ -53,7 +53,7 @@ class TestLinesAreScrubbed:
         text = stream.getvalue()
         assert self.SECRET not in text
         assert self.SECRET[:8] not in text
-        first, second = self.lines(logger, stream)
+        first, _ = self.lines(logger, stream)
         assert first["n"] == 3
         assert "the receiver said" in str(first["message"])
 
