@@ -338,3 +338,14 @@ def test_given_a_letter_whose_lower_case_is_longer_then_secrets_still_masked_who
     redact.register(secret)
     shown = redact.scrub(f"İstanbul {secret} {secret.lower()}")
     assert shown == "İstanbul *** ***"
+
+
+_PIECES = st.sampled_from(
+    [*"AKIDakidwhsec_Bearer bearer:=&?-xtcq0123456789abcdefABCDEF\"'\n"]
+    + ["AKID", "whsec_", "Bearer ", "Credential=", "q-ak=", "?token=", "Authorization: "]
+)
+
+
+@given(st.lists(_PIECES, max_size=40).map("".join))
+def test_given_any_text_when_the_hint_skips_the_passes_then_nothing_was_missed(text: str) -> None:
+    assert redact.mask_shapes(text) == redact._mask_all(text)
