@@ -341,8 +341,16 @@ def test_given_a_letter_whose_lower_case_is_longer_then_secrets_still_masked_who
 
 
 _PIECES = st.sampled_from(
-    [*"AKIDakidwhsec_Bearer bearer:=&?-xtcq0123456789abcdefABCDEF\"'\n"]
-    + ["AKID", "whsec_", "Bearer ", "Credential=", "q-ak=", "?token=", "Authorization: "]
+    [
+        *"AKIDakidwhsec_Bearer bearer:=&?-xtcq0123456789abcdefABCDEF\"'\n",
+        "AKID",
+        "whsec_",
+        "Bearer ",
+        "Credential=",
+        "q-ak=",
+        "?token=",
+        "Authorization: ",
+    ]
 )
 
 
