@@ -151,6 +151,32 @@ class TestFireOnceResolveOnce:
         assert [n for n in notices(receiver) if n["type"].startswith("alert.")] == []
 
 
+class TestOnlyRecentHours:
+    def test_given_a_direct_run_for_an_old_hour_then_no_alert_for_it(
+        self,
+        alerts_env: dict[str, str],
+        emulator: Emulator,
+        receiver: WebhookReceiver,
+        context: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setenv("SMS_STATS_ALERTS", '[{"metric": "success_rate", "below": 0.95}]')
+        half = {"RequestCount": "200", "RequestSuccessCount": "100", "FeeCount": "200"}
+        emulator.set_fault(Fault(action="send", fields=half), app_id=APP_A)
+        seed = {
+            "SmsSdkAppId": APP_A,
+            "BeginTime": "2021050111",
+            "EndTime": "2021050111",
+            "Limit": 0,
+            "Offset": 0,
+        }
+        main_handler(seed, context)  # a fetch by hand of an hour long past: stored, not judged
+        assert [n for n in notices(receiver) if n["type"].startswith("alert.")] == []
+        main_handler(timer(12), context)  # the timer's own hour is judged
+        alerts = [n for n in notices(receiver) if n["type"].startswith("alert.")]
+        assert [(n["type"], n["data"]["app_id"]) for n in alerts] == [("alert.firing", APP_A)]
+
+
 class TestNothingLost:
     def test_given_the_webhook_down_when_it_fires_then_the_retry_delivers_it_once(
         self,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from ..client import StatsClient
@@ -23,6 +23,8 @@ from . import digest
 from .engine import judge, note_usage
 from .rules import rules_in_force
 from .state import Pending, State, load, save
+
+RECENT = timedelta(hours=3)  # a timer's newest hour ended at most an hour before its `Time`
 
 
 def topics(sink: Sink) -> frozenset[str]:
@@ -59,9 +61,13 @@ def after_run(
     except SinkError as exc:
         logger.warning("alerts.state_unavailable", store=store.name, error=str(exc))
         return []
-    notices = judge(rules, records, state, settings.timezone) if rules else []
+    # Only hours that ended lately are judged: a direct invocation fetching last month (a
+    # backfill by hand) must not fire alerts for it; its billed parts still count as usage.
+    recent = [r for r in records if r.window.end >= now - RECENT]
+    note_usage(state, [r for r in records if r.window.end < now - RECENT])
+    notices = judge(rules, recent, state, settings.timezone) if rules else []
     if not rules:
-        note_usage(state, records)
+        note_usage(state, recent)
     if with_digest:
         notices += _digest(state, settings, client, now, app_ids, kinds, deadline)
     for notice in notices:
