@@ -147,12 +147,19 @@ def authorize(request: HttpRequest, settings: Settings) -> None:
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         raise AccessError("send Authorization: Bearer <token>")
-    given = presented.strip().encode("utf-8", "surrogatepass")
-    matched = False
-    for token in settings.api_tokens:
-        matched |= hmac.compare_digest(given, token.get_secret_value().encode("utf-8"))
-    if not matched:
+    tokens = [token.get_secret_value() for token in settings.api_tokens]
+    if not token_matches(presented.strip(), tokens):
         raise AccessError("the bearer token is not valid")
+
+
+def token_matches(given: str, tokens: Sequence[str]) -> bool:
+    """`given` against every configured token, in constant time: every token is compared,
+    so the time taken says nothing about which one (if any) matched."""
+    raw = given.encode("utf-8", "surrogatepass")
+    matched = False
+    for token in tokens:
+        matched |= hmac.compare_digest(raw, token.encode("utf-8"))
+    return matched
 
 
 def check_allowed(app_ids: Sequence[str], settings: Settings) -> None:

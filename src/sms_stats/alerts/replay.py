@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
 from ..notices import Notice
-from ..records import KIND_FOLDERS, AnyRecord, from_dict
+from ..reading import day_folder
+from ..records import KINDS, AnyRecord, from_dict
 from ..sinks.base import SinkError, Store
 from .engine import judge, note_usage
 from .metrics import HOURS_OF_USAGE
@@ -31,8 +32,8 @@ def read_days(
     day = first
     while day <= last:
         for app_id in app_ids:
-            for folder in KIND_FOLDERS.values():
-                for key in store.keys(f"{folder}app={app_id}/dt={day.isoformat()}/", deadline):
+            for kind in KINDS:
+                for key in store.keys(day_folder(kind, app_id, day), deadline):
                     try:
                         data = store.get(key, deadline)
                         if data is not None:

@@ -19,16 +19,13 @@ from ..records import AnyRecord
 from ..settings import Settings
 from ..sinks import Delivery, Sink
 from ..sinks.base import SinkError, Store, find_store
+from ..sinks.notify import notify_all, topics_of
 from . import digest
 from .engine import judge, note_usage
 from .rules import rules_in_force
 from .state import Pending, State, load, save
 
 RECENT = timedelta(hours=3)  # a timer's newest hour ended at most an hour before its `Time`
-
-
-def topics(sink: Sink) -> frozenset[str]:
-    return frozenset(getattr(sink, "topics", ()))
 
 
 def state_store(sinks: Sequence[Sink]) -> Store:
@@ -71,7 +68,7 @@ def after_run(
     if with_digest:
         notices += _digest(state, settings, client, now, app_ids, kinds, deadline)
     for notice in notices:
-        owed = [sink.name for sink in sinks if notice.topic in topics(sink)]
+        owed = [sink.name for sink in sinks if notice.topic in topics_of(sink)]
         logger.info(
             "alert.notice",
             id=notice.id,
@@ -119,7 +116,6 @@ def _digest(
 
 def _deliver(state: State, sinks: Sequence[Sink], deadline: float | None) -> list[Delivery]:
     """Every pending notice to the sinks it is owed to; what arrives is struck."""
-    from ..sinks.notify import notify_all  # noqa: PLC0415
 
     by_name = {sink.name: sink for sink in sinks}
     outcomes: list[Delivery] = []

@@ -47,15 +47,6 @@ def valid(value: str, tokens: Sequence[str]) -> bool:
     return matched and clock() < expiry
 
 
-def matches(given: str, tokens: Sequence[str]) -> bool:
-    """The login form's token against every configured one, in constant time."""
-    raw = given.encode("utf-8", "surrogatepass")
-    matched = False
-    for token in tokens:
-        matched |= hmac.compare_digest(raw, token.encode("utf-8"))
-    return matched
-
-
 def set_cookie(value: str) -> str:
     return f"{COOKIE}={value}; Max-Age={LIFETIME_S}; Path=/; HttpOnly; Secure; SameSite=Strict"
 

@@ -96,12 +96,12 @@ def _login(request: http.HttpRequest, settings: Settings, base: str) -> dict[str
     form = parse_qs(request.body.decode("utf-8", "replace"), keep_blank_values=True)
     given = (form.get("token") or [""])[0].strip()
     tokens = _tokens(settings)
-    if not given or not tokens or not session.matches(given, tokens):
+    if not given or not tokens or not http.token_matches(given, tokens):
         logger.warning("http.refused", status=401, code=AccessError.code, message="login")
         why = "that token is not valid" if tokens else "no SMS_STATS_API_TOKEN is configured"
         return html(401, page.login_form(base, error=why))
     # The cookie is signed with the token that matched, so dropping that token ends it.
-    token = next(t for t in tokens if session.matches(given, [t]))
+    token = next(t for t in tokens if http.token_matches(given, [t]))
     return html(
         303,
         "",
