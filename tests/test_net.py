@@ -11,7 +11,7 @@ import socketserver
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import requests
@@ -224,3 +224,83 @@ def test_given_an_address_that_never_answers_when_connecting_then_the_call_still
     finally:
         for sock in (hole, drip, *fillers):
             sock.close()
+
+
+# The SDK's session (`ApiSession`): each call goes straight to the bounded adapter, without
+# requests' per-call session work. What a server sees of it, on loopback.
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    seen: ClassVar[list[dict[str, str]]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        type(self).seen.append({k.lower(): v for k, v in self.headers.items()})
+        if self.path == "/moved":
+            self.send_response(302)
+            self.send_header("Location", "/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Set-Cookie", "tracker=1; Path=/")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def recorder() -> Iterator[tuple[str, list[dict[str, str]]]]:
+    seen: ClassVar[list[dict[str, str]]] = []
+    handler = type("Handler", (_Recorder,), {"seen": seen})
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_given_the_api_session_when_calling_twice_then_headers_arrive_and_no_cookie_is_kept(
+    recorder: tuple[str, list[dict[str, str]]],
+) -> None:
+    url, seen = recorder
+    api = net.api_session(net.API_MAX_BODY)
+    for _ in range(2):
+        answer = api.request(
+            "POST", url + "/", data=b'{"a":1}', headers={"X-TC-Action": "Probe"}, timeout=5
+        )
+        assert (answer.status_code, answer.content) == (200, b"{}")
+
+    assert [s["x-tc-action"] for s in seen] == ["Probe", "Probe"]
+    assert all(s["content-length"] == "7" for s in seen)
+    assert "gzip" in seen[0]["accept-encoding"]  # requests' defaults still go along
+    assert "cookie" not in seen[1]  # an API call carries no state from the last answer
+
+
+def test_given_a_redirect_when_the_api_session_calls_then_the_3xx_is_the_answer(
+    recorder: tuple[str, list[dict[str, str]]],
+) -> None:
+    url, seen = recorder
+    answer = net.api_session(net.API_MAX_BODY).request("POST", url + "/moved", data=b"", timeout=5)
+    assert answer.status_code == 302
+    assert len(seen) == 1  # never followed
+
+
+def test_given_a_dripping_server_when_the_api_session_calls_then_the_whole_call_limit_holds() -> (
+    None
+):
+    with SlowServer(mode="drip_body", drip_s=0.05) as server:
+        started = time.monotonic()
+        with pytest.raises(net.CallTimeout):
+            net.api_session(net.API_MAX_BODY).request("POST", server.url, data=b"{}", timeout=0.5)
+    assert time.monotonic() - started < 3.0
+
+
+def test_given_an_argument_the_sdk_never_passes_when_calling_then_it_is_refused() -> None:
+    with pytest.raises(TypeError, match="takes no cookies"):
+        net.api_session(net.API_MAX_BODY).request("POST", "http://127.0.0.1:9/", cookies={})

@@ -118,7 +118,7 @@ def _build_sdk_client(
     from . import net  # noqa: PLC0415 - imports requests' adapters, as the SDK just did
 
     conn = client.request.conn
-    net.bound(conn._session, net.API_MAX_BODY)  # whole-call deadline, capped body
+    conn._session = net.api_session(net.API_MAX_BODY)  # whole-call deadline, capped body, lean
     net.settle_environment(conn, client.request._handle_host(client.request.host))
     return client
 
