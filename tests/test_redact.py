@@ -357,3 +357,10 @@ _PIECES = st.sampled_from(
 @given(st.lists(_PIECES, max_size=40).map("".join))
 def test_given_any_text_when_the_hint_skips_the_passes_then_nothing_was_missed(text: str) -> None:
     assert redact.mask_shapes(text) == redact._mask_all(text)
+
+
+@given(st.text(), st.booleans())
+def test_given_any_text_when_html_escaped_then_it_equals_the_stdlib_escape(
+    text: str, quote: bool
+) -> None:
+    assert redact.html_escape(text, quote=quote) == html.escape(text, quote=quote)

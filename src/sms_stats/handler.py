@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from . import imported, preflight, redact
+from . import first_invocation_over, imported, preflight, redact
 from .context import Invocation, RuntimeContext
 from .errors import ConfigError, InputError, SmsStatsError
 from .events import (
@@ -98,6 +98,13 @@ def trigger_kind(event: Any) -> str:
 
 
 def main_handler(event: Any, context: RuntimeContext | Mapping[str, Any] | None) -> dict[str, Any]:
+    try:
+        return _invoke(event, context)
+    finally:
+        first_invocation_over()  # the cold path's garbage collection pace ends here
+
+
+def _invoke(event: Any, context: RuntimeContext | Mapping[str, Any] | None) -> dict[str, Any]:
     invocation = Invocation.begin(context)
     logger.set_level(os.environ.get("SMS_STATS_LOG_LEVEL", "INFO"))
     hold_third_party_loggers()  # the user's code may have reconfigured logging since

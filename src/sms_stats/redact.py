@@ -21,7 +21,6 @@ never grow it.
 
 from __future__ import annotations
 
-import html
 import json
 import re
 import threading
@@ -65,6 +64,15 @@ _SHAPES = (
 )
 
 
+def html_escape(text: str, quote: bool = True) -> str:
+    """`html.escape`, without importing `html` and its table of 2,000 entities (~2 ms) on every
+    cold start for five replacements."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if quote:
+        text = text.replace('"', "&quot;").replace("'", "&#x27;")
+    return text
+
+
 def forms(secret: str) -> set[str]:
     """The ways `secret` shows up in an echo: raw, percent-encoded (either hex case, `+` for a
     space), JSON-escaped (with and without ASCII escapes) and HTML-escaped."""
@@ -76,8 +84,8 @@ def forms(secret: str) -> set[str]:
         found.add(json.dumps(text)[1:-1])
         found.add(json.dumps(text, ensure_ascii=False)[1:-1])
     for text in list(found):
-        found.add(html.escape(text))
-        found.add(html.escape(text, quote=False))
+        found.add(html_escape(text))
+        found.add(html_escape(text, quote=False))
     return {text for text in found if len(text) >= MIN_LENGTH}
 
 

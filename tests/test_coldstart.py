@@ -1,0 +1,50 @@
+"""What a cold start does besides the work: checked in a fresh interpreter running a real timer
+invocation against the stand-in, since an import happens once per process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_PROBE = """
+import gc, json, sys
+usual = gc.get_threshold()
+import index
+seen = {"usual": usual[0], "after_import": gc.get_threshold()[0],
+        "frozen_import": gc.get_freeze_count()}
+event = {"Type": "Timer", "TriggerName": "hourly", "Time": "2021-05-01T05:05:00Z", "Message": ""}
+index.main_handler(event, {"request_id": "r1", "time_limit_in_ms": 60000})
+seen["after_first"] = gc.get_threshold()[0]
+seen["frozen_first"] = gc.get_freeze_count()
+index.main_handler(event, {"request_id": "r2", "time_limit_in_ms": 60000})
+seen["frozen_second"] = gc.get_freeze_count()
+seen["html"] = "html" in sys.modules
+print(json.dumps(seen))
+"""
+
+
+def test_given_a_cold_container_when_invoked_twice_then_gc_is_slow_only_until_the_first_ends(
+    scf_env: dict[str, str],
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert seen["after_import"] >= 50_000 > seen["usual"]  # no collections while loading
+    assert seen["frozen_import"] > 10_000  # what the import built is out of the collector's way
+    assert seen["after_first"] == seen["usual"]  # then the usual pace, for good
+    assert seen["frozen_first"] > seen["frozen_import"]  # the SDK and its client joined it
+    # Once: a warm call freezes nothing (frozen objects may still be freed by their count).
+    assert seen["frozen_second"] <= seen["frozen_first"]
+    assert seen["html"] is False  # the redaction's HTML escaping needs no html module
