@@ -197,8 +197,12 @@ def cold_start(
     return medians
 
 
-def _spread(base: dict[str, float]) -> str:
-    return f"pairs' middle half {base['pair_lo']:.2f}-{base['pair_hi']:.2f}x"
+def _spread(ours: dict[str, float], base: dict[str, float]) -> str:
+    """Both estimates, so a noisy run shows as one: medians of each side, and the pairs."""
+    return (
+        f"medians {_ms(ours['wall'])} vs {_ms(base['wall'])} ({ours['wall'] / base['wall']:.2f}x);"
+        f" pairs' middle half {base['pair_lo']:.2f}-{base['pair_hi']:.2f}x"
+    )
 
 
 def cold_rss_with_cos(emulator: Emulator, runs: int) -> float | None:
@@ -537,7 +541,7 @@ def cold_figures(report: Report, cold: dict[str, dict[str, float]], where: str) 
         fair["pair"],
         1.0,
         COLD_TARGET,
-        f"{_ms(ours['wall'])} vs {_ms(fair['wall'])}; {_spread(fair)}",
+        _spread(ours, fair),
     )
     report.add(
         Figure(
@@ -602,8 +606,7 @@ def main() -> int:
             three["fair"]["pair"],
             1.0,
             COLD_THREE_TARGET,
-            f"{_ms(three['ours']['wall'])} vs {_ms(three['fair']['wall'])}; "
-            + _spread(three["fair"]),
+            _spread(three["ours"], three["fair"]),
         )
         report.start("peak RSS with a COS sink")
         cos_rss = cold_rss_with_cos(emulator, max(3, args.runs // 3))
