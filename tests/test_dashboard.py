@@ -230,6 +230,57 @@ def test_given_a_settled_day_when_viewed_twice_then_the_second_view_reads_its_ro
     assert len(three[APP_A].send) == len(one[APP_A].send) + 1
 
 
+def test_given_an_hour_written_again_when_viewed_then_its_new_counts_show_not_the_rollups(
+    filled: None, store: Path
+) -> None:
+    """What `backfill --force` does: the same key, new content. Both copies of the old point
+    (the rollup in the store and this container's memory) must give way."""
+    sink = FileSink(store, "file:store")
+    tz = ZoneInfo("Asia/Shanghai")
+    args = ([APP_A], datetime(2021, 5, 2, tzinfo=tz), NOW, tz)
+    one = data.read(sink, *args, settle_hours=0, now=NOW, stats=data.Stats())
+    key = f"app={APP_A}/dt=2021-05-02/2021050210-2021050210.json"
+    record = json.loads((store / key).read_text())
+    record.update(request_count=record["request_count"] + 1000)
+    sink.put(key, json.dumps(record).encode())
+
+    warm, cold = data.Stats(), data.Stats()
+    two = data.read(sink, *args, settle_hours=0, now=NOW, stats=warm)  # same container
+    data.clear_cache()
+    three = data.read(sink, *args, settle_hours=0, now=NOW, stats=cold)  # another one
+
+    def hour_ten(series: dict[str, AppSeries]) -> int:
+        start = int(datetime(2021, 5, 2, 10, tzinfo=tz).timestamp())
+        return next(p.requests for p in series[APP_A].send if p.start == start)
+
+    assert hour_ten(two) == hour_ten(three) == hour_ten(one) + 1000
+    assert warm.rollups_written == 1  # the day's rollup now holds the new version
+    assert cold.objects_read == 1  # the last hour's receipts, still settling: nothing else
+    assert cold.rollups_used == 2
+
+
+def test_given_a_rollup_of_the_first_schema_when_viewed_then_it_is_rebuilt_quietly(
+    filled: None, store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sink = FileSink(store, "file:store")
+    tz = ZoneInfo("Asia/Shanghai")
+    args = ([APP_A], datetime(2021, 5, 2, tzinfo=tz), NOW, tz)
+    data.read(sink, *args, settle_hours=0, now=NOW, stats=data.Stats())
+    rollup = store / f"dashboard/app={APP_A}/dt=2021-05-02.json"
+    old = json.loads(rollup.read_text())
+    old["schema"] = "sms-stats-dashboard-day/v1"
+    for point in old["points"].values():
+        del point["version"]
+    rollup.write_text(json.dumps(old))
+    data.clear_cache()
+    capsys.readouterr()
+    stats = data.Stats()
+    data.read(sink, *args, settle_hours=0, now=NOW, stats=stats)
+    assert stats.rollups_written == 1
+    assert json.loads(rollup.read_text())["schema"] == data.ROLLUP_SCHEMA
+    assert "rollup_unreadable" not in capsys.readouterr().out
+
+
 def test_given_alerts_in_the_state_when_shown_then_they_are_listed(
     filled: None, store: Path
 ) -> None:

@@ -832,6 +832,17 @@ class TestCosStore:
         assert not sink.exists("_outbox/c.json")
         assert sink.keys("_outbox/") == [f"_outbox/{n}.json" for n in "abde"]
 
+    def test_given_an_object_written_again_when_listed_then_its_version_is_the_new_etag(
+        self, cos: CosStandIn, sink: CosSink
+    ) -> None:
+        sink.put("app=1/x.json", b"one")
+        before = sink.listing("app=1/")
+        sink.put("app=1/x.json", b"two")
+        after = sink.listing("app=1/")
+        assert list(after) == ["app=1/x.json"]
+        assert after["app=1/x.json"] != before["app=1/x.json"]
+        assert before["app=1/x.json"]  # an ETag, not empty
+
     def test_given_list_refused_when_listed_then_sink_error_names_cos_code(
         self, cos: CosStandIn, sink: CosSink
     ) -> None:

@@ -108,6 +108,27 @@ class TestStore:
         assert not sink.exists("_outbox/a.json")
         assert sink.keys("_outbox/") == ["_outbox/sub/b.json"]
 
+    def test_given_an_object_written_again_when_listed_then_its_version_changes(
+        self, tmp_path: Path
+    ) -> None:
+        sink = file_sink(tmp_path)
+        sink.put("app=1/x.json", b"same size")
+        sink.put("app=1/y.json", b"y")
+        before = sink.listing("app=1/")
+        sink.put("app=1/x.json", b"same size")  # same bytes, same size: still a new write
+        after = sink.listing("app=1/")
+        assert sorted(after) == ["app=1/x.json", "app=1/y.json"]
+        assert after["app=1/x.json"] != before["app=1/x.json"]
+        assert after["app=1/y.json"] == before["app=1/y.json"]
+
+    def test_given_a_file_where_the_folder_should_be_when_listed_then_sink_error(
+        self, tmp_path: Path
+    ) -> None:
+        sink = file_sink(tmp_path)
+        sink.put("app=1", b"not a folder")
+        with pytest.raises(SinkError, match="could not list"):
+            sink.keys("app=1/")
+
     @pytest.mark.parametrize("key", ["", "../escape.json", "a//b.json", "a/./b.json", "/abs"])
     def test_given_key_that_is_not_a_store_key_when_used_then_sink_error(
         self, tmp_path: Path, key: str

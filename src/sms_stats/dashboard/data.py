@@ -8,11 +8,14 @@ a time it is still ~10 s here (each request costs CPU on both sides). So:
 - a local day that has ended and settled (its receipts are no longer re-fetched: the day's end
   plus `SMS_STATS_SETTLE_HOURS` and an hour) is folded, the first time the dashboard reads it,
   into one rollup object `dashboard/app=<id>/dt=<date>.json` in the store, naming the keys it
-  was made from. Later views (from any container) read that one object instead of ~72, after
-  checking the day's listing still names exactly those keys (a backfill that added an hour
-  makes it stale: it is rebuilt). The records stay the truth; the rollup is a copy to skip;
+  was made from and each one's version (`Store.listing`: an ETag, a file's inode and times).
+  Later views (from any container) read that one object instead of ~72, and use of it only
+  what the day's listing still names at the same version: an hour backfilled since is read,
+  an hour written again (`backfill --force`) is read again, and the rollup is rewritten. The
+  records stay the truth; the rollup is a copy to skip;
 - hours that are final (sends and balances once stored, receipts once settled) are kept in this
-  container's memory, so a warm container re-reads only what is new or still settling.
+  container's memory with their version, so a warm container re-reads only what is new, still
+  settling or written again.
 
 A gap stays a gap: hours with no record are absent from the series, never zeros. An object that
 cannot be read or parsed is named in the app's `problems` and left out; the rest still renders.
@@ -33,7 +36,8 @@ from ..records import KIND_FOLDERS, BalanceRecord, CallbackRecord, Record, from_
 from ..sinks.base import SinkError, Store
 
 ROLLUP_PREFIX = "dashboard/"
-ROLLUP_SCHEMA = "sms-stats-dashboard-day/v1"
+ROLLUP_SCHEMA = "sms-stats-dashboard-day/v2"
+_OLD_ROLLUP_SCHEMA = "sms-stats-dashboard-day/v1"  # named no versions: rebuilt
 WORKERS = 16  # requests in flight at once: COS takes far more, the function's CPU does not
 CACHE_LIMIT = 50_000  # final hours kept in memory (~200 bytes each)
 REASONS = (
@@ -76,6 +80,7 @@ class BalancePoint:
 
 
 Point = SendPoint | ReceiptPoint | BalancePoint
+Versioned = tuple[str, Point]  # a point and the version of the object it was read from
 
 
 @dataclass
@@ -98,7 +103,7 @@ class Stats:
     cached: int = 0
 
 
-_cache: dict[tuple[str, str], Point] = {}
+_cache: dict[tuple[str, str], tuple[str, Point]] = {}  # (store, key) -> (version, point)
 _cache_lock = threading.Lock()
 
 
@@ -146,19 +151,21 @@ def read(  # noqa: PLR0915 - three phases, read top to bottom
         rollups = _map(pool, lambda t: _rollup(store, t[0], t[1], deadline), pairs)
         stats.listed += len(listings)
 
-        day_keys: dict[tuple[str, date], list[str]] = {pair: [] for pair in pairs}
+        day_keys: dict[tuple[str, date], dict[str, str]] = {pair: {} for pair in pairs}
         for (app, d, _kind), found in zip(listings, listed, strict=True):
             if isinstance(found, SinkError):
                 _problem(series[app], f"the store did not answer for {d}: {found}")
                 continue
-            day_keys[(app, d)].extend(found)
-        covered: dict[tuple[str, date], dict[str, Point]] = {}
+            day_keys[(app, d)].update(found)
+        covered: dict[tuple[str, date], dict[str, Versioned]] = {}
         for pair, rollup in zip(pairs, rollups, strict=True):
             held = rollup if isinstance(rollup, dict) else {}
             if held:
                 stats.rollups_used += 1
-            # only what is still listed: a record deleted since is not shown
-            covered[pair] = {k: held[k] for k in day_keys[pair] if k in held}
+            # only what is still listed, as it was: a record deleted since is not shown, one
+            # written again since is read again
+            listed_now = day_keys[pair]
+            covered[pair] = {k: v for k, v in held.items() if listed_now.get(k) == v[0]}
 
         # 2. what no rollup holds, from this container's memory when final, else the store
         to_read = [
@@ -170,10 +177,11 @@ def read(  # noqa: PLR0915 - three phases, read top to bottom
         found_points: list[Point | str | None] = []
         misses: list[int] = []
         with _cache_lock:
-            for n, (_app, _d, key) in enumerate(to_read):
+            for n, (app, d, key) in enumerate(to_read):
                 hit = _cache.get((store.name, key))
-                found_points.append(hit)
-                if hit is None:
+                fresh_hit = hit is not None and hit[0] == day_keys[(app, d)][key]
+                found_points.append(hit[1] if hit is not None and fresh_hit else None)
+                if not fresh_hit:
                     misses.append(n)
         stats.cached += len(to_read) - len(misses)
         fetched = _map(
@@ -182,10 +190,10 @@ def read(  # noqa: PLR0915 - three phases, read top to bottom
         stats.objects_read += len(misses)
         for n, answer in zip(misses, fetched, strict=True):
             found_points[n] = answer if not isinstance(answer, SinkError) else f"{answer}"
-        fresh: dict[tuple[str, str], Point] = {}
-        newly_final: dict[tuple[str, date], dict[str, Point]] = {}
+        fresh: dict[tuple[str, str], Versioned] = {}
+        newly_final: dict[tuple[str, date], dict[str, Versioned]] = {}
         points: dict[tuple[str, date], list[Point]] = {
-            pair: list(held.values()) for pair, held in covered.items()
+            pair: [point for _, point in held.values()] for pair, held in covered.items()
         }
         for (app, d, key), got in zip(to_read, found_points, strict=True):
             if isinstance(got, str) or got is None:
@@ -193,8 +201,11 @@ def read(  # noqa: PLR0915 - three phases, read top to bottom
                 continue
             points[(app, d)].append(got)
             if _final(got, now, settle):
-                fresh[(store.name, key)] = got
-                newly_final.setdefault((app, d), {})[key] = got
+                # the version listed before the read: were it written again in between, the
+                # next view sees a newer version and reads it again
+                versioned = (day_keys[(app, d)][key], got)
+                fresh[(store.name, key)] = versioned
+                newly_final.setdefault((app, d), {})[key] = versioned
         _remember(fresh)
 
         # 3. rollups that can now hold more final hours, for the next view
@@ -237,9 +248,12 @@ def _problem(target: AppSeries, text: str) -> None:
         target.problems.append(text)
 
 
-def _list(store: Store, app_id: str, day: date, kind: str, deadline: float | None) -> list[str]:
+def _list(
+    store: Store, app_id: str, day: date, kind: str, deadline: float | None
+) -> dict[str, str]:
     prefix = f"{KIND_FOLDERS[kind]}app={app_id}/dt={day.isoformat()}/"
-    return [k for k in store.keys(prefix, deadline) if _is_hour(k[len(prefix) :])]
+    listed = store.listing(prefix, deadline)
+    return {k: v for k, v in listed.items() if _is_hour(k[len(prefix) :])}
 
 
 def _is_hour(name: str) -> bool:
@@ -257,25 +271,29 @@ def _rollup_key(app_id: str, day: date) -> str:
     return f"{ROLLUP_PREFIX}app={app_id}/dt={day.isoformat()}.json"
 
 
-def _rollup(store: Store, app_id: str, day: date, deadline: float | None) -> dict[str, Point]:
-    """The day's final points by the key they were read from; {} when there is none (or it
-    is unreadable: it is then rebuilt from the records)."""
+def _rollup(store: Store, app_id: str, day: date, deadline: float | None) -> dict[str, Versioned]:
+    """The day's final points by the key they were read from, with the version read; {} when
+    there is none (or it is unreadable, or of an older schema: it is then rebuilt from the
+    records)."""
     data = store.get(_rollup_key(app_id, day), deadline)
     if data is None:
         return {}
     try:
         payload = json.loads(data)
+        if payload.get("schema") == _OLD_ROLLUP_SCHEMA:
+            return {}  # names no versions: rebuilt quietly, once
         if payload.get("schema") != ROLLUP_SCHEMA:
             raise ValueError("not a rollup")
-        held: dict[str, Point] = {}
+        held: dict[str, Versioned] = {}
         for key, item in payload["points"].items():
-            kind = item.pop("kind")
+            kind, version = item.pop("kind"), str(item.pop("version"))
             if kind == "send":
-                held[str(key)] = SendPoint(**item)
+                held[str(key)] = (version, SendPoint(**item))
             elif kind == "callback":
-                held[str(key)] = ReceiptPoint(**{**item, "reasons": tuple(item["reasons"])})
+                point = ReceiptPoint(**{**item, "reasons": tuple(item["reasons"])})
+                held[str(key)] = (version, point)
             else:
-                held[str(key)] = BalancePoint(**item)
+                held[str(key)] = (version, BalancePoint(**item))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         logger.warning("dashboard.rollup_unreadable", key=_rollup_key(app_id, day), error=str(exc))
         return {}
@@ -286,14 +304,15 @@ _KIND_OF = {SendPoint: "send", ReceiptPoint: "callback", BalancePoint: "packages
 
 
 def _write_rollup(
-    store: Store, app_id: str, day: date, held: dict[str, Point], deadline: float | None
+    store: Store, app_id: str, day: date, held: dict[str, Versioned], deadline: float | None
 ) -> bool:
     body = {
         "schema": ROLLUP_SCHEMA,
         "app_id": app_id,
         "date": day.isoformat(),
         "points": {
-            key: {"kind": _KIND_OF[type(p)], **p.__dict__} for key, p in sorted(held.items())
+            key: {"kind": _KIND_OF[type(p)], "version": v, **p.__dict__}
+            for key, (v, p) in sorted(held.items())
         },
     }
     try:
@@ -348,7 +367,7 @@ def _final(point: Point, now: datetime, settle: timedelta) -> bool:
     return True
 
 
-def _remember(found: dict[tuple[str, str], Point]) -> None:
+def _remember(found: dict[tuple[str, str], Versioned]) -> None:
     with _cache_lock:
         if len(_cache) + len(found) > CACHE_LIMIT:
             _cache.clear()  # simple and rare: a container that views a year of many apps

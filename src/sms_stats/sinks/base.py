@@ -56,6 +56,12 @@ class Store(Sink, Protocol):
         """Every key under `prefix` (a folder path ending in `/`), sorted."""
         ...
 
+    def listing(self, prefix: str, deadline: float | None = None) -> dict[str, str]:
+        """Every key under `prefix` with a version: text that changes when the object is
+        written again (an ETag, a file's inode, size and time), so a copy made from it (the
+        dashboard's rollups, its memory) can tell that it is stale without reading it."""
+        ...
+
 
 def one_per_record(records: Sequence[AnyRecord]) -> list[Sequence[AnyRecord]]:
     return [[record] for record in records]

@@ -372,10 +372,14 @@ class CosSink:
         self._with_retry(delete, deadline)
 
     def keys(self, prefix: str, deadline: float | None = None) -> list[str]:
-        """GET Bucket with a prefix, page by page (the role needs `cos:GetBucket`)."""
+        return sorted(self.listing(prefix, deadline))
+
+    def listing(self, prefix: str, deadline: float | None = None) -> dict[str, str]:
+        """GET Bucket with a prefix, page by page (the role needs `cos:GetBucket`); an
+        object's version is its ETag (its content's MD5 for a plain PUT)."""
         full = self.target.key(prefix)
         strip = len(self.target.key(""))
-        found: list[str] = []
+        found: dict[str, str] = {}
         marker = ""
         while True:
             page = self._with_retry(
@@ -389,9 +393,9 @@ class CosSink:
                 deadline,
             )
             contents = page.get("Contents") or []
-            found.extend(str(item["Key"])[strip:] for item in contents)
+            found.update((str(item["Key"])[strip:], str(item.get("ETag", ""))) for item in contents)
             if str(page.get("IsTruncated", "false")).lower() != "true" or not contents:
-                return sorted(found)
+                return found
             marker = str(page.get("NextMarker") or contents[-1]["Key"])
 
     def _with_retry(self, call: Callable[[], T], deadline: float | None) -> T:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -89,16 +89,42 @@ class FileSink:
             raise SinkError(f"could not delete {path}: {exc.strerror or exc}") from None
 
     def keys(self, prefix: str, deadline: float | None = None) -> list[str]:
+        return sorted(key for key, _ in self._walk(prefix))
+
+    def listing(self, prefix: str, deadline: float | None = None) -> dict[str, str]:
+        """Each file's version is its inode, size and modification time in ns: `put` replaces
+        a file by renaming a new one over it, so a rewrite is a new inode even within one
+        tick of a coarse clock."""
+        found: dict[str, str] = {}
+        for key, entry in self._walk(prefix):
+            try:
+                info = entry.stat()
+            except FileNotFoundError:  # deleted since its folder was read
+                continue
+            except OSError as exc:
+                raise SinkError(f"could not list {entry.path}: {exc.strerror or exc}") from None
+            found[key] = f"{entry.inode()}-{info.st_size}-{info.st_mtime_ns}"
+        return found
+
+    def _walk(self, prefix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
+        """(key, entry) of every file under `prefix`, half-written temporaries left out."""
         base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
-        found: list[str] = []
-        try:
-            for folder, _, files in os.walk(base):
-                for name in files:
-                    if not name.startswith(".tmp-"):
-                        found.append(Path(folder, name).relative_to(self.root).as_posix())
-        except OSError as exc:
-            raise SinkError(f"could not list {base}: {exc.strerror or exc}") from None
-        return sorted(found)
+        folders = [str(base)]
+        while folders:
+            folder = folders.pop()
+            try:
+                with os.scandir(folder) as entries:
+                    listed = list(entries)
+            except FileNotFoundError:
+                continue  # nothing stored under it (yet), or removed meanwhile
+            except OSError as exc:
+                raise SinkError(f"could not list {folder}: {exc.strerror or exc}") from None
+            for entry in listed:
+                if entry.is_dir():  # as os.walk: a link to a folder is not followed
+                    if not entry.is_symlink():
+                        folders.append(entry.path)
+                elif not entry.name.startswith(".tmp-"):
+                    yield Path(entry.path).relative_to(self.root).as_posix(), entry
 
 
 def encode(record: AnyRecord) -> bytes:
