@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from sms_stats.emulator import Emulator, Fault
+
 ROOT = Path(__file__).resolve().parents[1]
 
 _PROBE = """
@@ -48,3 +52,70 @@ def test_given_a_cold_container_when_invoked_twice_then_gc_is_slow_only_until_th
     # Once: a warm call freezes nothing (frozen objects may still be freed by their count).
     assert seen["frozen_second"] <= seen["frozen_first"]
     assert seen["html"] is False  # the redaction's HTML escaping needs no html module
+
+
+_FAILING_PROBE = """
+import gc, json
+import index
+event = {"Type": "Timer", "TriggerName": "hourly", "Time": "2021-05-01T05:05:00Z", "Message": ""}
+frozen_import = gc.get_freeze_count()
+seen = {}
+try:
+    index.main_handler(event, {"request_id": "r1", "time_limit_in_ms": 60000})
+except Exception as exc:
+    seen["raised"] = type(exc).__name__
+seen["after_first"] = gc.get_threshold()[0]
+seen["frozen_by_first"] = gc.get_freeze_count() - frozen_import
+gc.unfreeze()  # what would stay in memory for good had it been frozen
+seen["garbage"] = gc.collect()
+print(json.dumps(seen))
+"""
+
+
+def test_given_a_first_invocation_that_fails_when_it_ends_then_the_pace_is_usual_and_nothing_frozen(
+    scf_env: dict[str, str], emulator: Emulator
+) -> None:
+    # The exception is alive while the handler unwinds: freezing then would keep it, and every
+    # frame (and answer body) it holds, for the container's life.
+    emulator.set_fault(Fault(error_code="InternalError"))
+    result = subprocess.run(
+        [sys.executable, "-c", _FAILING_PROBE],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert seen["raised"] == "UpstreamError"
+    assert seen["after_first"] < 50_000  # the usual pace, although the invocation raised
+    assert seen["frozen_by_first"] <= 0  # the freeze waits for an invocation that ends well
+    # Left in cycles, the invocation's garbage goes at the usual pace instead.
+    assert seen["garbage"] > 0
+
+
+@pytest.mark.parametrize(("command", "slow"), [("gaps", False), ("serve", False), ("invoke", True)])
+def test_given_a_command_when_it_starts_then_only_invoke_keeps_the_cold_pace(
+    command: str, slow: bool
+) -> None:
+    # A command has no first invocation to end the slow pace: a backfill would otherwise
+    # collect at a seventieth of the usual rate for its whole run.
+    probe = (
+        "import gc, contextlib, io\n"
+        "from sms_stats import cli\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    cli.main([{command!r}, '--help'])\n"
+        "print(gc.get_threshold()[0])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (int(result.stdout.split()[-1]) >= 50_000) is slow

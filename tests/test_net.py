@@ -236,7 +236,8 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        type(self).seen.append({k.lower(): v for k, v in self.headers.items()})
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        type(self).seen.append({**headers, "client-port": str(self.client_address[1])})
         if self.path == "/moved":
             self.send_response(302)
             self.send_header("Location", "/elsewhere")
@@ -255,7 +256,7 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def recorder() -> Iterator[tuple[str, list[dict[str, str]]]]:
-    seen: ClassVar[list[dict[str, str]]] = []
+    seen: list[dict[str, str]] = []
     handler = type("Handler", (_Recorder,), {"seen": seen})
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
@@ -280,6 +281,7 @@ def test_given_the_api_session_when_calling_twice_then_headers_arrive_and_no_coo
     assert all(s["content-length"] == "7" for s in seen)
     assert "gzip" in seen[0]["accept-encoding"]  # requests' defaults still go along
     assert "cookie" not in seen[1]  # an API call carries no state from the last answer
+    assert seen[0]["client-port"] == seen[1]["client-port"]  # one kept-alive connection
 
 
 def test_given_a_redirect_when_the_api_session_calls_then_the_3xx_is_the_answer(

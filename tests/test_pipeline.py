@@ -12,6 +12,7 @@ from index import main_handler
 
 from sms_stats.context import Invocation
 from sms_stats.emulator import Emulator, Fault
+from sms_stats.errors import detached
 from sms_stats.jobs import Job
 from sms_stats.log import correlation
 from sms_stats.pipeline import run_job
@@ -173,3 +174,40 @@ class TestPipelineOutcome:
         result = run_job(job, load_settings(), invocation(), [sink])  # type: ignore[list-item]
         assert result.ok
         assert sink.batches_seen == [[APP_A, APP_B]]
+
+
+def test_given_failed_fetches_when_kept_in_the_result_then_they_hold_no_frames(
+    scf_env: dict[str, str], emulator: Emulator
+) -> None:
+    # A traceback keeps every frame it passed (the client's holds the answer's body) and ties a
+    # cycle through the Future that re-raised it: kept in a result, only code and message count.
+    emulator.set_fault(Fault(error_code="UnauthorizedOperation.SdkAppIdIsDisabled"), APP_B)
+    settings = load_settings()
+    job = Job((APP_A, APP_B), windows("2021050100", "2021050101"))
+    result = run_job(job, settings, invocation(), build_sinks(settings))
+    assert len(result.failures) == 2
+    for failure in result.failures:
+        chain: list[BaseException] = []
+        link: BaseException | None = failure.error
+        while link is not None:
+            chain.append(link)
+            link = link.__cause__ or link.__context__
+        assert len(chain) > 1  # the SDK's exception it was mapped from is still there
+        assert [e.__traceback__ for e in chain] == [None] * len(chain)
+        assert failure.error.code == "UnauthorizedOperation.SdkAppIdIsDisabled"
+
+
+def test_given_an_error_chain_with_a_loop_when_detached_then_every_link_loses_its_traceback() -> (
+    None
+):
+    def raised(exc: BaseException) -> BaseException:
+        try:
+            raise exc
+        except BaseException as caught:
+            return caught
+
+    first, second = raised(ValueError("sdk")), raised(KeyError("mapped"))
+    second.__cause__, first.__context__ = first, second  # a loop must not hang the walk
+    assert detached(second) is second
+    assert second.__traceback__ is None
+    assert first.__traceback__ is None

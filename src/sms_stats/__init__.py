@@ -21,6 +21,7 @@ _os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 _THRESHOLDS = _gc.get_threshold()
 _gc.set_threshold(max(_THRESHOLDS[0], 50_000), *_THRESHOLDS[1:])
 _cold = [True]  # emptied when the first invocation is over
+_unfrozen = [True]  # emptied once what the first invocation loaded is frozen
 
 
 def imported() -> None:
@@ -29,12 +30,16 @@ def imported() -> None:
     _gc.freeze()
 
 
-def first_invocation_over() -> None:
-    """Freeze what the first invocation loaded too (the SDK, its client and sessions: they live
-    as long as the container) and collect at the usual pace again. Garbage that invocation left
-    in reference cycles is frozen with it: a one-off of a few KB, against a full collection
-    (~5 ms) on the cold path. Later calls do nothing."""
+def first_invocation_over(*, failed: bool = False) -> None:
+    """Collect at the usual pace again, and freeze what the first invocation loaded (the SDK,
+    its client and sessions: they live as long as the container). Garbage it left in reference
+    cycles is frozen with it: a few hundred objects after a run that succeeded. After one that
+    raised, the exception and every frame its traceback holds are still alive here (they could
+    hold a megabyte answer each), so the freeze waits for the next invocation that ends well.
+    Later calls do nothing."""
     if _cold:
         _cold.clear()
-        _gc.freeze()
         _gc.set_threshold(*_THRESHOLDS)
+    if _unfrozen and not failed:
+        _unfrozen.clear()
+        _gc.freeze()

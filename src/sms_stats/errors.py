@@ -10,9 +10,11 @@ and are scrubbed once more as an error is made (`redact.scrub`): a secret that s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from . import redact
+
+_E = TypeVar("_E", bound=BaseException)
 
 BAD_RESPONSE = "InternalError.BadUpstreamResponse"
 """Ours: the API answered something that is not an answer (retried: the next may be fine)."""
@@ -116,6 +118,22 @@ class UpstreamError(SmsStatsError):
         if self.request_id:
             body["upstream_request_id"] = self.request_id
         return body
+
+
+def detached(exc: _E) -> _E:
+    """`exc` without its traceback, nor those of the exceptions it chains. An error kept in a
+    result would keep every frame it passed through (the client's holds the answer's body, up to
+    a megabyte), tied in a cycle through the Future that re-raised it; the result needs only the
+    code and the message."""
+    pending: list[BaseException | None] = [exc]
+    seen: set[int] = set()
+    while pending:
+        link = pending.pop()
+        if link is not None and id(link) not in seen:
+            seen.add(id(link))
+            link.__traceback__ = None
+            pending += (link.__cause__, link.__context__)
+    return exc
 
 
 class DeliveryError(SmsStatsError):

@@ -99,9 +99,12 @@ def trigger_kind(event: Any) -> str:
 
 def main_handler(event: Any, context: RuntimeContext | Mapping[str, Any] | None) -> dict[str, Any]:
     try:
-        return _invoke(event, context)
-    finally:
-        first_invocation_over()  # the cold path's garbage collection pace ends here
+        answer = _invoke(event, context)
+    except BaseException:
+        first_invocation_over(failed=True)
+        raise
+    first_invocation_over()  # the cold path's garbage collection pace ends here
+    return answer
 
 
 def _invoke(event: Any, context: RuntimeContext | Mapping[str, Any] | None) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 from .apis import api
 from .client import OUT_OF_TIME, StatsClient
 from .context import Invocation
-from .errors import DeliveryError, SmsStatsError, UpstreamError
+from .errors import DeliveryError, SmsStatsError, UpstreamError, detached
 from .jobs import Job, Task
 from .layout import ensure_zone
 from .log import logger
@@ -226,7 +226,7 @@ def run_job(
                 try:
                     record = future.result()
                 except UpstreamError as exc:
-                    result.failures.append(FetchFailure(app_id, str(window), exc, kind))
+                    result.failures.append(FetchFailure(app_id, str(window), detached(exc), kind))
                 else:
                     done[batch].append(record)
                     # A window that had not ended when fetched holds partial counts: answered,
