@@ -35,6 +35,9 @@ from .windows import Granularity, Window, hour_label, last_full, parse_hour
 
 @dataclass(frozen=True)
 class Plan:
+    """What a backfill will do before it does it: the job left once stored windows are skipped,
+    and what the outbox owes, so `--dry-run` and the progress bar count the same thing."""
+
     job: Job
     store: Store | None
     stored: int  # (app, window) pairs not fetched because the store has them

@@ -59,6 +59,9 @@ def is_transient(code: str) -> bool:
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """How often and how far apart a retryable API error is tried again; a value, so tests and
+    settings pass their own without touching the client."""
+
     max_attempts: int = 3
     base_delay: float = 0.2
     max_delay: float = 2.0

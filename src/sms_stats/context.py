@@ -34,6 +34,9 @@ def _get(context: Any, name: str) -> Any:
 
 @dataclass(frozen=True)
 class Invocation:
+    """One invocation's identity and time budget, passed down instead of SCF's context, so every
+    step reads the same deadline and every log line the same request id."""
+
     request_id: str
     function_name: str | None
     started: float

@@ -32,6 +32,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 @dataclass(frozen=True)
 class Gauge:
+    """A metric's name and help text; the one list of them keeps /metrics and README agreeing."""
+
     name: str
     help: str
 

@@ -63,6 +63,9 @@ _QUERY_ALIASES = {
 
 @dataclass(frozen=True)
 class HttpRequest:
+    """A request as both HTTP trigger shapes (Function URL, classic API Gateway) come down to:
+    routes read this and never the event."""
+
     method: str
     path: str
     headers: dict[str, str]

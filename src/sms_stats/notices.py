@@ -28,6 +28,9 @@ CHAT_TOPICS = frozenset({"alerts", "digest"})
 
 @dataclass(frozen=True)
 class Notice:
+    """An alert or the daily digest, the same for every sink: its `id` is deterministic so a
+    receiver can drop the repeat of a retried delivery."""
+
     id: str
     type: NoticeType
     timestamp: datetime  # aware; UTC on the wire

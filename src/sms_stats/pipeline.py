@@ -38,6 +38,9 @@ Batch = tuple[Kind, Window]  # what goes to the sinks together: one kind, one wi
 
 @dataclass(frozen=True)
 class FetchFailure:
+    """One app and window the API did not answer (after retries): kept with its code, so the run
+    can answer, log and raise for it without holding the frames it failed in."""
+
     app_id: str
     window: str
     error: UpstreamError
@@ -90,6 +93,9 @@ TRANSPORT_CODES = frozenset(
 
 @dataclass
 class RunResult:
+    """What a job came to: records fetched, fetches that failed and deliveries made; the handler
+    turns it into the answer, the closing log line, or the error that makes SCF retry."""
+
     records: list[AnyRecord] = field(default_factory=list)
     failures: list[FetchFailure] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)

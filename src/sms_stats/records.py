@@ -65,6 +65,9 @@ class Counts:
 
 @dataclass(frozen=True)
 class Record:
+    """One app's send statistics for one window (`sms-stats/v1`): what is stored and sent, with
+    the zone its window is read in."""
+
     sms_sdk_app_id: str
     window: Window
     timezone: str

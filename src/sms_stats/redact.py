@@ -91,6 +91,9 @@ def forms(secret: str) -> set[str]:
 
 @dataclass(frozen=True)
 class _Compiled:
+    """The secrets' search, built once per change of the registry and swapped in whole, so a log
+    line can read it without taking the lock."""
+
     heads: re.Pattern[str] | None
     by_head: dict[str, tuple[str, ...]]
 

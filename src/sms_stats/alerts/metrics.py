@@ -20,6 +20,9 @@ MIN_USAGE_HOURS = 24  # fewer hours of usage known: the runway is not judged yet
 
 @dataclass(frozen=True)
 class Judged:
+    """What a rule's metric came to for one app and hour; `volume` (the messages behind a share)
+    lets a rule ignore an hour too small to judge."""
+
     value: float | None  # None: unbounded (a runway with no usage at all)
     volume: int | None
 

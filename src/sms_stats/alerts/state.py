@@ -51,12 +51,18 @@ class Alert:
 
 @dataclass
 class Pending:
+    """A notice written into the state before it is sent, with the sinks that still owe it: a
+    run that dies between the two sends it next time instead of losing or repeating it."""
+
     notice: Notice
     owed: list[str]
 
 
 @dataclass
 class State:
+    """Everything alerts remember between runs, in one store object (`alerts/state.json`), so a
+    new container picks up where the last one stopped."""
+
     alerts: dict[str, Alert] = field(default_factory=dict)
     pending: list[Pending] = field(default_factory=list)
     usage: dict[str, dict[str, int]] = field(default_factory=dict)  # app -> hour label -> fee

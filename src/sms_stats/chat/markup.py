@@ -85,6 +85,8 @@ class Escape(Protocol):
 
 @dataclass(frozen=True)
 class Markup:
+    """A chat platform's escaping and emphasis, so one message text serves every bot."""
+
     escape: Escape
     bold: Callable[[str], str]
 

@@ -32,6 +32,9 @@ class Row:
 
 @dataclass(frozen=True)
 class Summary:
+    """A table of records as a chat message says it, before any platform's markup: one wording,
+    several renderings."""
+
     title: str
     window: str
     rows: tuple[Row, ...]

@@ -54,6 +54,9 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class SendPoint:
+    """One stored hour of sends, as the charts draw it (only what they need, so the container's
+    memory of final hours stays small)."""
+
     start: int  # Unix seconds: real time, so a 23- or 25-hour day spaces its hours truly
     end: int
     requests: int
@@ -64,6 +67,8 @@ class SendPoint:
 
 @dataclass(frozen=True)
 class ReceiptPoint:
+    """One stored hour of receipts, as the charts draw it."""
+
     start: int
     end: int
     callbacks: int
@@ -75,6 +80,8 @@ class ReceiptPoint:
 
 @dataclass(frozen=True)
 class BalancePoint:
+    """A package balance known at a moment, as the balance chart draws it."""
+
     at: int
     remaining: int
 
@@ -85,6 +92,9 @@ Versioned = tuple[str, Point]  # a point and the version of the object it was re
 
 @dataclass
 class AppSeries:
+    """One app's points over the viewed range, and what could not be read, so the page shows a
+    gap as a gap with its reason."""
+
     app_id: str
     send: list[SendPoint] = field(default_factory=list)
     receipts: list[ReceiptPoint] = field(default_factory=list)

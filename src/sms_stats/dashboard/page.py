@@ -34,6 +34,9 @@ input,button{font:inherit;padding:6px 10px}
 
 @dataclass
 class View:
+    """What the page is asked to show (apps, days, zone), resolved once so every chart and link
+    agrees."""
+
     app_ids: Sequence[str]
     days: int
     start: datetime

@@ -139,6 +139,9 @@ class ApiError(Exception):
 
 @dataclass
 class _Reply:
+    """An answer the stand-in will write, with how to misbehave while writing it (hang, drip,
+    pad), so faults exercise the client's transport and not only its parsing."""
+
     status: int
     content_type: str
     body: bytes
@@ -150,6 +153,8 @@ class _Reply:
 
 @dataclass
 class _Armed:
+    """An injected fault and how many more requests it applies to (None: until cleared)."""
+
     fault: Fault
     remaining: int | None
 

@@ -29,6 +29,8 @@ class AuthorizationFormatError(ValueError):
 
 @dataclass(frozen=True)
 class Authorization:
+    """A parsed TC3 Authorization header: the stand-in checks its signature as the cloud does."""
+
     secret_id: str
     date: str
     service: str

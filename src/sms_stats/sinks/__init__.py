@@ -52,6 +52,9 @@ _ALIASES = {"lark": "feishu", "http": "webhook", "https": "webhook"}
 
 @dataclass(frozen=True)
 class Delivery:
+    """The outcome of one record at one sink: answered to the caller, logged, and struck off the
+    outbox by `key` when it went through."""
+
     app_id: str
     window: str
     sink: str

@@ -70,6 +70,8 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class CosTarget:
+    """Where a `cos://` sink writes, parsed and checked once when the sink is built."""
+
     bucket: str
     prefix: str
     region: str
@@ -265,6 +267,8 @@ def quiet_sdk_logging() -> None:
 
 @dataclass(frozen=True)
 class _Failure:
+    """A COS error as the sink reports it: what to say, and whether trying again may help."""
+
     text: str
     retryable: bool
 

@@ -48,6 +48,9 @@ def accept_2xx(status: int, body: bytes) -> Verdict:
 
 @dataclass
 class Transport:
+    """The HTTP posting shared by webhooks and chat bots: one timeout and retry policy, with the
+    clock, sleep and randomness as seams for tests."""
+
     timeout: float = 5.0
     max_attempts: int = 3
     base_delay: float = 0.5
