@@ -3,16 +3,11 @@ invocation against the stand-in, since an import happens once per process."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from sms_stats.emulator import Emulator, Fault
 
-ROOT = Path(__file__).resolve().parents[1]
+from .probe import run_fresh
 
 _PROBE = """
 import gc, json, sys
@@ -34,16 +29,7 @@ print(json.dumps(seen))
 def test_given_a_cold_container_when_invoked_twice_then_gc_is_slow_only_until_the_first_ends(
     scf_env: dict[str, str],
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", _PROBE],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    seen = run_fresh(_PROBE)
 
     assert seen["after_import"] >= 50_000 > seen["usual"]  # no collections while loading
     assert seen["frozen_import"] > 10_000  # what the import built is out of the collector's way
@@ -78,16 +64,7 @@ def test_given_a_first_invocation_that_fails_when_it_ends_then_the_pace_is_usual
     # The exception is alive while the handler unwinds: freezing then would keep it, and every
     # frame (and answer body) it holds, for the container's life.
     emulator.set_fault(Fault(error_code="InternalError"))
-    result = subprocess.run(
-        [sys.executable, "-c", _FAILING_PROBE],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    seen = run_fresh(_FAILING_PROBE)
 
     assert seen["raised"] == "UpstreamError"
     assert seen["after_first"] < 50_000  # the usual pace, although the invocation raised
@@ -109,16 +86,7 @@ def test_given_a_command_when_it_starts_then_only_invoke_keeps_the_cold_pace(
         f"    cli.main([{command!r}, '--help'])\n"
         "print(gc.get_threshold()[0])\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert (int(result.stdout.split()[-1]) >= 50_000) is slow
+    assert (run_fresh(probe, timeout=60) >= 50_000) is slow
 
 
 def test_given_the_package_when_its_dataclasses_are_read_then_each_has_its_own_docstring() -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -30,6 +29,7 @@ from sms_stats.serve import make_server, start_in_thread
 from sms_stats.windows import Window, zone
 
 from .conftest import API_TOKEN, APP_A, APP_B, SECRET_ID, SECRET_KEY, SESSION_TOKEN
+from .probe import run_fresh
 from .standins.cos import CosFault, CosStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -401,13 +401,4 @@ def test_given_a_timer_run_then_the_reading_modules_are_not_loaded(
         "'sms_stats.readthrough', 'sms_stats.http') if m in sys.modules]\n"
         "print(json.dumps(loaded))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+    assert run_fresh(code) == []

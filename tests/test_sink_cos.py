@@ -13,7 +13,6 @@ import http.client
 import json
 import logging
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -40,6 +39,7 @@ from sms_stats.sinks.transport import Transport
 from sms_stats.windows import Window, zone
 
 from .conftest import APP_A, APP_B, SECRET_ID, SECRET_KEY, SESSION_TOKEN, load_event, seed_record
+from .probe import run_fresh
 from .standins.cos import CosFault, CosStandIn, closed_port
 from .standins.slow import SlowServer
 
@@ -730,15 +730,7 @@ def test_given_cold_start_when_index_imported_then_cos_sdk_is_not_loaded() -> No
         "import index, sms_stats.sinks, sms_stats.sinks.cos, sys; "
         "assert 'qcloud_cos' not in sys.modules, 'qcloud_cos imported'"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        check=False,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
+    run_fresh(code, timeout=60)
 
 
 class TestCosEdges:
