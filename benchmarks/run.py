@@ -8,8 +8,8 @@ same run, and the ratio is what counts; absolute numbers are printed for context
   and the SMS SDK, validates the timer event with one small pydantic model and makes the same
   call (target <= 1.10x, whole process from its start to its answer, in the virtualenv and
   from dist/package; no side's interpreter teardown is timed, since SCF keeps the process). Each
-  round runs ours and both floors, starting with a different one each time; the figure is the
-  median of the rounds' ratios, with their middle half shown. The import-only floor (no model)
+  round runs ours and both floors, the rounds going through all six orders; the figure is the
+  median of the rounds' ratios (judged as printed, to two places), with their middle half shown. The import-only floor (no model)
   is printed too, so the model layer's own price stays visible;
 - peak RSS of that cold invocation (target <= 40 MB), and with a COS sink (target <= 64 MB);
 - warm: median of 200 HTTP GETs through `main_handler` vs the same raw SDK call (target <= 1.2x);
@@ -24,6 +24,7 @@ exit status is 1 when any is missed.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -189,17 +190,19 @@ def cold_start(
     for program in programs.values():  # warm the OS file cache (and .pyc files) for each
         child(program, env, isolated)
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in programs}
-    names = list(programs)
+    # Rounds go through every order of the three sides, so that each runs before each other
+    # as often as after it (page cache, CPU frequency, the stand-in's threads): a number of
+    # runs that is a multiple of six balances them exactly.
+    orders = list(itertools.permutations(programs))
     for run in range(runs):
-        # Each round starts with a different side, so that none is always the one that runs
-        # right after another's exit (page cache, CPU frequency, the stand-in's threads).
-        shift = run % len(names)
-        for name in names[shift:] + names[:shift]:
+        for name in orders[run % len(orders)]:
             rows[name].append(child(programs[name], env, isolated))
     medians = {
         name: {k: statistics.median(r[k] for r in found) for k in ("t", "wall", "rss_kb")}
         for name, found in rows.items()
     }
+    for name, found in rows.items():  # the least noisy estimate of a fixed amount of work
+        medians[name]["t_min"] = min(r["t"] for r in found)
     # Each floor's processes ran in the same round as ours: the ratio within a pair shares the
     # moment's noise, so the median of pair ratios (and the middle half of them, shown) is
     # steadier than a ratio of medians taken from different moments.
@@ -570,7 +573,8 @@ def cold_figures(report: Report, cold: dict[str, dict[str, float]], where: str) 
         Figure(
             f"  in process ({where}), vs fair floor",
             f"{ours['t'] / fair['t']:.2f}x",
-            context=f"{_ms(ours['t'])} vs {_ms(fair['t'])}",
+            context=f"medians {_ms(ours['t'])} vs {_ms(fair['t'])}; fastest "
+            f"{_ms(ours['t_min'])} vs {_ms(fair['t_min'])} ({ours['t_min'] / fair['t_min']:.2f}x)",
         )
     )
 
@@ -585,7 +589,9 @@ DASHBOARD_TARGET_S = 1.5
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=15, help="cold-start processes per side")
+    parser.add_argument(
+        "--runs", type=int, default=18, help="cold-start processes per side (a multiple of 6)"
+    )
     parser.add_argument("--calls", type=int, default=200, help="warm invocations per side")
     parser.add_argument("--hours", type=int, default=100, help="backfill hours per app")
     parser.add_argument("--apps", type=int, default=20, help="apps in the kinds timer run")

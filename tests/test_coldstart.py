@@ -7,6 +7,7 @@ import pytest
 
 from sms_stats.emulator import Emulator, Fault
 
+from .conftest import APP_A
 from .probe import run_fresh
 
 _PROBE = """
@@ -41,7 +42,7 @@ def test_given_a_cold_container_when_invoked_twice_then_gc_is_slow_only_until_th
 
 
 _FAILING_PROBE = """
-import gc, json
+import gc, json, weakref
 import index
 event = {"Type": "Timer", "TriggerName": "hourly", "Time": "2021-05-01T05:05:00Z", "Message": ""}
 frozen_import = gc.get_freeze_count()
@@ -50,27 +51,31 @@ try:
     index.main_handler(event, {"request_id": "r1", "time_limit_in_ms": 60000})
 except Exception as exc:
     seen["raised"] = type(exc).__name__
+    first_error = weakref.ref(exc)
 seen["after_first"] = gc.get_threshold()[0]
 seen["frozen_by_first"] = gc.get_freeze_count() - frozen_import
-gc.unfreeze()  # what would stay in memory for good had it been frozen
-seen["garbage"] = gc.collect()
+index.main_handler(event, {"request_id": "r2", "time_limit_in_ms": 60000})  # the fault is spent
+seen["frozen_by_second"] = gc.get_freeze_count() - frozen_import
+gc.collect()  # whatever is not frozen and is garbage goes now
+seen["first_error_kept"] = first_error() is not None
 print(json.dumps(seen))
 """
 
 
-def test_given_a_first_invocation_that_fails_when_it_ends_then_the_pace_is_usual_and_nothing_frozen(
+def test_given_a_failed_first_invocation_when_the_next_ends_well_then_its_error_is_not_frozen(
     scf_env: dict[str, str], emulator: Emulator
 ) -> None:
-    # The exception is alive while the handler unwinds: freezing then would keep it, and every
-    # frame (and answer body) it holds, for the container's life.
-    emulator.set_fault(Fault(error_code="InternalError"))
+    # The exception is alive while the handler unwinds, and then garbage held in a cycle with
+    # the frame that raised it: frozen, it and every frame (and answer body) it holds would
+    # stay for the container's life.
+    emulator.set_fault(Fault(error_code="InternalError", times=3), APP_A)  # three attempts
     seen = run_fresh(_FAILING_PROBE)
 
     assert seen["raised"] == "UpstreamError"
     assert seen["after_first"] < 50_000  # the usual pace, although the invocation raised
     assert seen["frozen_by_first"] <= 0  # the freeze waits for an invocation that ends well
-    # Left in cycles, the invocation's garbage goes at the usual pace instead.
-    assert seen["garbage"] > 0
+    assert seen["frozen_by_second"] > 0  # which makes it
+    assert seen["first_error_kept"] is False  # after collecting the first one's garbage
 
 
 @pytest.mark.parametrize(("command", "slow"), [("gaps", False), ("serve", False), ("invoke", True)])

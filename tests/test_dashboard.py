@@ -22,6 +22,7 @@ from sms_stats.dashboard.data import AppSeries, SendPoint
 from sms_stats.sinks.file import FileSink
 
 from .conftest import API_TOKEN, APP_A, APP_B
+from .probe import run_fresh
 from .standins.cos import closed_port
 
 NOW = datetime(2021, 5, 3, 5, 30, tzinfo=timezone.utc)
@@ -405,17 +406,12 @@ def test_given_a_logout_when_posted_then_the_cookie_is_cleared(pinned: Any, scf_
 
 
 def test_given_a_timer_run_when_it_ends_then_the_dashboard_was_not_imported(filled: None) -> None:
-    import subprocess
-    import sys
-
     program = (
-        "import sys, index; from sms_stats.events import parse_event; "
-        "print(any(m.startswith('sms_stats.dashboard') for m in sys.modules))"
+        "import json, sys, index\n"
+        f"index.main_handler({TIMER!r}, {{'request_id': 'r', 'time_limit_in_ms': 60000}})\n"
+        "print(json.dumps([m for m in sys.modules if m.startswith('sms_stats.dashboard')]))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", program], capture_output=True, text=True, check=True
-    )
-    assert done.stdout.strip() == "False"
+    assert run_fresh(program) == []
 
 
 def test_given_send_points_when_totalled_then_the_summary_counts_them() -> None:

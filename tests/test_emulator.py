@@ -36,6 +36,8 @@ from tencentcloud.sms.v20210111 import models, sms_client
 from sms_stats.emulator import Emulator, Fault
 from sms_stats.emulator.cli import _parse_fault
 
+from .probe import run_fresh
+
 SID = "AKIDEMULATOR"
 SKEY = "emulator-secret-key"
 APP = "1400006874"
@@ -775,14 +777,10 @@ def test_given_emulator_package_when_imported_then_no_pydantic_or_sdk_is_loaded(
     probe = (
         "import sys, sms_stats; before = set(sys.modules); import sms_stats.emulator; "
         "new = set(sys.modules) - before; "
-        "print(sorted(m for m in new if m.split('.')[0] in ('pydantic', 'tencentcloud')))"
+        "import json; top = ('pydantic', 'tencentcloud'); "
+        "print(json.dumps(sorted(m for m in new if m.split('.')[0] in top)))"
     )
-
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, check=True
-    )
-
-    assert result.stdout.strip() == "[]"
+    assert run_fresh(probe, timeout=30) == []
 
 
 # -- deterministic counts -----------------------------------------------------------------

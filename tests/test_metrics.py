@@ -32,7 +32,6 @@ from .conftest import API_TOKEN, APP_A, APP_B, SECRET_ID, SECRET_KEY, SESSION_TO
 from .probe import run_fresh
 from .standins.cos import CosFault, CosStandIn
 
-ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2021, 5, 1, 5, 5, tzinfo=timezone.utc)  # 13:05 in Shanghai: hour 12 is stored
 BUCKET = "sms-stats-1250000000"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -45,7 +45,6 @@ from .standins.slow import SlowServer
 
 BUCKET = "stats-1250000000"
 HOST = f"{BUCKET}.cos.ap-guangzhou.myqcloud.com"
-ROOT = Path(__file__).resolve().parents[1]
 SECRETS = (SECRET_KEY, SESSION_TOKEN)
 
 

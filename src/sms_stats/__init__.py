@@ -35,11 +35,15 @@ def first_invocation_over(*, failed: bool = False) -> None:
     its client and sessions: they live as long as the container). Garbage it left in reference
     cycles is frozen with it: a few hundred objects after a run that succeeded. After one that
     raised, the exception and every frame its traceback holds are still alive here (they could
-    hold a megabyte answer each), so the freeze waits for the next invocation that ends well.
-    Later calls do nothing."""
+    hold a megabyte answer each), so the freeze waits for the next invocation that ends well,
+    and collects first: that exception's traceback and the frame that raised it hold each other
+    in a cycle, which only a collection frees. Calls after the freeze do nothing."""
+    delayed = not _cold
     if _cold:
         _cold.clear()
         _gc.set_threshold(*_THRESHOLDS)
     if _unfrozen and not failed:
         _unfrozen.clear()
+        if delayed:
+            _gc.collect()  # once, on a warm invocation
         _gc.freeze()
