@@ -9,8 +9,9 @@ same run, and the ratio is what counts; absolute numbers are printed for context
   call (target <= 1.10x, whole process from its start to its answer, in the virtualenv and
   from dist/package; no side's interpreter teardown is timed, since SCF keeps the process). Each
   round runs ours and both floors, the rounds going through all six orders; the figure is the
-  median of the rounds' ratios (judged as printed, to two places), with their middle half shown. The import-only floor (no model)
-  is printed too, so the model layer's own price stays visible;
+  median of the rounds' ratios (judged as printed, to two places), with their middle half
+  shown. The import-only floor (no model) is printed too, so the model layer's own price stays
+  visible;
 - peak RSS of that cold invocation (target <= 40 MB), and with a COS sink (target <= 64 MB);
 - warm: median of 200 HTTP GETs through `main_handler` vs the same raw SDK call (target <= 1.2x);
 - backfill: 2 apps x 100 hours, stand-in enforcing 10 req/s with 150 ms latency: wall time vs the
