@@ -225,7 +225,7 @@ def _spread(ours: dict[str, float], base: dict[str, float]) -> str:
 
 def cold_rss_with_cos(emulator: Emulator, runs: int) -> float | None:
     try:
-        from tests.standins.cos import CosStandIn  # type: ignore[import-not-found]
+        from tests.standins.cos import CosStandIn
     except ImportError:
         return None
     bucket = "bench-1250000000"
@@ -393,11 +393,11 @@ def dashboard_bench(apps: int = 5, days: int = 7) -> dict[str, float]:
     from datetime import datetime, timedelta, timezone
 
     from index import main_handler
-    from tests.standins.cos import CosStandIn, StoredObject  # type: ignore[import-not-found]
+    from tests.standins.cos import CosStandIn, StoredObject
 
     from sms_stats import handler, layout
     from sms_stats.dashboard import data
-    from sms_stats.records import BalanceRecord, CallbackRecord, Counts, Receipts, Record
+    from sms_stats.records import AnyRecord, BalanceRecord, CallbackRecord, Counts, Receipts, Record
     from sms_stats.windows import Window, zone
 
     tz = zone("Asia/Shanghai")
@@ -411,7 +411,7 @@ def dashboard_bench(apps: int = 5, days: int = 7) -> dict[str, float]:
                 start = last - timedelta(hours=h)
                 window = Window(start, start + timedelta(hours=1))
                 n = 100 + h
-                records = [
+                records: list[AnyRecord] = [
                     Record(app, window, "Asia/Shanghai", Counts(n, n - 1, n + 5, "r"), now),
                     CallbackRecord(
                         app,
