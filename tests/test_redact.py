@@ -350,6 +350,12 @@ _PIECES = st.sampled_from(
         "q-ak=",
         "?token=",
         "Authorization: ",
+        "Proxy-Authorization:",
+        "X-TC-Token: ",
+        "x-cos-security-token:",
+        "Cookie: ",
+        "cookie ",
+        "file:out",
     ]
 )
 
@@ -364,3 +370,13 @@ def test_given_any_text_when_html_escaped_then_it_equals_the_stdlib_escape(
     text: str, quote: bool
 ) -> None:
     assert redact.html_escape(text, quote=quote) == html.escape(text, quote=quote)
+
+
+def test_given_text_without_any_hint_when_scrubbed_then_the_shapes_are_not_compiled() -> None:
+    redact._shapes.cache_clear()
+    assert redact.scrub("sink file:out window 2021050112-2021050112 app 1400006874") == (
+        "sink file:out window 2021050112-2021050112 app 1400006874"
+    )
+    assert redact._shapes.cache_info().currsize == 0
+    assert redact.scrub("GET /?token=abcdef123456") == "GET /?token=***"
+    assert redact._shapes.cache_info().currsize == 1

@@ -25,8 +25,9 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cache
 from urllib.parse import parse_qsl, quote_plus, unquote, urlsplit
 from urllib.parse import quote as percent
 
@@ -36,32 +37,37 @@ HEAD = 8  # this many leading characters of a secret are enough to mask it
 MAX_SECRETS = 512  # a bound, not a target: one configuration registers a few dozen
 
 # Credential shapes, whoever wrote them. Header lines keep their name so a reader sees what
-# was there; a value runs to the end of its line or its closing quote.
-_HEADER_VALUE = re.compile(
-    r"""(?ix)
-    (?P<name>\b(?:authorization|proxy-authorization|x-tc-token|x-cos-security-token|cookie)\b
-      ["']?\s*[:=]\s*)
-    (?!\s*(?:Bearer\s+)?<[\w-]+>)  # a placeholder, as in "send Authorization: Bearer <token>"
-    (?P<value>"[^"\r\n]*"?|'[^'\r\n]*'?|[^\r\n]*)
-    """
-)
-_SHAPES = (
-    # TC3's credential scope names the SecretId; COS's signature names it as q-ak.
-    (re.compile(r"(?i)(\bCredential=)[^\s,;\"'&]+"), r"\1" + MASK),
-    (re.compile(r"(?i)(\bq-ak=)[^\s&\"';,]+"), r"\1" + MASK),
-    (re.compile(r"(?i)(\b(?:q-)?signature=)[0-9a-f]{16,}"), r"\1" + MASK),
-    (re.compile(r"\bAKID[A-Za-z0-9]{28,}"), MASK),
-    (re.compile(r"\bwhsec_[A-Za-z0-9+/=_-]+"), MASK),
-    (re.compile(r"(?i)(\bBearer\s+)(?!<[\w-]+>)[^\s\"',;]+"), r"\1" + MASK),
-    (
-        re.compile(
-            r"(?i)([?&](?:access_token|token|key|secret|sign|signature|password)=)"
-            r"(?-i:(?![A-Z]+(?:\.\.\.)?(?:[&\s\"'#<,;)]|$)))"  # a placeholder: KEY, TOKEN, SEC...
-            r"[^&\s\"'#<,;)]+"
+# was there; a value runs to the end of its line or its closing quote. Compiled when a text
+# first holds a hint of one (`_SHAPE_HINT`): eight patterns are ~3 ms of a cold start, and most
+# processes only ever scrub windows, app ids and sink names.
+@cache
+def _shapes() -> tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...]:
+    header_value = re.compile(
+        r"""(?ix)
+        (?P<name>\b(?:authorization|proxy-authorization|x-tc-token|x-cos-security-token|cookie)\b
+          ["']?\s*[:=]\s*)
+        (?!\s*(?:Bearer\s+)?<[\w-]+>)  # a placeholder, as in "send Authorization: Bearer <token>"
+        (?P<value>"[^"\r\n]*"?|'[^'\r\n]*'?|[^\r\n]*)
+        """
+    )
+    return (
+        (header_value, lambda m: m.group("name") + MASK),
+        # TC3's credential scope names the SecretId; COS's signature names it as q-ak.
+        (re.compile(r"(?i)(\bCredential=)[^\s,;\"'&]+"), r"\1" + MASK),
+        (re.compile(r"(?i)(\bq-ak=)[^\s&\"';,]+"), r"\1" + MASK),
+        (re.compile(r"(?i)(\b(?:q-)?signature=)[0-9a-f]{16,}"), r"\1" + MASK),
+        (re.compile(r"\bAKID[A-Za-z0-9]{28,}"), MASK),
+        (re.compile(r"\bwhsec_[A-Za-z0-9+/=_-]+"), MASK),
+        (re.compile(r"(?i)(\bBearer\s+)(?!<[\w-]+>)[^\s\"',;]+"), r"\1" + MASK),
+        (
+            re.compile(
+                r"(?i)([?&](?:access_token|token|key|secret|sign|signature|password)=)"
+                r"(?-i:(?![A-Z]+(?:\.\.\.)?(?:[&\s\"'#<,;)]|$)))"  # a placeholder: KEY, TOKEN...
+                r"[^&\s\"'#<,;)]+"
+            ),
+            r"\1" + MASK,
         ),
-        r"\1" + MASK,
-    ),
-)
+    )
 
 
 def html_escape(text: str, quote: bool = True) -> str:
@@ -270,9 +276,11 @@ def _mask_heads(text: str, compiled: _Compiled) -> str:
     return "".join(out)
 
 
-# Every shape above needs one of these (a header's `:` or `=`, a parameter's `=`, a key's
-# prefix): text with none of them (a request id, a window, an app id) skips the eight passes.
-_SHAPE_HINT = re.compile(r"(?i)[:=]|akid|whsec_|bearer")
+# Every shape above needs one of these (a parameter's `=`, a header's name, a key's prefix):
+# text with none of them (a request id, a window, an app id, `file:out`) skips the eight passes.
+_SHAPE_HINT = re.compile(
+    r"(?i)=|akid|whsec_|bearer|authorization|x-tc-token|x-cos-security-token|cookie"
+)
 
 
 def mask_shapes(text: str) -> str:
@@ -281,8 +289,7 @@ def mask_shapes(text: str) -> str:
 
 
 def _mask_all(text: str) -> str:
-    text = _HEADER_VALUE.sub(lambda m: m.group("name") + MASK, text)
-    for pattern, replacement in _SHAPES:
+    for pattern, replacement in _shapes():
         text = pattern.sub(replacement, text)
     return text
 
