@@ -20,8 +20,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from . import answers, redact
 from .errors import BAD_RESPONSE, UpstreamError
@@ -57,8 +56,7 @@ def is_transient(code: str) -> bool:
     return code in TRANSIENT_CODES or code.startswith("RequestLimitExceeded")
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     """How often and how far apart a retryable API error is tried again; a value, so tests and
     settings pass their own without touching the client."""
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from .apis import api
 from .client import OUT_OF_TIME, StatsClient
@@ -36,8 +36,7 @@ from .windows import Window
 Batch = tuple[Kind, Window]  # what goes to the sinks together: one kind, one window
 
 
-@dataclass(frozen=True)
-class FetchFailure:
+class FetchFailure(NamedTuple):
     """One app and window the API did not answer (after retries): kept with its code, so the run
     can answer, log and raise for it without holding the frames it failed in."""
 

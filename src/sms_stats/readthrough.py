@@ -22,7 +22,6 @@ answer says where it came from (`source`); `fresh=true` always asks the API.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -118,5 +117,5 @@ def summed(hours: Sequence[Record | CallbackRecord], window: Window) -> Record |
 
 
 def _sums(items: Sequence[Any], skip: str) -> dict[str, int]:
-    names = [f.name for f in fields(items[0]) if f.name != skip]
+    names = [name for name in items[0]._fields if name != skip]
     return {name: sum(getattr(item, name) for item in items) for name in names}

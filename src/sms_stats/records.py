@@ -9,6 +9,11 @@ Each has `kind`, `key` (where a store keeps it: one grain per layout, one folder
 contract's fields. `content()` is what a correction changes: the fields without the request id
 and fetch time, so a webhook id can follow the content (a retry repeats it, a settled re-fetch
 with new counts gets a new one).
+
+Records and their counts are `NamedTuple`s, not frozen dataclasses: as immutable, equal by
+value, hashable and typed, but built without compiling six methods per class from source on
+every cold start (~1 ms each on Python 3.10; the class statements here were ~2.6% of a cold
+timer run's instructions). Nothing treats them as sequences: sinks write `to_dict()`.
 """
 
 from __future__ import annotations
@@ -16,9 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from .windows import Window, format_hour, isoformat, zone
 
@@ -53,8 +57,7 @@ def _digest(data: dict[str, Any], volatile: frozenset[str] = _VOLATILE) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
-@dataclass(frozen=True)
-class Counts:
+class Counts(NamedTuple):
     """What SendStatusStatistics answered: submissions, accepted submissions, billed parts."""
 
     request_count: int
@@ -63,8 +66,7 @@ class Counts:
     request_id: str
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     """One app's send statistics for one window (`sms-stats/v1`): what is stored and sent, with
     the zone its window is read in."""
 
@@ -113,8 +115,7 @@ def store_key(app_id: str, window: Window, kind: Kind = "send") -> str:
     )
 
 
-@dataclass(frozen=True)
-class Receipts:
+class Receipts(NamedTuple):
     """What CallbackStatusStatistics answered for one app and window."""
 
     request_success_count: int
@@ -147,8 +148,7 @@ _RECEIPT_FIELDS = (
 )
 
 
-@dataclass(frozen=True)
-class CallbackRecord:
+class CallbackRecord(NamedTuple):
     """Delivery receipts of one app in one window (`sms-stats-callback/v1`)."""
 
     sms_sdk_app_id: str
@@ -194,8 +194,7 @@ def _rate(part: int, whole: int) -> float | None:
     return rate
 
 
-@dataclass(frozen=True)
-class Package:
+class Package(NamedTuple):
     """One SMS package (套餐包) as SmsPackagesStatistics lists it; times are aware UTC."""
 
     package_id: int
@@ -226,8 +225,7 @@ class Package:
         }
 
 
-@dataclass(frozen=True)
-class BalanceRecord:
+class BalanceRecord(NamedTuple):
     """One app's packages at `as_of` (`sms-stats-packages/v1`): what is left, and what expires
     first. Only packages in effect and not expired count; expired messages are lost."""
 

@@ -26,8 +26,8 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from functools import cache
+from typing import NamedTuple
 from urllib.parse import parse_qsl, quote_plus, unquote, urlsplit
 from urllib.parse import quote as percent
 
@@ -95,8 +95,7 @@ def forms(secret: str) -> set[str]:
     return {text for text in found if len(text) >= MIN_LENGTH}
 
 
-@dataclass(frozen=True)
-class _Compiled:
+class _Compiled(NamedTuple):
     """The secrets' search, built once per change of the registry and swapped in whole, so a log
     line can read it without taking the lock."""
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from functools import cached_property
 from typing import Literal
@@ -68,22 +67,34 @@ def hour_label(moment: datetime) -> str:
     return format_hour(moment) + (REPEAT_MARK if is_repeat(moment) else "")
 
 
-@dataclass(frozen=True, eq=False)
 class Window:
     """Whole hours [start, end) in one zone; `begin_time`/`end_time` are what the API is sent.
 
     Equal and hashed by instants, not wall clocks: Python compares two times of one tzinfo by
     wall clock, so the two 01:00 hours of a fall-back night would otherwise be one dict key.
+
+    Immutable. Written out rather than a frozen dataclass, whose generated methods are compiled
+    from source on every cold start (equality and hashing are its own here anyway).
     """
 
     start: datetime
     end: datetime
 
-    def __post_init__(self) -> None:
-        if self.start.tzinfo is None or self.end.tzinfo is None:
+    def __init__(self, start: datetime, end: datetime) -> None:
+        if start.tzinfo is None or end.tzinfo is None:
             raise ValueError("window bounds must be timezone-aware")
-        if _utc(self.end) <= _utc(self.start):
+        if _utc(end) <= _utc(start):
             raise ValueError("window end must be after its start")
+        vars(self).update(start=start, end=end)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"a Window is immutable (cannot set {name})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"a Window is immutable (cannot delete {name})")
+
+    def __repr__(self) -> str:
+        return f"Window(start={self.start!r}, end={self.end!r})"
 
     @cached_property
     def _identity(self) -> tuple[datetime, datetime, str]:

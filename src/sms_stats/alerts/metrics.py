@@ -8,8 +8,7 @@ stays as it is until an hour is judged again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..records import AnyRecord, BalanceRecord, CallbackRecord, Record
 from .rules import METRICS, Rule
@@ -18,8 +17,7 @@ HOURS_OF_USAGE = 24 * 7  # package_runway_days: remaining / average daily fee ov
 MIN_USAGE_HOURS = 24  # fewer hours of usage known: the runway is not judged yet
 
 
-@dataclass(frozen=True)
-class Judged:
+class Judged(NamedTuple):
     """What a rule's metric came to for one app and hour; `volume` (the messages behind a share)
     lets a rule ignore an hour too small to judge."""
 

@@ -11,16 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Source = Literal["send", "callback", "packages"]
 
 
-@dataclass(frozen=True)
-class Metric:
+class Metric(NamedTuple):
     """What a metric reads, its range, and which count is its volume (for `min_volume`)."""
 
     source: Source

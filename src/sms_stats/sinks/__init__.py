@@ -14,8 +14,7 @@ from __future__ import annotations
 import importlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
@@ -50,8 +49,7 @@ BOT_HOSTS = {
 _ALIASES = {"lark": "feishu", "http": "webhook", "https": "webhook"}
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(NamedTuple):
     """The outcome of one record at one sink: answered to the caller, logged, and struck off the
     outbox by `key` when it went through."""
 
