@@ -36,6 +36,7 @@ MIN_LENGTH = 6  # shorter values are words, not secrets
 HEAD = 8  # this many leading characters of a secret are enough to mask it
 MAX_SECRETS = 512  # a bound, not a target: one configuration registers a few dozen
 
+
 # Credential shapes, whoever wrote them. Header lines keep their name so a reader sees what
 # was there; a value runs to the end of its line or its closing quote. Compiled when a text
 # first holds a hint of one (`_SHAPE_HINT`): eight patterns are ~3 ms of a cold start, and most
