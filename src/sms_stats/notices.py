@@ -11,9 +11,8 @@ Webhook body (the contract's): `{"type": ..., "timestamp": ..., "data": {...}}`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from .records import isoformat_utc
 
@@ -26,15 +25,15 @@ WEBHOOK_TOPICS = frozenset({"records", "alerts", "digest"})
 CHAT_TOPICS = frozenset({"alerts", "digest"})
 
 
-@dataclass(frozen=True)
-class Notice:
+class Notice(NamedTuple):
     """An alert or the daily digest, the same for every sink: its `id` is deterministic so a
-    receiver can drop the repeat of a retried delivery."""
+    receiver can drop the repeat of a retried delivery. (A NamedTuple, as records are: see
+    `records`.)"""
 
     id: str
     type: NoticeType
     timestamp: datetime  # aware; UTC on the wire
-    data: dict[str, Any] = field(hash=False, compare=True)
+    data: dict[str, Any]
     timezone: str = "Asia/Shanghai"  # the store's zone: chat messages show local times
 
     @property

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextvars
 import json
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import Executor, Future, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
@@ -365,7 +365,12 @@ class _Inline(Executor):
 
 
 def _pool(workers: int, name: str) -> Executor:
-    return ThreadPoolExecutor(workers, thread_name_prefix=name) if workers > 1 else _Inline()
+    if workers <= 1:
+        return _Inline()
+    # Imported here: a run of one fetch (the timer's usual) never loads the thread pool.
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    return ThreadPoolExecutor(workers, thread_name_prefix=name)
 
 
 _clients: dict[Settings, StatsClient] = {}
