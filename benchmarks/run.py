@@ -11,7 +11,9 @@ same run, and the ratio is what counts; absolute numbers are printed for context
   round runs ours and both floors, the rounds going through all six orders; the figure is the
   median of the rounds' ratios (judged as printed, to two places), with their middle half
   shown. The import-only floor (no model) is printed too, so the model layer's own price stays
-  visible;
+  visible. Where valgrind is installed, one process of ours and one of the fair floor are also
+  counted in instructions (callgrind, hash seed fixed): a count that a busy machine does not
+  move, so a change's cost shows even when the times' noise hides it;
 - peak RSS of that cold invocation (target <= 40 MB), and with a COS sink (target <= 64 MB);
 - warm: median of 200 HTTP GETs through `main_handler` vs the same raw SDK call (target <= 1.2x);
 - backfill: 2 apps x 100 hours, stand-in enforcing 10 req/s with 150 ms latency: wall time vs the
@@ -28,6 +30,8 @@ import argparse
 import itertools
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -170,6 +174,29 @@ def child(program: str, env: dict[str, str], isolated: bool = False) -> dict[str
     return figures
 
 
+def instructions(program: str, env: dict[str, str], isolated: bool = False) -> float | None:
+    """Instructions one fresh process runs, counted by valgrind's callgrind; None without
+    valgrind. With the hash seed fixed, the same work gives the same count (to ~0.1%) however
+    loaded the machine is, which no time can promise here."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+    tool = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    flags = ["-S"] if isolated else []
+    done = subprocess.run(
+        [*tool, sys.executable, *flags, "-c", program],
+        env={**env, "PYTHONHASHSEED": "0"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"callgrind run failed:\n{done.stderr[-2000:]}")
+    return float(found.group(1))
+
+
 def cold_start(
     emulator: Emulator,
     runs: int,
@@ -212,6 +239,12 @@ def cold_start(
         medians[name]["pair"] = statistics.median(pairs)
         medians[name]["pair_lo"] = pairs[len(pairs) // 4]
         medians[name]["pair_hi"] = pairs[(3 * len(pairs)) // 4]
+    if not three and shutil.which("valgrind"):
+        print("      counting instructions (valgrind, ~1 min) ...", file=sys.stderr, flush=True)
+        for name in ("ours", "fair"):
+            count = instructions(programs[name], env, isolated)
+            if count is not None:
+                medians[name]["instructions"] = count
     return medians
 
 
@@ -570,6 +603,15 @@ def cold_figures(report: Report, cold: dict[str, dict[str, float]], where: str) 
             f"{fair['wall'] / floor['wall']:.2f}x of it",
         )
     )
+    if "instructions" in ours and "instructions" in fair:
+        report.add(
+            Figure(
+                f"  instructions ({where}), vs fair floor",
+                f"{ours['instructions'] / fair['instructions']:.3f}x",
+                context=f"{ours['instructions'] / 1e6:.0f}M vs "
+                f"{fair['instructions'] / 1e6:.0f}M (callgrind): the cost without the noise",
+            )
+        )
     report.add(
         Figure(
             f"  in process ({where}), vs fair floor",

@@ -356,7 +356,7 @@ def _job_problem(argument: str) -> str | None:
     try:
         from pydantic import ValidationError as PydanticError  # noqa: PLC0415
 
-        from sms_stats.events import JobRequest  # noqa: PLC0415
+        from sms_stats.direct import JobRequest  # noqa: PLC0415
     except ImportError:
         return None
     try:

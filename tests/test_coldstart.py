@@ -41,6 +41,23 @@ def test_given_a_cold_container_when_invoked_twice_then_gc_is_slow_only_until_th
     assert seen["html"] is False  # the redaction's HTML escaping needs no html module
 
 
+def test_given_one_fetch_when_a_timer_runs_then_no_thread_pool_or_request_model_is_loaded(
+    scf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The usual timer run (one app, sends) needs neither a thread pool nor the models of
+    direct and HTTP requests: run one in a fresh interpreter and look at what it imported."""
+    monkeypatch.setenv("SMS_STATS_APP_IDS", APP_A)
+    code = (
+        "import json, sys, index\n"
+        "event = {'Type': 'Timer', 'TriggerName': 'hourly', 'Time': '2021-05-01T05:05:00Z', "
+        "'Message': ''}\n"
+        "index.main_handler(event, {'request_id': 'r', 'time_limit_in_ms': 60000})\n"
+        "names = ('concurrent.futures.thread', 'sms_stats.direct', 'sms_stats.http')\n"
+        "print(json.dumps([m for m in names if m in sys.modules]))\n"
+    )
+    assert run_fresh(code) == []
+
+
 _FAILING_PROBE = """
 import gc, json, weakref
 import index

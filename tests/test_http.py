@@ -19,8 +19,7 @@ from sms_stats.errors import (
     PayloadTooLargeError,
     upstream_status,
 )
-from sms_stats.events import HttpEvent
-from sms_stats.http import authorize, normalize, route
+from sms_stats.http import HttpEvent, authorize, normalize, route
 from sms_stats.settings import load_settings
 
 from .conftest import APP_A, APP_B, load_event

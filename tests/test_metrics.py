@@ -397,7 +397,7 @@ def test_given_a_timer_run_then_the_reading_modules_are_not_loaded(
         "'Message': ''}\n"
         "index.main_handler(event, {'request_id': 'r', 'time_limit_in_ms': 60000})\n"
         "loaded = [m for m in ('sms_stats.exposition', 'sms_stats.reading', "
-        "'sms_stats.readthrough', 'sms_stats.http') if m in sys.modules]\n"
+        "'sms_stats.readthrough', 'sms_stats.http', 'sms_stats.direct') if m in sys.modules]\n"
         "print(json.dumps(loaded))\n"
     )
     assert run_fresh(code) == []

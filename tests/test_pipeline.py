@@ -31,7 +31,9 @@ def windows(begin: str, end: str) -> tuple[Window, ...]:
 
 def invocation(seconds: float | None = None) -> Invocation:
     started = time.monotonic()
-    return Invocation("test", "sms-stats", started, None if seconds is None else started + seconds)
+    return Invocation(
+        "test", "sms-stats", started, None if seconds is None else started + seconds, {}
+    )
 
 
 def test_given_many_apps_and_hours_when_run_concurrently_then_records_in_job_order(

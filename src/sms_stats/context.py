@@ -10,8 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 # Stop starting upstream calls this long before SCF would kill the invocation: room to deliver
 # what was collected and to answer.
@@ -32,17 +31,18 @@ def _get(context: Any, name: str) -> Any:
     return getattr(context, name, None)
 
 
-@dataclass(frozen=True)
-class Invocation:
+class Invocation(NamedTuple):
     """One invocation's identity and time budget, passed down instead of SCF's context, so every
-    step reads the same deadline and every log line the same request id."""
+    step reads the same deadline and every log line the same request id. (A NamedTuple rather
+    than a frozen dataclass: see `records`.)"""
 
     request_id: str
     function_name: str | None
     started: float
     deadline: float | None
-    # What the job did (apps, windows, records, failures, ...), for the closing log line.
-    job: dict[str, int] = field(default_factory=dict)
+    # What the job did (apps, windows, records, failures, ...), for the closing log line: each
+    # invocation's own dict (a NamedTuple default would be one dict shared by all).
+    job: dict[str, int]
 
     @classmethod
     def begin(cls, context: RuntimeContext | Mapping[str, Any] | None) -> Invocation:
@@ -62,6 +62,7 @@ class Invocation:
             function_name=str(function_name) if function_name else None,
             started=started,
             deadline=deadline,
+            job={},
         )
 
     def remaining(self) -> float | None:

@@ -1,5 +1,7 @@
 """Event models for the three ways in: timer, HTTP (Function URL or classic API Gateway), direct.
 
+The timer's model is here; the HTTP event's is in `http`, the direct requests' in `direct`.
+
 `parse_event` tells them apart by shape, validated: a timer event has `Type: "Timer"`, an HTTP event
 `httpMethod`, a direct invocation is the seed's request (`SmsSdkAppId`, `BeginTime`, ...) or a
 job (`app_ids`, `window`, `lookback`). Whatever fails validation becomes an `InputError` whose code
@@ -11,17 +13,9 @@ from __future__ import annotations
 import json
 import reprlib
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictInt,
-    StrictStr,
-    ValidationError,
-    field_validator,
-)
+from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError, field_validator
 
 from .errors import InputError
 
@@ -58,75 +52,14 @@ class TimerEvent(BaseModel):
         return value.astimezone(timezone.utc)
 
 
-class HttpEvent(BaseModel):
-    """The five fields both HTTP triggers send (plus the classic one's base64 flag, when given)."""
+if TYPE_CHECKING:
+    from .direct import JobRequest, StatsRequest
+    from .http import HttpEvent
 
-    model_config = ConfigDict(extra="ignore", defer_build=True)
+    from typing import TypeAlias
 
-    httpMethod: StrictStr
-    path: StrictStr = "/"
-    headers: dict[str, Any] | None = None
-    queryString: dict[str, Any] | None = None
-    body: StrictStr | None = None
-    isBase64Encoded: bool = False
-
-    @field_validator("isBase64Encoded", mode="before")
-    @classmethod
-    def _flag(cls, value: Any) -> bool:
-        # The classic trigger sends the STRING "true"/"false"; others a bool. 1/0 and "1"/"0"
-        # mean the same whichever way they come, so a body is decoded by value, not by type.
-        if value is None or isinstance(value, bool):
-            return bool(value)
-        text = str(value).strip().lower() if isinstance(value, (str, int)) else None
-        if text in ("true", "1"):
-            return True
-        if text in ("false", "0", ""):
-            return False
-        raise ValueError("must be true or false")
-
-
-class StatsRequest(BaseModel):
-    """The seed API's request shape: one app, `BeginTime`..`EndTime` inclusive, Limit=Offset=0."""
-
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-    SmsSdkAppId: StrictStr
-    BeginTime: StrictStr
-    EndTime: StrictStr
-    Limit: StrictInt = 0
-    Offset: StrictInt = 0
-
-    @field_validator("Limit", "Offset")
-    @classmethod
-    def _zero(cls, value: int) -> int:
-        if value != 0:
-            raise ValueError("is fixed at 0 by the API")
-        return value
-
-
-class JobRequest(BaseModel):
-    """A job: which apps (default: SMS_STATS_APP_IDS), hour or day windows, how many back."""
-
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-    app_ids: tuple[StrictStr, ...] | None = None
-    window: Literal["hour", "day"] = "hour"
-    lookback: StrictInt = Field(default=1, ge=1, le=24 * 366)
-    # Which statistics APIs (default SMS_STATS_COLLECT); a comma-separated string works too.
-    kinds: tuple[Literal["send", "callback", "packages"], ...] | None = Field(
-        default=None, min_length=1
-    )
-
-    @field_validator("app_ids", "kinds", mode="before")
-    @classmethod
-    def _comma_list(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
-
-
-Event = TimerEvent | HttpEvent | StatsRequest | JobRequest
-DirectRequest = StatsRequest | JobRequest
+    Event: TypeAlias = TimerEvent | HttpEvent | StatsRequest | JobRequest
+    DirectRequest: TypeAlias = StatsRequest | JobRequest
 
 
 def _kind(value: Any) -> str | None:
@@ -143,13 +76,19 @@ def _kind(value: Any) -> str | None:
     return None
 
 
-# Each model is built on first use (defer_build): a timer container never pays for the HTTP ones.
-_MODELS: dict[str, type[BaseModel]] = {
-    "timer": TimerEvent,
-    "http": HttpEvent,
-    "stats": StatsRequest,
-    "job": JobRequest,
-}
+def _model(kind: str) -> type[BaseModel]:
+    """The model of a kind of event. Only the timer's is here: the HTTP event's lives with the
+    HTTP layer and the direct requests' in `direct`, each imported on its path's first event,
+    so a timer container never creates (let alone builds) their classes."""
+    if kind == "timer":
+        return TimerEvent
+    if kind == "http":
+        from .http import HttpEvent  # noqa: PLC0415 - the HTTP path's own
+
+        return HttpEvent
+    from .direct import JobRequest, StatsRequest  # noqa: PLC0415 - a direct request's own
+
+    return StatsRequest if kind == "stats" else JobRequest
 
 
 def parse_event(event: Any) -> Event:
@@ -187,7 +126,7 @@ def _validate(value: dict[str, Any], kinds: tuple[str, ...], source: str = "") -
     if kind not in kinds:
         raise InputError(_unknown_shape(value, kinds, source))
     try:
-        return _MODELS[kind].model_validate(value)
+        return _model(kind).model_validate(value)
     except ValidationError as exc:
         raise validation_to_input_error(exc, source) from None
     except RecursionError:

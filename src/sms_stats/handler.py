@@ -17,15 +17,7 @@ from typing import TYPE_CHECKING, Any
 from . import first_invocation_over, imported, preflight, redact
 from .context import Invocation, RuntimeContext
 from .errors import ConfigError, InputError, SmsStatsError
-from .events import (
-    HttpEvent,
-    JobRequest,
-    StatsRequest,
-    TimerEvent,
-    parse_direct,
-    parse_event,
-    parse_json_object,
-)
+from .events import TimerEvent, parse_direct, parse_event, parse_json_object
 from .jobs import Job, from_job_request, from_stats_request
 from .log import correlation, hold_third_party_loggers, logger
 from .pipeline import RunResult, run_job
@@ -33,6 +25,7 @@ from .settings import CONFIG_FILE_ENV, ENV_FIELDS, Settings, load_settings
 from .sinks import Delivery, Sink, build_each
 
 if TYPE_CHECKING:
+    from .direct import JobRequest, StatsRequest
     from .http import HttpRequest
 
 _ENV_KEYS = (*ENV_FIELDS, CONFIG_FILE_ENV, "TENCENTCLOUD_REGION")
@@ -156,7 +149,7 @@ def handle_http(event: Any, invocation: Invocation) -> dict[str, Any]:
     request_id = invocation.request_id
     try:
         parsed = parse_event(event)
-        if not isinstance(parsed, HttpEvent):  # pragma: no cover - trigger_kind saw httpMethod
+        if not isinstance(parsed, http.HttpEvent):  # pragma: no cover - trigger_kind saw httpMethod
             raise InputError("not an HTTP event")
         settings = current_settings()
         request = http.normalize(parsed, settings.max_body_bytes)
@@ -281,12 +274,17 @@ def resolve_job(parsed: Any, settings: Settings) -> Job:
         if message.startswith(("{", "[")):
             request = parse_direct(parse_json_object(message, "Message"), "Message")
         now = parsed.Time
-    elif isinstance(parsed, (StatsRequest, JobRequest)):
-        request, now = parsed, utcnow()
     else:
-        raise InputError("an HTTP event cannot be run as a scheduled job")
-    if isinstance(request, StatsRequest):
-        return from_stats_request(request, settings, now)
+        from .direct import JobRequest, StatsRequest  # noqa: PLC0415 - loaded by parse_event
+
+        if not isinstance(parsed, (StatsRequest, JobRequest)):
+            raise InputError("an HTTP event cannot be run as a scheduled job")
+        request, now = parsed, utcnow()
+    if request is not None:
+        from .direct import StatsRequest  # noqa: PLC0415 - loaded by the request already
+
+        if isinstance(request, StatsRequest):
+            return from_stats_request(request, settings, now)
     job = from_job_request(request, settings, now)
     if isinstance(parsed, TimerEvent):
         refuse_unended(job, parsed.Time, utcnow())

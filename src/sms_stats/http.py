@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, StrictStr, field_validator
+
 from .apis import api
+from .direct import StatsRequest
 from .errors import (
     AccessError,
     InputError,
@@ -26,7 +29,7 @@ from .errors import (
     PayloadTooLargeError,
     SmsStatsError,
 )
-from .events import HttpEvent, StatsRequest, parse_direct, parse_json_object
+from .events import parse_direct, parse_json_object
 from .jobs import Job, check_app_ids, from_stats_request, window_between
 from .log import logger
 from .records import Kind
@@ -74,6 +77,33 @@ class HttpRequest:
 
 
 _SCALARS = (str, bool, int, float)
+
+
+class HttpEvent(BaseModel):
+    """The five fields both HTTP triggers send (plus the classic one's base64 flag, when given)."""
+
+    model_config = ConfigDict(extra="ignore", defer_build=True)
+
+    httpMethod: StrictStr
+    path: StrictStr = "/"
+    headers: dict[str, Any] | None = None
+    queryString: dict[str, Any] | None = None
+    body: StrictStr | None = None
+    isBase64Encoded: bool = False
+
+    @field_validator("isBase64Encoded", mode="before")
+    @classmethod
+    def _flag(cls, value: Any) -> bool:
+        # The classic trigger sends the STRING "true"/"false"; others a bool. 1/0 and "1"/"0"
+        # mean the same whichever way they come, so a body is decoded by value, not by type.
+        if value is None or isinstance(value, bool):
+            return bool(value)
+        text = str(value).strip().lower() if isinstance(value, (str, int)) else None
+        if text in ("true", "1"):
+            return True
+        if text in ("false", "0", ""):
+            return False
+        raise ValueError("must be true or false")
 
 
 def normalize(event: HttpEvent, max_body_bytes: int) -> HttpRequest:

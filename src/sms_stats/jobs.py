@@ -12,12 +12,16 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from functools import cached_property
 from itertools import zip_longest
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError, InputError
-from .events import FIELD_CODES, JobRequest, StatsRequest
+from .events import FIELD_CODES
 from .records import KINDS, Kind
 from .settings import APP_ID_RE, Settings
 from .windows import Window, last_full, parse_hour
+
+if TYPE_CHECKING:
+    from .direct import JobRequest, StatsRequest
 
 BEGIN_CODE = FIELD_CODES["BeginTime"]
 END_CODE = FIELD_CODES["EndTime"]
