@@ -53,10 +53,10 @@ class TimerEvent(BaseModel):
 
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from .direct import JobRequest, StatsRequest
     from .http import HttpEvent
-
-    from typing import TypeAlias
 
     Event: TypeAlias = TimerEvent | HttpEvent | StatsRequest | JobRequest
     DirectRequest: TypeAlias = StatsRequest | JobRequest
