@@ -192,8 +192,9 @@ def instructions(program: str, env: dict[str, str], isolated: bool = False) -> f
         check=False,
     )
     found = re.search(r"Collected : (\d+)", done.stderr)
-    if done.returncode != 0 or found is None:
-        raise SystemExit(f"callgrind run failed:\n{done.stderr[-2000:]}")
+    if done.returncode != 0 or found is None:  # a context figure: the bench goes on without it
+        print(f"      callgrind failed: {done.stderr[-500:]}", file=sys.stderr, flush=True)
+        return None
     return float(found.group(1))
 
 
@@ -241,8 +242,8 @@ def cold_start(
         medians[name]["pair_hi"] = pairs[(3 * len(pairs)) // 4]
     if not three and shutil.which("valgrind"):
         print("      counting instructions (valgrind, ~1 min) ...", file=sys.stderr, flush=True)
-        for name in ("ours", "fair"):
-            count = instructions(programs[name], env, isolated)
+        counts = {name: instructions(programs[name], env, isolated) for name in ("ours", "fair")}
+        for name, count in counts.items():
             if count is not None:
                 medians[name]["instructions"] = count
     return medians

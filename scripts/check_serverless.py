@@ -345,27 +345,22 @@ def _cron_problem(expression: str) -> str | None:
 
 
 def _job_problem(argument: str) -> str | None:
+    """What the function would refuse in a timer's argument, read as the handler reads it: JSON
+    structure is a seed request or a job, anything else is text and runs the settings' job."""
     if len(argument.encode()) > TIMER_ARGUMENT_BYTES:
         return f"{len(argument.encode())} bytes; a timer's argument holds {TIMER_ARGUMENT_BYTES}"
-    try:
-        job = json.loads(argument)
-    except ValueError:
+    message = argument.strip()
+    if not message.startswith(("{", "[")):
         return None  # plain text: the timer runs the job from the settings
-    if not isinstance(job, dict):
-        return "JSON that is not an object: give a job object or plain text"
     try:
-        from pydantic import ValidationError as PydanticError  # noqa: PLC0415
-
-        from sms_stats.direct import JobRequest  # noqa: PLC0415
+        from sms_stats.errors import InputError  # noqa: PLC0415
+        from sms_stats.events import parse_direct, parse_json_object  # noqa: PLC0415
     except ImportError:
         return None
     try:
-        JobRequest.model_validate(job)
-    except PydanticError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'job'}: {e['msg']}" for e in exc.errors()
-        )
-        return f"not a valid job ({problems})"
+        parse_direct(parse_json_object(message, "Message"), "Message")
+    except InputError as exc:
+        return f"not a valid job or request ({exc.message})"
     return None
 
 

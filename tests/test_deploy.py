@@ -385,6 +385,39 @@ def _set(*keys: str, value: Any) -> Callable[[dict[str, Any]], None]:
     return change
 
 
+@pytest.mark.parametrize(
+    "argument",
+    [
+        "",
+        "hourly",
+        '{"app_ids": ["1400006874"], "window": "day", "lookback": 2}',
+        '{"SmsSdkAppId": "1400006874", "BeginTime": "2021050100", "EndTime": "2021050123"}',
+    ],
+)
+def test_given_a_timer_argument_the_function_runs_when_checked_then_no_problem(
+    argument: str,
+) -> None:
+    assert checker._job_problem(argument) is None
+
+
+@pytest.mark.parametrize(
+    ("argument", "problem"),
+    [
+        ('{"window": "week"}', "window"),
+        ('{"SmsSdkAppId": "1400006874", "BeginTime": "x", "EndTime": "y", "Limit": 5}', "Limit"),
+        ("[1, 2]", "must be a JSON object"),
+        ("{not json", "not valid JSON"),
+    ],
+)
+def test_given_a_timer_argument_the_function_refuses_when_checked_then_its_message(
+    argument: str, problem: str
+) -> None:
+    found = checker._job_problem(argument)
+    assert found is not None
+    assert found.startswith("not a valid job or request")
+    assert problem in found
+
+
 BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("node runtime", _set("inputs", "runtime", value="Nodejs12.16"), r"inputs\.runtime: "),
     ("unknown runtime", _set("inputs", "runtime", value="Python3.12"), r"inputs\.runtime: "),

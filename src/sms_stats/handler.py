@@ -275,15 +275,15 @@ def resolve_job(parsed: Any, settings: Settings) -> Job:
             request = parse_direct(parse_json_object(message, "Message"), "Message")
         now = parsed.Time
     else:
-        from .direct import JobRequest, StatsRequest  # noqa: PLC0415 - loaded by parse_event
+        from . import direct  # noqa: PLC0415 - loaded by parse_event already
 
-        if not isinstance(parsed, (StatsRequest, JobRequest)):
+        if not isinstance(parsed, (direct.StatsRequest, direct.JobRequest)):
             raise InputError("an HTTP event cannot be run as a scheduled job")
         request, now = parsed, utcnow()
     if request is not None:
-        from .direct import StatsRequest  # noqa: PLC0415 - loaded by the request already
+        from . import direct  # noqa: PLC0415 - loaded with the request
 
-        if isinstance(request, StatsRequest):
+        if isinstance(request, direct.StatsRequest):
             return from_stats_request(request, settings, now)
     job = from_job_request(request, settings, now)
     if isinstance(parsed, TimerEvent):
