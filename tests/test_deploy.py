@@ -262,6 +262,7 @@ class TestSmoke:
             "SMS_STATS_TIMEZONE": "Asia/Shanghai",
             "SMS_STATS_API_TOKEN": API_TOKEN,
             "SMS_STATS_LOG_LEVEL": "ERROR",
+            "SMS_STATS_SETTLE_HOURS": "6",
         }
         events = [
             json.dumps(load_event("timer.json")),
@@ -286,16 +287,17 @@ class TestSmoke:
         assert out["site_packages_on_path"] == []
         assert out["emulator_found"] is False
 
-        # The timer run wrote the last full hour of each app (and the HTTP GET its hour), with
-        # the counts the stand-in answers; receipts of that hour and the six before it, and a
-        # balance, for each app: all three kinds, from inside the zip.
+        # The timer run wrote the last full hour of each app and healed the six before it
+        # (and the HTTP GET its hour), with the counts the stand-in answers; receipts of the
+        # same seven hours, and a balance, for each app: all three kinds, from inside the zip.
         assert out["timer"]["ok"] is True
+        assert out["timer"]["heal"]["apps"] == 2
         files = record_files(store)
         sends = [name for name in files if name.startswith("app=")]
+        hours = [f"20210501{h:02d}" for h in range(6, 13)]
         assert sends == [
-            f"app={APP_A}/dt=2021-05-01/2021050112-2021050112.json",
-            f"app={APP_A}/dt=2021-05-01/2021050113-2021050113.json",
-            f"app={APP_B}/dt=2021-05-01/2021050112-2021050112.json",
+            *(f"app={APP_A}/dt=2021-05-01/{h}-{h}.json" for h in [*hours, "2021050113"]),
+            *(f"app={APP_B}/dt=2021-05-01/{h}-{h}.json" for h in hours),
         ]
         for app in (APP_A, APP_B):
             assert sum(name.startswith(f"callback/app={app}/") for name in files) == 7

@@ -63,6 +63,10 @@ def env(
 ) -> dict[str, str]:
     monkeypatch.setenv("SMS_STATS_ENDPOINT", stand_in.endpoint)
     monkeypatch.delenv("SMS_STATS_COLLECT")  # the default: all three kinds
+    # The six hours before the timer's are healed (72 by default: tests/test_heal.py), and the
+    # stand-in sets no rate limit of its own here.
+    monkeypatch.setenv("SMS_STATS_SETTLE_HOURS", "6")
+    monkeypatch.setenv("SMS_STATS_RATE_LIMIT", "1000")
     return scf_env
 
 
@@ -86,11 +90,20 @@ class TestTimer:
         assert summary["ok"] is True
 
         sends = read(store, "app=")
+        # The last full hour and the six before it, healed over an empty store.
+        hours = [f"20210501{hour:02d}" for hour in range(6, 13)]
         assert sorted(sends) == [
-            f"app={app}/dt=2021-05-01/2021050112-2021050112.json" for app in (APP_A, APP_B)
+            f"app={app}/dt=2021-05-01/{hour}-{hour}.json"
+            for app in (APP_A, APP_B)
+            for hour in hours
         ]
+        for record in sends.values():
+            expected = Emulator.expected(
+                record["sms_sdk_app_id"], record["begin_time"], record["end_time"]
+            )
+            assert record["request_count"] == expected["RequestCount"]
+            assert record["fee_count"] == expected["FeeCount"]
         receipts = read(store, "callback/")
-        # The last full hour and the six before it, while their receipts settle.
         assert len(receipts) == 2 * 7
         for record in receipts.values():
             expected = Emulator.expected_callback(
@@ -165,7 +178,9 @@ class TestTimer:
         with pytest.raises(SmsStatsError) as caught:
             main_handler(TIMER, context)
         assert caught.value.code == denied  # one cause: its own code, for SCF's retry log
-        assert len(read(store, "app=")) == 2
+        assert len(read(store, "app=")) == 2 * 7  # the hour and the six healed before it
+        denials = [r for r in stand_in.requests if r["code"] == denied]
+        assert len(denials) == 2 * 2  # the hour, and one try at healing, per app: not 14
         assert len(read(store, "packages/")) == 2
         assert read(store, "callback/") == {}
 
@@ -186,7 +201,7 @@ class TestTimer:
         assert list(read(store, "packages/")) == [
             f"packages/app={APP_B}/dt=2021-05-01/2021050113.json"
         ]
-        assert len(read(store, "app=")) == 2
+        assert len(read(store, "app=")) == 2 * 7
 
     def test_given_usage_above_amount_and_receipts_above_sends_when_run_then_kept_and_said(
         self,

@@ -45,6 +45,8 @@ def env(
 ) -> dict[str, str]:
     monkeypatch.setenv("SMS_STATS_ENDPOINT", stand_in.endpoint)
     monkeypatch.setenv("SMS_STATS_COLLECT", "send,callback")
+    # Receipts are final only once the timer stops healing them: 6 hours here, 72 by default.
+    monkeypatch.setenv("SMS_STATS_SETTLE_HOURS", "6")
     return scf_env
 
 

@@ -339,6 +339,7 @@ def _run(
         failures=len(result.failures),
         failed_deliveries=len(result.failed_deliveries),
         left_for_next_run=len(result.left_for_next_run),
+        **{f"heal_{name}": value for name, value in sorted(result.heal.items())},
     )
     return result
 

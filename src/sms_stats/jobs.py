@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timezone, tzinfo
 from functools import cached_property
 from itertools import zip_longest
 from typing import TYPE_CHECKING
@@ -18,7 +18,7 @@ from .errors import ConfigError, InputError
 from .events import FIELD_CODES
 from .records import KINDS, Kind
 from .settings import APP_ID_RE, Settings
-from .windows import Window, last_full, parse_hour
+from .windows import HOUR, Window, last_full, parse_hour
 
 if TYPE_CHECKING:
     from .direct import JobRequest, StatsRequest
@@ -34,22 +34,21 @@ Task = tuple[Kind, str, Window]  # one call's worth of work: which API, which ap
 class Job:
     """Kinds x apps x windows, minus the tasks in `skip` (already stored: a backfill resumes).
 
-    `settle` are earlier hours whose receipts are fetched again while they still arrive
-    (callback only). A balance (`packages`) is one snapshot per app, taken once per job; its
-    task carries the job's last window, which names it in logs."""
+    `heal` is the range of hours before the job's own that a timer run makes whole and settled
+    in the store (see `heal`: missing hours fetched, changed receipts rewritten); what it finds
+    never goes to chat, where a group would read corrections every hour. A balance
+    (`packages`) is one snapshot per app, taken once per job; its task carries the job's last
+    window, which names it in logs."""
 
     app_ids: tuple[str, ...]
     windows: tuple[Window, ...]
     skip: frozenset[Task] = frozenset()
     kinds: tuple[Kind, ...] = ("send",)
-    settle: tuple[Window, ...] = ()
-    # Kinds chat bots hear of (None: every kind). Re-fetched receipts (`settle`) never go to
-    # chat: a group would read seven corrections an hour.
+    heal: Window | None = None
+    # Kinds chat bots hear of (None: every kind).
     chat_kinds: tuple[Kind, ...] | None = None
 
-    def for_chat(self, kind: Kind, window: Window) -> bool:
-        if kind == "callback" and window in self.settle and window not in self.windows:
-            return False
+    def for_chat(self, kind: Kind) -> bool:
         return self.chat_kinds is None or kind in self.chat_kinds
 
     def tasks(self) -> tuple[Task, ...]:
@@ -70,9 +69,6 @@ class Job:
             return
         for window in self.windows:
             yield from self._each_app(kind, window)
-        if kind == "callback":
-            for window in self.settle:
-                yield from self._each_app(kind, window)
 
     def _each_app(self, kind: Kind, window: Window) -> Iterator[Task]:
         for app_id in self.app_ids:
@@ -183,15 +179,22 @@ def _configured_app_ids(settings: Settings) -> tuple[str, ...]:
 
 def default_job(settings: Settings, now: datetime) -> Job:
     """What the timer runs every hour: the last full hour of every configured app, for every
-    collected kind; the receipts of the `settle_hours` before it again; one balance per app.
+    collected kind, and one balance per app; then the `settle_hours` before it healed.
     Chat bots hear of the hour's sends and receipts only."""
-    hours = last_full(now, settings.zone, "hour", 1 + settings.settle_hours)
-    kinds = collected(settings.collect)
+    (hour,) = last_full(now, settings.zone, "hour")
+    heal = None
+    if settings.settle_hours:
+        heal = Window(
+            (hour.start.astimezone(timezone.utc) - settings.settle_hours * HOUR).astimezone(
+                hour.tz
+            ),
+            hour.start,
+        )
     return Job(
         _configured_app_ids(settings),
-        (hours[-1],),
-        kinds=kinds,
-        settle=tuple(hours[:-1]),
+        (hour,),
+        kinds=collected(settings.collect),
+        heal=heal,
         chat_kinds=("send", "callback"),  # a balance an hour is noise; alerts say when it is low
     )
 

@@ -22,11 +22,13 @@ from .apis import api
 from .client import OUT_OF_TIME, StatsClient
 from .context import Invocation
 from .errors import DeliveryError, SmsStatsError, UpstreamError, detached
+from .heal import KINDS as HEAL_KINDS
+from .heal import Healed, Healer, rotated
 from .jobs import Job, Task
 from .layout import ensure_zone
 from .log import logger
 from .outbox import Outbox
-from .records import AnyRecord, Kind, from_dict
+from .records import AnyRecord, Kind, from_dict, isoformat_utc
 from .settings import Settings
 from .sinks import Delivery, Sink, deliver_all
 from .sinks.base import SinkError, Store, find_store
@@ -101,6 +103,10 @@ class RunResult:
     # Windows that had not ended when fetched: their counts are answered, never stored or sent,
     # so the store never holds a partial hour under the key of the final one.
     incomplete: list[Window] = field(default_factory=list)
+    # The hours before a timer's hour, healed: the records written (missing hours, changed
+    # receipts) and the counts of what it took (apps, calls per kind, records, hours left).
+    healed: list[AnyRecord] = field(default_factory=list)
+    heal: dict[str, int] = field(default_factory=dict)
 
     @property
     def failed_deliveries(self) -> list[Delivery]:
@@ -123,6 +129,7 @@ class RunResult:
             ],
             "deliveries": [d.to_dict() for d in self.deliveries],
             "incomplete_windows": [str(w) for w in self.incomplete],
+            **({"heal": dict(self.heal)} if self.heal else {}),
             "ok": self.ok,
         }
 
@@ -209,8 +216,10 @@ def run_job(
         waiting[kind, window] = waiting.get((kind, window), 0) + 1
     done: dict[Batch, list[AnyRecord]] = {batch: [] for batch in waiting}
     incomplete: set[Batch] = set()
+    healer = _healer(job, settings, sinks, client, invocation, now)
+    healing = rotated(job.app_ids, job.windows[-1]) if healer is not None else []
     # SMS_STATS_CONCURRENCY calls in flight per API: each has a rate budget of its own.
-    workers = max(1, min(settings.concurrency * len(job.kinds), len(job)))
+    workers = max(1, min(settings.concurrency * len(job.kinds), max(len(job), len(healing))))
 
     def fetch(kind: Kind, app_id: str, window: Window) -> AnyRecord:
         return api(kind).fetch(
@@ -218,28 +227,29 @@ def run_job(
         )
 
     with _pool(workers, "fetch") as fetchers, _pool(workers, "deliver") as deliverers:
-        futures: dict[Future[AnyRecord], Task] = {
+        futures: dict[Future[Any], Task | str] = {
             _submit(fetchers, fetch, *task): task for task in job.tasks()
         }
+        # The hours before the job's own, healed app by app once the job's own calls are
+        # queued (fresh data first); their records go out per (kind, window) in bunches.
+        if healer is not None:
+            futures.update({_submit(fetchers, healer.heal, app): app for app in healing})
+        healed: dict[Batch, list[AnyRecord]] = {}
         deliveries: list[Future[list[Delivery]]] = []
         try:
             # Inline futures are all done already; as_completed would only add waiter locks.
             finished = futures if isinstance(fetchers, _Inline) else as_completed(futures)
             for future in finished:
-                kind, app_id, window = futures[future]
+                task = futures[future]
+                if isinstance(task, str):
+                    ready = _take_healed(future.result(), result, healed)
+                    deliveries += [
+                        _submit(deliverers, courier.deliver, records, False) for records in ready
+                    ]
+                    continue
+                kind, app_id, window = task
                 batch = (kind, window)
-                try:
-                    record = future.result()
-                except UpstreamError as exc:
-                    result.failures.append(FetchFailure(app_id, str(window), detached(exc), kind))
-                else:
-                    done[batch].append(record)
-                    # A window that had not ended when fetched holds partial counts: answered,
-                    # never stored or sent (a balance is a snapshot: always whole).
-                    if kind != "packages" and window.end > record.fetched_at:
-                        incomplete.add(batch)
-                        if window not in result.incomplete:
-                            result.incomplete.append(window)
+                _take_fetched(future, task, result, done[batch], incomplete)
                 waiting[batch] -= 1
                 if on_fetched is not None:
                     on_fetched(app_id, window, future.exception() is None)
@@ -249,9 +259,13 @@ def run_job(
                             deliverers,
                             courier.deliver,
                             _in_job_order(done[batch], job),
-                            job.for_chat(kind, window),
+                            job.for_chat(kind),
                         )
                     )
+            deliveries += [
+                _submit(deliverers, courier.deliver, _in_job_order(records, job), False)
+                for records in healed.values()
+            ]
         except BaseException:  # Ctrl-C in a backfill: start nothing new, finish what runs
             for pending in futures:
                 pending.cancel()
@@ -261,8 +275,72 @@ def run_job(
     if drain:
         result.deliveries.extend(courier.drain(result.deliveries))
     result.records = [r for batch in done for r in _in_job_order(done[batch], job)]
+    result.records += result.healed
     _report(result, job, sinks)
     return result
+
+
+HEAL_BUNCH = 500  # healed records of one (kind, window) sent together, at most
+
+
+def _take_fetched(
+    future: Future[AnyRecord],
+    task: Task,
+    result: RunResult,
+    done: list[AnyRecord],
+    incomplete: set[Batch],
+) -> None:
+    """One fetch of the job's own into the result: its record, or its failure."""
+    kind, app_id, window = task
+    try:
+        record = future.result()
+    except UpstreamError as exc:
+        result.failures.append(FetchFailure(app_id, str(window), detached(exc), kind))
+        return
+    done.append(record)
+    # A window that had not ended when fetched holds partial counts: answered, never stored or
+    # sent (a balance is a snapshot: always whole).
+    if kind != "packages" and window.end > record.fetched_at:
+        incomplete.add((kind, window))
+        if window not in result.incomplete:
+            result.incomplete.append(window)
+
+
+def _healer(
+    job: Job,
+    settings: Settings,
+    sinks: Sequence[Sink],
+    client: StatsClient,
+    invocation: Invocation,
+    now: Callable[[], datetime],
+) -> Healer | None:
+    """The healer of a job with hours to heal, a store to heal them in, and a windowed kind."""
+    store = find_store(sinks)
+    if job.heal is None or store is None or not any(k in HEAL_KINDS for k in job.kinds):
+        return None
+    return Healer(store, client, job.heal, job.kinds, settings.timezone, invocation.deadline, now)
+
+
+def _take_healed(
+    healed: Healed, result: RunResult, waiting: dict[Batch, list[AnyRecord]]
+) -> list[list[AnyRecord]]:
+    """One app's healing into the result; the bunches of records that are now full."""
+    result.healed.extend(healed.records)
+    for kind, window, error in healed.failures:
+        result.failures.append(FetchFailure(healed.app_id, str(window), error, kind))
+    report = result.heal
+    report["apps"] = report.get("apps", 0) + 1
+    for kind, calls in healed.calls.items():
+        report[f"{kind}_calls"] = report.get(f"{kind}_calls", 0) + calls
+    report["hours_left"] = report.get("hours_left", 0) + healed.left
+    report["records"] = report.get("records", 0) + len(healed.records)
+    full: list[list[AnyRecord]] = []
+    for record in healed.records:
+        bunch = waiting.setdefault((record.kind, record.window), [])
+        bunch.append(record)
+        if len(bunch) >= HEAL_BUNCH:
+            full.append(waiting.pop((record.kind, record.window)))
+    return full
 
 
 class Courier:
@@ -298,13 +376,32 @@ class Courier:
         return outcomes
 
     def _changed(self, records: list[AnyRecord]) -> list[AnyRecord]:
-        """Receipts fetched again while they settle are told again only when they changed:
-        a receipt record whose content the store already holds goes nowhere (what an earlier
-        run failed to deliver of it, the outbox still owes)."""
+        """What the store does not hold already, and never older than what it holds.
+
+        A record whose key holds a later fetch goes nowhere: an older run finishing after a
+        newer one (SCF's retry of an earlier hour, a slow invocation) must not put its older
+        counts over the newer ones, in the store or at a receiver. Receipts fetched again are
+        told again only when they changed: a receipt record whose content the store already
+        holds goes nowhere (what an earlier run failed to deliver of it, the outbox still
+        owes)."""
         assert self.outbox is not None
         kept: list[AnyRecord] = []
         for record in records:
-            if record.kind == "callback" and self._stored(record) == record.content():
+            stored = self._stored(record)
+            if stored is not None and stored.fetched_at > record.fetched_at:
+                logger.info(
+                    "delivery.superseded",
+                    kind=record.kind,
+                    sms_sdk_app_id=record.sms_sdk_app_id,
+                    window=str(record.window),
+                    stored_fetched_at=isoformat_utc(stored.fetched_at),
+                )
+                continue
+            if (
+                record.kind == "callback"
+                and stored is not None
+                and stored.content() == record.content()
+            ):
                 logger.info(
                     "delivery.unchanged",
                     kind=record.kind,
@@ -315,12 +412,12 @@ class Courier:
             kept.append(record)
         return kept
 
-    def _stored(self, record: AnyRecord) -> str | None:
+    def _stored(self, record: AnyRecord) -> AnyRecord | None:
         assert self.outbox is not None
         try:
             data = self.outbox.store.get(record.key, self.deadline)
-            return None if data is None else from_dict(json.loads(data)).content()
-        except (SinkError, ValueError):  # unreadable or not ours: deliver, and overwrite it
+            return None if data is None else from_dict(json.loads(data))
+        except (SinkError, ValueError, RecursionError):  # unreadable, not ours: overwrite it
             return None
 
     def drain(self, this_run: Sequence[Delivery]) -> list[Delivery]:
@@ -336,7 +433,7 @@ class Courier:
 def _report(result: RunResult, job: Job, sinks: Sequence[Sink]) -> None:
     """Outcomes in job order (earlier runs' debts after this run's windows), then logged."""
     order = {(app, str(window)): i for i, (_, app, window) in enumerate(job.tasks())}
-    result.failures.sort(key=lambda f: order[(f.app_id, f.window)])
+    result.failures.sort(key=lambda f: order.get((f.app_id, f.window), len(order)))
     sink_rank = {sink.name: i for i, sink in enumerate(sinks)}
     result.deliveries.sort(
         key=lambda d: (sink_rank[d.sink], order.get((d.app_id, d.window), len(order)))

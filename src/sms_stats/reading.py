@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import json
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TypeVar
@@ -25,13 +23,13 @@ from typing import TypeVar
 from .errors import SmsStatsError
 from .log import logger
 from .records import (
-    KIND_FOLDERS,
     AnyRecord,
     BalanceRecord,
     CallbackRecord,
     Kind,
     Record,
-    from_dict,
+    day_folder,
+    read_back,
     store_key,
 )
 from .sinks.base import Sink, SinkError, Store, find_store
@@ -84,12 +82,6 @@ class Reading:
     unreadable: list[str] = field(default_factory=list)
 
 
-def day_folder(kind: Kind, app_id: str, day: date) -> str:
-    """The folder of one app's hours (or balances) of one local day: `[callback/|packages/]
-    app=<id>/dt=<date>/`, as `records.store_key` and `BalanceRecord.key` name them."""
-    return f"{KIND_FOLDERS[kind]}app={app_id}/dt={day.isoformat()}/"
-
-
 def newest(
     store: Store,
     app_ids: Sequence[str],
@@ -140,7 +132,7 @@ def _newest_kind(
         folder = day_folder(kind, app_id, today - timedelta(days=back))
         listed = _call(store, functools.partial(store.keys, folder, deadline))
         for key in reversed([k for k in listed if k.endswith(".json")]):
-            record = _record_at(store, key, deadline)
+            record = record_at(store, key, deadline)
             if isinstance(record, cls) and _belongs(record, app_id, key):
                 return record
             skipped.append(key)
@@ -155,15 +147,9 @@ def _belongs(record: AnyRecord, app_id: str, key: str) -> bool:
     return isinstance(record, BalanceRecord) or record.window.grain == "hour"
 
 
-def _record_at(store: Store, key: str, deadline: float | None) -> AnyRecord | None:
+def record_at(store: Store, key: str, deadline: float | None) -> AnyRecord | None:
     """The record under `key`; None when the object is absent or not a record of ours."""
-    data = _call(store, lambda: store.get(key, deadline))
-    if data is None:
-        return None
-    try:
-        return from_dict(json.loads(data))
-    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError included
-        return None
+    return read_back(_call(store, lambda: store.get(key, deadline)))
 
 
 @dataclass
@@ -187,7 +173,7 @@ def stored_hours(
     if kind == "packages":
         raise ValueError("balances are snapshots, not hours")
     hours = list(window.iter_hours())
-    read = _parallel(lambda hour: _record_at(store, store_key(app_id, hour, kind), deadline), hours)
+    read = _parallel(lambda hour: record_at(store, store_key(app_id, hour, kind), deadline), hours)
     result = StoredHours([], [])
     for hour, record in zip(hours, read, strict=True):
         wanted = Record if kind == "send" else CallbackRecord
@@ -214,6 +200,9 @@ def _parallel(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     for. The first StoreUnavailable is raised."""
     if len(items) <= 1:
         return [fn(item) for item in items]
+    # Imported here: the timer's healing reads through this module without a pool.
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
     with ThreadPoolExecutor(min(READERS, len(items)), thread_name_prefix="sms-stats-read") as pool:
         # Each read in a copy of this context, so its log lines keep the request's ids.
         futures = [pool.submit(contextvars.copy_context().run, fn, item) for item in items]

@@ -75,7 +75,7 @@ def from_store(
     """The job's records from the store, in the API path's order (app by app), or None when
     the store cannot give all of them settled."""
     store = find_store(sinks)
-    if store is None or len(job.kinds) != 1 or job.kinds[0] == "packages" or job.settle:
+    if store is None or len(job.kinds) != 1 or job.kinds[0] == "packages" or job.heal:
         return None
     kind = job.kinds[0]
     records: list[Record | CallbackRecord] = []

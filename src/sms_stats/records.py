@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Literal, NamedTuple
 
 from .windows import Window, format_hour, isoformat, zone
@@ -115,6 +115,12 @@ def store_key(app_id: str, window: Window, kind: Kind = "send") -> str:
     )
 
 
+def day_folder(kind: Kind, app_id: str, day: date) -> str:
+    """The folder of one app's hours (or balances) of one local day: `[callback/|packages/]
+    app=<id>/dt=<date>/`, as `store_key` and `BalanceRecord.key` name them."""
+    return f"{KIND_FOLDERS[kind]}app={app_id}/dt={day.isoformat()}/"
+
+
 class Receipts(NamedTuple):
     """What CallbackStatusStatistics answered for one app and window."""
 
@@ -135,7 +141,8 @@ class Receipts(NamedTuple):
         return max(0, self.request_success_count - self.callback_count)
 
 
-_RECEIPT_FIELDS = (
+SEND_FIELDS = ("request_count", "request_success_count", "fee_count")
+RECEIPT_FIELDS = (
     "request_success_count",
     "callback_count",
     "callback_success_count",
@@ -174,12 +181,24 @@ class CallbackRecord(NamedTuple):
         r = self.receipts
         return {
             **_head(CALLBACK_SCHEMA, self.sms_sdk_app_id, self.window, self.timezone),
-            **{name: getattr(r, name) for name in _RECEIPT_FIELDS},
+            **{name: getattr(r, name) for name in RECEIPT_FIELDS},
             "pending_count": r.pending_count,
             "delivery_rate": self.delivery_rate,
             "request_id": r.request_id,
             "fetched_at": isoformat_utc(self.fetched_at),
         }
+
+
+def figures(record: Record | CallbackRecord) -> tuple[int, ...]:
+    """The counts of a windowed record, in `SEND_FIELDS` or `RECEIPT_FIELDS` order: what
+    stored hours are summed by and compared with an API answer over the same range."""
+    if isinstance(record, Record):
+        return (
+            record.counts.request_count,
+            record.counts.request_success_count,
+            record.counts.fee_count,
+        )
+    return tuple(getattr(record.receipts, name) for name in RECEIPT_FIELDS)
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -343,7 +362,7 @@ def _send(data: dict[str, Any]) -> Record:
 
 def _callback(data: dict[str, Any]) -> CallbackRecord:
     window, tz, fetched = _window_of(data)
-    counts = {name: _count(data, name) for name in _RECEIPT_FIELDS}
+    counts = {name: _count(data, name) for name in RECEIPT_FIELDS}
     receipts = Receipts(**counts, request_id=str(data["request_id"]))
     return CallbackRecord(_app_id(data), window, tz, receipts, fetched)
 
@@ -387,6 +406,17 @@ def _count(data: dict[str, Any], name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError(f"{name} is not a count: {value!r:.40}")
     return value
+
+
+def read_back(data: bytes | None) -> AnyRecord | None:
+    """A stored object's bytes as a record; None when absent or not a record of ours (not
+    JSON, truncated, another schema, a bad field)."""
+    if data is None:
+        return None
+    try:
+        return from_dict(json.loads(data))
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError included
+        return None
 
 
 def isoformat_utc(moment: datetime) -> str:

@@ -104,10 +104,10 @@ class Settings(BaseModel):
     max_app_ids: int = Field(default=20, ge=1, le=1000)
     max_body_bytes: int = Field(default=65536, ge=256, le=6 * 1024 * 1024)
     log_level: str = "INFO"
-    # Which statistics APIs a run collects; receipts of the previous hours are fetched again
-    # while they settle (0: only the last hour).
+    # Which statistics APIs a run collects; the hours before the timer's are healed: missing
+    # ones fetched, changed receipts rewritten (0: only the last hour; at most 31 days).
     collect: tuple[str, ...] = KINDS
-    settle_hours: int = Field(default=6, ge=0, le=72)
+    settle_hours: int = Field(default=72, ge=0, le=744)
     # Alert rules (alerts.rules.Rule); None: the defaults, (): alerts off. Validated by the
     # alerts package, imported only when rules are given, so an HTTP query never loads it.
     alerts: tuple[Any, ...] | None = None

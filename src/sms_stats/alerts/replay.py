@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
 from ..notices import Notice
-from ..reading import day_folder
-from ..records import KINDS, AnyRecord, from_dict
+from ..records import KINDS, AnyRecord, day_folder, from_dict
 from ..sinks.base import SinkError, Store
 from .engine import judge, note_usage
 from .metrics import HOURS_OF_USAGE

@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from types import FrameType
 
 from .server import ACTIONS, DEFAULT_CREDENTIALS, KINDS, Emulator, Fault
@@ -190,6 +190,14 @@ def _build_parser() -> argparse.ArgumentParser:
         help="pin the clock that receipts' settling, the packages and 'EndTime in the future' "
         "are judged by (e.g. 2024-06-01T12:30:00Z); default: the real time",
     )
+    parser.add_argument(
+        "--settle-hours",
+        type=float,
+        default=6.0,
+        metavar="HOURS",
+        help="hours over which an hour's receipts arrive, from 80%% at its end to all of them "
+        "(default 6; 0: all at once, a steady account whose stored hours never change)",
+    )
     parser.add_argument("--port-file", help="write the bound port here once listening")
     parser.add_argument("--quiet", action="store_true", help="no JSON request log on stderr")
     return parser
@@ -220,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     credentials = _credentials(parser, args.secret_id, args.secret_key)
+    if not 0 <= args.settle_hours <= 24 * 366:
+        parser.error(f"--settle-hours must be 0 to 8784; got {args.settle_hours:g}")
     emulator = Emulator(
         credentials=credentials,
         host=args.host,
@@ -228,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         latency_s=args.latency,
         max_skew_s=args.max_skew,
         log_stream=None if args.quiet else sys.stderr,
+        settle_after=timedelta(hours=args.settle_hours),
         packages=dict(args.packages),
         **({} if args.now is None else {"clock": lambda: args.now}),
     )

@@ -8,6 +8,7 @@ emulator yields byte-identical records (the idempotency the real pipeline must p
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 
 HOUR_DIGITS = 10
@@ -121,15 +122,20 @@ def hour_start(hour: str) -> datetime:
     return parse_hour(hour).replace(tzinfo=API_ZONE)
 
 
-def settled_share(hour: str, now: datetime) -> tuple[int, int]:
+def settled_share(
+    hour: str, now: datetime, settle_after: timedelta = SETTLE_AFTER
+) -> tuple[int, int]:
     """The share (numerator, denominator) of an hour's receipts that have arrived by ``now``.
 
     80 % the moment the hour ends (and for an hour not yet over), growing linearly to 100 %
-    at `SETTLE_AFTER`. Integer arithmetic, so each count only ever grows with ``now``.
+    at ``settle_after``; all of them at once when ``settle_after`` is zero (a steady account,
+    whose stored hours never change). Integer arithmetic, so each count only grows with ``now``.
     """
     ended = hour_start(hour) + _ONE_HOUR
     age = int((aware(now) - ended).total_seconds())
-    span = int(SETTLE_AFTER.total_seconds())
+    span = int(settle_after.total_seconds())
+    if span <= 0:
+        return (1, 1) if age >= 0 else SETTLED_AT_ONCE
     at_once, whole = SETTLED_AT_ONCE
     elapsed = min(max(age, 0), span)
     # at_once/whole + (1 - at_once/whole) * elapsed/span, over one denominator
@@ -157,16 +163,24 @@ def final_callback_counts(app_id: str, hour: str) -> dict[str, int]:
     return {"CallbackSuccessCount": callbacks - failed, **reasons}
 
 
-def hour_callback_counts(app_id: str, hour: str, now: datetime) -> dict[str, int]:
+def hour_callback_counts(
+    app_id: str,
+    hour: str,
+    now: datetime,
+    settle_after: timedelta = SETTLE_AFTER,
+    late: int = 0,
+) -> dict[str, int]:
     """One hour's receipts as the API answers them at ``now``, in the SDK model's field order.
 
     Every part (successes and each reason) settles by the same share, rounded down; the
     totals are their sums, so CallbackSuccessCount + CallbackFailCount == CallbackCount and
-    the reasons add up to CallbackFailCount at every moment.
+    the reasons add up to CallbackFailCount at every moment. ``late`` receipts (successes)
+    arrived after the hour had settled: what a test sets to change one stored hour.
     """
-    numerator, denominator = settled_share(hour, now)
+    numerator, denominator = settled_share(hour, now, settle_after)
     final = final_callback_counts(app_id, hour)
     settled = {name: value * numerator // denominator for name, value in final.items()}
+    settled["CallbackSuccessCount"] += late
     fail = sum(settled[name] for name in CALLBACK_REASONS)
     success = settled["CallbackSuccessCount"]
     return {
@@ -178,11 +192,20 @@ def hour_callback_counts(app_id: str, hour: str, now: datetime) -> dict[str, int
     }
 
 
-def range_callback_counts(app_id: str, begin: str, end: str, now: datetime) -> dict[str, int]:
+def range_callback_counts(
+    app_id: str,
+    begin: str,
+    end: str,
+    now: datetime,
+    settle_after: timedelta = SETTLE_AFTER,
+    late: Mapping[tuple[str, str], int] | None = None,
+) -> dict[str, int]:
     """A range is the plain sum of its hours, each settled as far as ``now`` allows."""
     total: dict[str, int] = {}
+    extra = late or {}
     for hour in hours_between(begin, end):
-        for key, value in hour_callback_counts(app_id, hour, now).items():
+        counts = hour_callback_counts(app_id, hour, now, settle_after, extra.get((app_id, hour), 0))
+        for key, value in counts.items():
             total[key] = total.get(key, 0) + value
     return total
 

@@ -20,7 +20,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, TextIO
@@ -232,6 +232,7 @@ class Emulator(LoopbackService):
         log_stream: TextIO | None = None,
         clock: Callable[[], datetime] = _utc_now,
         packages: Mapping[str, PackageSpec] | None = None,
+        settle_after: timedelta = _counts.SETTLE_AFTER,
     ) -> None:
         super().__init__(_Handler, host=host, port=port, label="emulator")
         self._credentials = dict(DEFAULT_CREDENTIALS if credentials is None else credentials)
@@ -246,6 +247,10 @@ class Emulator(LoopbackService):
         self._rejected = 0
         self._clock = clock
         self._packages: dict[str, PackageSpec] = {}
+        if settle_after < timedelta(0):
+            raise ValueError("settle_after must be >= 0")
+        self.settle_after = settle_after
+        self._late: dict[tuple[str, str], int] = {}
         for app_id, spec in (packages or {}).items():
             self.set_packages(app_id, spec)
 
@@ -287,6 +292,30 @@ class Emulator(LoopbackService):
         with self._lock:
             self._faults.clear()
 
+    def add_receipts(self, app_id: str, hour: str, count: int) -> None:
+        """``count`` more delivered receipts for ``app_id``'s ``hour``, arriving now: what
+        changes a stored hour long after it settled (receipts keep coming for days). At most
+        as many as the hour still lacks (receipts never exceed accepted submissions)."""
+        if count < 1:
+            raise ValueError("count must be >= 1")
+        with self._lock:
+            late = self._late.get((app_id, hour), 0) + count
+        final = _counts.hour_callback_counts(
+            app_id, hour, _counts.hour_start(hour) + timedelta(days=365), self.settle_after, late
+        )
+        if final["CallbackCount"] > final["RequestSuccessCount"]:
+            room = final["RequestSuccessCount"] - final["CallbackCount"] + late
+            raise ValueError(
+                f"hour {hour} of {app_id} lacks only {room - (late - count)} receipts; "
+                f"cannot add {count}"
+            )
+        with self._lock:
+            self._late[(app_id, hour)] = late
+
+    def late_receipts(self) -> dict[tuple[str, str], int]:
+        with self._lock:
+            return dict(self._late)
+
     @property
     def requests(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -316,6 +345,15 @@ class Emulator(LoopbackService):
     ) -> dict[str, int]:
         """A range's CallbackStatusStatistics as answered at ``now`` (default: now, UTC)."""
         return _counts.range_callback_counts(app_id, begin, end, now or _utc_now())
+
+    def receipts_of(
+        self, app_id: str, begin: str, end: str, now: datetime | None = None
+    ) -> dict[str, int]:
+        """What this stand-in answers CallbackStatusStatistics for the range at ``now``
+        (default: its clock): its own `settle_after` and the receipts added since."""
+        return _counts.range_callback_counts(
+            app_id, begin, end, now or self._clock(), self.settle_after, self.late_receipts()
+        )
 
     @staticmethod
     def expected_packages(
@@ -462,7 +500,9 @@ class Emulator(LoopbackService):
         if action == CALLBACK_ACTION:
             app_id, begin, end = _validate(params, callback=True)
             now = self._clock()
-            figures = _counts.range_callback_counts(app_id, begin, end, now)
+            figures = _counts.range_callback_counts(
+                app_id, begin, end, now, self.settle_after, self.late_receipts()
+            )
             if fault is not None and fault.overcount:
                 extra = figures["RequestSuccessCount"] - figures["CallbackCount"] + 1
                 figures["CallbackCount"] += extra
