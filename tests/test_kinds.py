@@ -498,6 +498,30 @@ class TestOutbox:
         assert "receipts 60" in text
 
 
+    def test_given_a_chat_owed_receipts_when_only_some_apps_changed_then_one_message_with_all(
+        self, scf_env: dict[str, str], store: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Issue 23, item 7: the re-fetch told only A (B had not changed), and the chat that
+        was down then got a message with B alone; A was lost from that hour's message."""
+        with BotReceiver() as bots:
+            bot = bots.url("wecom", notify="records")
+            monkeypatch.setenv("SMS_STATS_SINKS", f"file://{store},{bot}")
+            sinks = build_sinks(load_settings())
+            bots.set_fault("wecom", BotFault(http_status=503))
+            Courier(sinks, None).deliver([receipts(APP_A, 50, 3), receipts(APP_B, 50, 3)])
+            bots.clear_faults()
+            courier = Courier(sinks, None)
+            courier.deliver([receipts(APP_A, 80, 4), receipts(APP_B, 50, 4)], chat=False)
+            courier.drain([])
+            (message,) = bots.messages("wecom")
+        text = message.payload["markdown"]["content"]
+        assert APP_A in text
+        assert APP_B in text
+        assert "receipts 80" in text  # A's newest counts, never the stale 50
+        assert "receipts 50" in text  # B's, unchanged
+        assert not list(store.glob("_outbox/*.json"))
+
+
 class TestBalance:
     def test_given_a_package_expiring_at_the_end_of_time_when_balanced_then_refused_alone(
         self, env: dict[str, str], store: Path, context: dict[str, Any], stand_in: Emulator

@@ -204,15 +204,23 @@ class Outbox:
         kept = set(keep)
         down = set(skip_sinks) | kept
         outcomes: list[Delivery] = []
-        newest: dict[str, datetime] = {}  # record key -> the latest fetch any entry holds
+        newest: dict[str, AnyRecord] = {}  # record key -> the latest fetch any entry holds
         for entry in entries:
             for record in entry.records:
-                if record.key not in newest or record.fetched_at > newest[record.key]:
-                    newest[record.key] = record.fetched_at
+                held = newest.get(record.key)
+                if held is None or record.fetched_at > held.fetched_at:
+                    newest[record.key] = record
         for entry in entries:
             stale = self._superseded(entry, newest, deadline)
             if stale:
+                # A sink that takes each record alone was given the newer one by the run that
+                # fetched it (or is owed it there): its older debt is struck. A chat, which
+                # reads a window's apps in one message and is left out of re-fetched windows,
+                # keeps its debt and gets the newest content: every app, today's counts.
+                entry.records = [stale.get(r.key, r) for r in entry.records]
                 for name in list(entry.owed):
+                    if name in kept or getattr(by_name.get(name), "chat", False):
+                        continue
                     left = [k for k in entry.owed[name] if k not in stale]
                     if left:
                         entry.owed[name] = left
@@ -251,26 +259,26 @@ class Outbox:
         return outcomes
 
     def _superseded(
-        self, entry: Entry, newest: dict[str, datetime], deadline: float | None
-    ) -> set[str]:
-        """Keys of this entry's records that a later fetch replaced (another entry holds a
-        newer one, or the store does): sending the older one after it would leave a receiver
-        with the stale counts, under an id it has not seen. Its debts are struck instead."""
+        self, entry: Entry, newest: dict[str, AnyRecord], deadline: float | None
+    ) -> dict[str, AnyRecord]:
+        """This entry's owed records that a later fetch replaced (another entry holds a newer
+        one, or the store does), each with its newest version: sending the older one after it
+        would leave a receiver with stale counts, under an id it has not seen."""
         owed = {key for keys in entry.owed.values() for key in keys}
-        stale: set[str] = set()
+        stale: dict[str, AnyRecord] = {}
         for record in entry.records:
             if record.key not in owed:
                 continue
-            if newest.get(record.key, record.fetched_at) > record.fetched_at:
-                stale.add(record.key)
-                continue
+            newer = newest.get(record.key, record)
             try:
                 data = self.store.get(record.key, deadline)
                 stored = None if data is None else from_dict(json.loads(data))
-            except (SinkError, ValueError):
-                continue  # unreadable: deliver what we hold, the safe side
-            if stored is not None and stored.fetched_at > record.fetched_at:
-                stale.add(record.key)
+            except (SinkError, ValueError, RecursionError):
+                stored = None  # unreadable: what the entries hold is the best known
+            if stored is not None and stored.fetched_at > newer.fetched_at:
+                newer = stored
+            if newer.fetched_at > record.fetched_at:
+                stale[record.key] = newer
         return stale
 
 
