@@ -25,6 +25,7 @@ from .jobs import BEGIN_CODE, END_CODE, Job, Task, check_app_ids
 from .layout import ensure_zone
 from .outbox import Outbox, describe
 from .pipeline import RunResult, run_job
+from .reading import held_keys
 from .records import Kind, store_key
 from .settings import Settings
 from .sinks import Sink
@@ -132,13 +133,9 @@ def plan(
     if store is not None:
         ensure_zone(store, settings.timezone)  # another zone's store: refused before any call
         if not force:
-            skip = frozenset(
-                (k, a, w)
-                for w in windows
-                for k in kinds
-                for a in apps
-                if store.exists(store_key(a, w, k))
-            )
+            tasks = [(k, a, w) for w in windows for k in kinds for a in apps]
+            held = held_keys(store, [(store_key(a, w, k), k, a) for k, a, w in tasks])
+            skip = frozenset(task for task in tasks if store_key(task[1], task[2], task[0]) in held)
         owed = describe(Outbox(store).owed(None))
     return Plan(Job(apps, windows, skip, kinds=tuple(kinds)), store, len(skip), owed)
 
@@ -260,11 +257,13 @@ def gaps(
     ensure_zone(store, settings.timezone, write=False)
     others = [sink for sink in record_sinks(sinks) if sink.name != store.name]
     owed = Outbox(store).owed(None) if others else {}
+    parts = window.split(by)
+    held = held_keys(store, [(store_key(a, p, kind), kind, a) for a in apps for p in parts])
     missing: list[tuple[str, str, str]] = []
     for app_id in apps:
-        for part in window.split(by):
+        for part in parts:
             key = store_key(app_id, part, kind)
-            stored = store.exists(key)
+            stored = key in held
             label = hour_label(part.start) if by == "hour" else part.local_date.isoformat()
             if not stored:
                 missing.append((app_id, label, store.name))

@@ -184,6 +184,27 @@ def stored_hours(
     return result
 
 
+def holds(store: Store, key: str, kind: Kind, app_id: str, deadline: float | None = None) -> bool:
+    """Whether `key` holds a record of that kind and app that reads back whole: a truncated
+    or foreign object is a gap to fill, not a record (gaps and backfill count by this, not by
+    the object's existence). The store's errors are raised (SinkError) to the caller."""
+    record = read_back(store.get(key, deadline))
+    return (
+        record is not None
+        and record.kind == kind
+        and record.sms_sdk_app_id == app_id
+        and record.key == key
+    )
+
+
+def held_keys(
+    store: Store, wanted: Sequence[tuple[str, Kind, str]], deadline: float | None = None
+) -> set[str]:
+    """Which of `wanted` ((key, kind, app)) hold their record (see `holds`), read in parallel."""
+    found = _parallel(lambda item: holds(store, item[0], item[1], item[2], deadline), wanted)
+    return {item[0] for item, ok in zip(wanted, found, strict=True) if ok}
+
+
 def _call(store: Store, read: Callable[[], T]) -> T:
     try:
         return read()
