@@ -236,6 +236,30 @@ def test_given_a_late_timer_when_the_next_call_reuses_the_connection_then_it_is_
     assert answers == {"a": 200, "b": 200}
 
 
+@pytest.mark.parametrize("path", ["/fast", "/fast-close"])
+def test_given_a_whole_answer_when_the_timer_fires_before_the_call_is_done_then_it_stands(
+    plain_server: str, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """The answer was read whole, then the call was descheduled past its limit before saying it
+    was done. Kept alive, the reaper shuts the pooled socket (the pool then opens a new one);
+    with `Connection: close`, the answer had already closed it. Neither cut anything: the
+    answer is the call's, not a timeout."""
+    session = net.session(net.API_MAX_BODY)
+    done = net._reaper.done
+
+    def late_done(watch: Any) -> None:
+        time.sleep(0.6)
+        done(watch)
+
+    monkeypatch.setattr(net._reaper, "done", late_done)
+    answer = session.get(plain_server + path, timeout=0.3)
+    monkeypatch.setattr(net._reaper, "done", done)
+    again = session.get(plain_server + path, timeout=5)
+
+    assert (answer.status_code, answer.content) == (200, b"ok")
+    assert (again.status_code, again.content) == (200, b"ok")
+
+
 def test_given_an_address_that_never_answers_when_connecting_then_the_call_still_ends(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

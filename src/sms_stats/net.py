@@ -48,8 +48,9 @@ class CallTimeout(requests.exceptions.ReadTimeout):
 
 class _Watch:
     """One call in flight: the connection it uses, the socket its answer is read from once the
-    connection has let go of it, whether its time ran out, and whether the reaper then cut its
-    socket (so what was read may be short, though it ended like a whole answer)."""
+    connection has let go of it, whether its time ran out, and whether the reaper then cut an
+    answer that ends at the close (so what was read may be short, though it ended like a whole
+    answer)."""
 
     __slots__ = ("conn", "cut", "done", "fired", "sock")
 
@@ -121,12 +122,16 @@ def _shut(watch: _Watch) -> bool:
 
     The socket is the connection's, or, once http.client has handed it to a response that ends
     at the close (`Connection: close`, HTTP/1.0), the one `_handed` kept: the connection's
-    `sock` is None then, though the body is still being read from it."""
+    `sock` is None then, though the body is still being read from it. Cutting that one is
+    remembered: a body without a length ends at the shutdown as if whole. Any other cut shows
+    as an error (a short Content-Length body, a broken chunk), or came after the whole answer
+    was read (a kept-alive socket back in the pool), which then stands."""
     conn = watch.conn
     if conn is None or getattr(conn, "_sms_watch", None) is not watch:
         return watch.conn is not None  # not ours any more: nothing of this call is left to end
     sock = getattr(conn, "sock", None)
-    if sock is None:
+    handed = sock is None
+    if handed:
         sock = watch.sock
     if sock is None:
         return False
@@ -134,7 +139,7 @@ def _shut(watch: _Watch) -> bool:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:  # already closed: by the other side, or the answer was read to its end
         return True
-    watch.cut = True
+    watch.cut = handed
     return True
 
 
