@@ -41,7 +41,7 @@ from sms_stats.windows import Window, zone
 from .conftest import APP_A, APP_B, SECRET_ID, SECRET_KEY, SESSION_TOKEN, load_event, seed_record
 from .probe import run_fresh
 from .standins.cos import CosFault, CosStandIn, closed_port
-from .standins.slow import SlowServer
+from .standins.slow import FRAMINGS, SlowServer
 
 BUCKET = "stats-1250000000"
 HOST = f"{BUCKET}.cos.ap-guangzhou.myqcloud.com"
@@ -377,12 +377,14 @@ class TestDelivery:
         assert time.monotonic() - started < 3.0
         assert len(cos.requests) == 2
 
+    @pytest.mark.parametrize("framing", FRAMINGS)
     @pytest.mark.parametrize("mode", ["drip_body", "drip_headers"])
     def test_given_cos_dripping_when_delivered_then_each_attempt_ends_at_the_timeout(
-        self, make_sink: Callable[..., CosSink], mode: str
+        self, make_sink: Callable[..., CosSink], mode: str, framing: str
     ) -> None:
-        """Per-read timeouts never trip on a byte every 0.1 s; the whole-call one does."""
-        with SlowServer(mode=mode, drip_s=0.1) as slow:
+        """Per-read timeouts never trip on a byte every 0.1 s; the whole-call one does, however
+        the answer is framed (80 bytes: a broken bound shows in 16 s, not minutes)."""
+        with SlowServer(mode=mode, framing=framing, drip_s=0.1, body=b"x" * 80) as slow:
             sink = make_sink(make_settings(timeout=0.3, max_attempts=2), endpoint=slow.url)
             started = time.monotonic()
             with pytest.raises(SinkError, match=r"no answer within 0\.3 s after 2 attempts$"):

@@ -9,7 +9,10 @@ function from 31 MB to 843 MB.
 So every session the function uses (the SMS SDK's, the HTTP sinks', COS's) gets a
 `BoundedAdapter`. Its timeout is for the whole call, connect to last byte: when it runs out,
 one reaper thread shuts the connection's socket down, which ends whatever read is blocked, and
-the call fails as a timeout. The answer is read inside the call, at most `max_body` bytes
+the call fails as a timeout. That holds however the server answers: kept alive, with
+`Connection: close` or HTTP/1.0 (where http.client hands the socket from the connection to the
+response, so the reaper follows it there), chunked, dripping its status line, or silent. The
+answer is read inside the call, at most `max_body` bytes
 (after decompression, so a gzip bomb is cut too); the rest is never read and the connection is
 dropped rather than returned to the pool. Callers start a call only when its timeout fits
 before the invocation's deadline, so the deadline holds.
@@ -17,19 +20,21 @@ before the invocation's deadline, so the deadline holds.
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import itertools
 import socket
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, ReadTimeoutError
+
+if TYPE_CHECKING:
+    from urllib3.response import HTTPResponse
 
 API_MAX_BODY = 1024 * 1024  # an SMS statistics answer is a few KB; 500 packages ~150 KB
 RECEIVER_MAX_BODY = 64 * 1024  # a webhook's or bot's answer: we read a status and a code
@@ -42,14 +47,19 @@ class CallTimeout(requests.exceptions.ReadTimeout):
 
 
 class _Watch:
-    """One call in flight: the connection it uses, and whether its time ran out."""
+    """One call in flight: the connection it uses, the socket its answer is read from once the
+    connection has let go of it, whether its time ran out, and whether the reaper then cut an
+    answer that ends at the close (so what was read may be short, though it ended like a whole
+    answer)."""
 
-    __slots__ = ("conn", "done", "fired")
+    __slots__ = ("conn", "cut", "done", "fired", "sock")
 
     def __init__(self) -> None:
         self.conn: Any = None
+        self.sock: socket.socket | None = None
         self.done = False
         self.fired = False
+        self.cut = False
 
 
 class _Reaper:
@@ -108,15 +118,28 @@ _RECHECK_S = 0.05
 def _shut(watch: _Watch) -> bool:
     """Shut the socket of the call `watch` stands for (called under the reaper's lock). Only a
     connection that call still owns: urllib3 returns a connection to the pool when its body has
-    been read, and the next call may hold it before this one says it is done."""
+    been read, and the next call may hold it before this one says it is done.
+
+    The socket is the connection's, or, once http.client has handed it to a response that ends
+    at the close (`Connection: close`, HTTP/1.0), the one `_handed` kept: the connection's
+    `sock` is None then, though the body is still being read from it. Cutting that one is
+    remembered: a body without a length ends at the shutdown as if whole. Any other cut shows
+    as an error (a short Content-Length body, a broken chunk), or came after the whole answer
+    was read (a kept-alive socket back in the pool), which then stands."""
     conn = watch.conn
     if conn is None or getattr(conn, "_sms_watch", None) is not watch:
         return watch.conn is not None  # not ours any more: nothing of this call is left to end
     sock = getattr(conn, "sock", None)
+    handed = sock is None
+    if handed:
+        sock = watch.sock
     if sock is None:
         return False
-    with contextlib.suppress(OSError):  # already closed by the other side
+    try:
         sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed: by the other side, or the answer was read to its end
+        return True
+    watch.cut = handed
     return True
 
 
@@ -131,6 +154,16 @@ def _note(conn: Any) -> None:
         with _reaper.lock:
             watch.conn = conn
             conn._sms_watch = watch
+
+
+def _handed(sock: socket.socket | None) -> None:
+    """http.client gave the connection's socket to the response (the answer ends when the
+    server closes) and cleared the connection's `sock`: the reaper must still reach it. Nothing
+    else can own that socket: the connection opens a new one for its next request."""
+    watch = getattr(_current, "watch", None)
+    if watch is not None and sock is not None:
+        with _reaper.lock:
+            watch.sock = sock
 
 
 def _connected(conn: Any) -> None:
@@ -151,6 +184,13 @@ class _WatchedHTTPConnection(HTTPConnection):
         _note(self)  # a kept-alive connection is reused without connect()
         super().request(*args, **kwargs)
 
+    def getresponse(self) -> HTTPResponse:  # type: ignore[override]  # as urllib3's
+        sock = self.sock
+        response = super().getresponse()
+        if self.sock is None:  # `will_close`: the answer now owns the socket
+            _handed(sock)
+        return response
+
 
 class _WatchedHTTPSConnection(HTTPSConnection):
     def connect(self) -> None:
@@ -161,6 +201,13 @@ class _WatchedHTTPSConnection(HTTPSConnection):
     def request(self, *args: Any, **kwargs: Any) -> None:
         _note(self)
         super().request(*args, **kwargs)
+
+    def getresponse(self) -> HTTPResponse:  # type: ignore[override]  # as urllib3's
+        sock = self.sock
+        response = super().getresponse()
+        if self.sock is None:
+            _handed(sock)
+        return response
 
 
 class _HTTPPool(HTTPConnectionPool):
@@ -219,19 +266,25 @@ class BoundedAdapter(HTTPAdapter):
         watch = _reaper.watch(limit)
         _current.watch = watch
         try:
-            response = super().send(
-                request, stream=True, timeout=limit, verify=verify, cert=cert, proxies=proxies
-            )
-            _read_bounded(response, self.max_body)
+            try:
+                response = super().send(
+                    request, stream=True, timeout=limit, verify=verify, cert=cert, proxies=proxies
+                )
+                _read_bounded(response, self.max_body)
+            finally:
+                _current.watch = None
+                _reaper.done(watch)  # from here on, `fired` and `cut` stay as they are
         except requests.RequestException:
             if watch.fired:
                 raise CallTimeout(
                     f"the call took longer than {limit:g} s in all", request=request
                 ) from None
             raise
-        finally:
-            _current.watch = None
-            _reaper.done(watch)
+        if watch.cut:
+            # An answer that ends at the close (HTTP/1.0, no length) reads as whole when the
+            # reaper's shutdown ends it: whatever was read, the call ran out of time.
+            response.close()
+            raise CallTimeout(f"the call took longer than {limit:g} s in all", request=request)
         return response
 
 
