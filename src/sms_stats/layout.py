@@ -25,7 +25,7 @@ from .outbox import PREFIX as OUTBOX_PREFIX
 from .outbox import decode
 from .records import from_dict, isoformat_utc
 from .sinks.base import SinkError, Store
-from .windows import keeps_one_offset
+from .windows import changes_offset
 
 META_KEY = "_store.json"
 LAYOUT = 2  # 1: before grains (no _store.json); 2: one grain per layout
@@ -98,7 +98,7 @@ def _refused(name: str) -> bool:
     """A zone that SMS_STATS_TIMEZONE no longer accepts (its UTC offset changes): a store of
     its hours cannot be written to again, whatever the setting."""
     try:
-        return not keeps_one_offset(name)
+        return changes_offset(name)
     except ValueError:  # not a zone here: the store's own business, said as it is
         return False
 
