@@ -497,7 +497,6 @@ class TestOutbox:
         assert "receipts 80" in text
         assert "receipts 60" in text
 
-
     def test_given_a_chat_owed_receipts_when_only_some_apps_changed_then_one_message_with_all(
         self, scf_env: dict[str, str], store: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:

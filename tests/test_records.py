@@ -71,10 +71,11 @@ def test_given_window_when_keyed_then_one_grain_per_layout(
     assert store_key(APP_A, window) == f"{layout}app={APP_A}/dt=2021-05-01/{begin}-{end}.json"
 
 
-@pytest.mark.parametrize(("day", "hours"), [("20210314", 23), ("20211107", 25)])
-def test_given_a_daylight_saving_day_when_keyed_then_still_a_day(day: str, hours: int) -> None:
-    window = Window.from_api(f"{day}00", f"{day}23", zone("America/New_York"))
-    assert (window.hours, window.grain) == (hours, "day")
+@pytest.mark.parametrize("name", ["UTC", "Asia/Kolkata", "Etc/GMT+5"])
+def test_given_a_day_in_another_zone_when_keyed_then_a_day_under_its_own_date(name: str) -> None:
+    window = Window.from_api("2021050100", "2021050123", zone(name))
+    assert (window.hours, window.grain) == (24, "day")
+    assert store_key(APP_A, window) == f"daily/app={APP_A}/dt=2021-05-01/2021050100-2021050123.json"
 
 
 def test_given_no_requests_when_rated_then_none_not_zero() -> None:

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from sms_stats.windows import Window, format_hour, last_full, parse_hour, zone
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-NEW_YORK = ZoneInfo("America/New_York")
 
 
 def utc(*args: int) -> datetime:
@@ -63,34 +62,19 @@ class TestLastFullHour:
             last_full(datetime(2021, 5, 1), SHANGHAI)
 
 
-class TestDaylightSaving:
-    def test_given_spring_forward_day_when_split_then_23_hours(self) -> None:
-        (day,) = last_full(utc(2021, 3, 15, 12), NEW_YORK, "day")
-        assert day.begin_time == "2021031400"
-        assert day.hours == 23
-        assert day.start.utcoffset() == timedelta(hours=-5)
-        assert day.end.utcoffset() == timedelta(hours=-4)
+class TestZonesOfAnotherOffset:
+    def test_given_a_half_hour_zone_when_resolved_then_hours_start_at_its_whole_hours(
+        self,
+    ) -> None:
+        (window,) = last_full(utc(2026, 11, 1, 5, 45), ZoneInfo("Asia/Kolkata"))
+        assert (window.begin_time, window.hours) == ("2026110110", 1)
+        assert window.start.isoformat() == "2026-11-01T10:00:00+05:30"
 
-    def test_given_fall_back_day_when_split_then_25_hours(self) -> None:
-        (day,) = last_full(utc(2021, 11, 8, 12), NEW_YORK, "day")
-        assert day.hours == 25
+    def test_given_a_day_west_of_utc_when_split_then_24_hours_named_00_to_23(self) -> None:
+        (day,) = last_full(utc(2026, 3, 9, 12), ZoneInfo("Etc/GMT+5"), "day")
         hours = day.split("hour")
-        assert len(hours) == 25
-        assert [h.begin_time for h in hours].count("2021110701") == 2
-
-    def test_given_timer_after_second_1am_when_resolved_then_that_hour(self) -> None:
-        (window,) = last_full(utc(2024, 11, 3, 7, 5), NEW_YORK)
-        assert window.begin_time == "2024110301"
-        assert window.start.utcoffset() == timedelta(hours=-5)
-        (first,) = last_full(utc(2024, 11, 3, 6, 5), NEW_YORK)
-        assert first.begin_time == "2024110301"
-        assert first.start.utcoffset() == timedelta(hours=-4)
-        assert first.hours == window.hours == 1
-
-    def test_given_ambiguous_hour_from_api_when_built_then_one_real_hour(self) -> None:
-        window = Window.from_api("2024110301", "2024110301", NEW_YORK)
-        assert window.hours == 1
-        assert window.end_time == "2024110301"
+        assert [h.begin_time for h in hours] == [f"20260308{n:02d}" for n in range(24)]
+        assert day.start.isoformat() == "2026-03-08T00:00:00-05:00"
 
 
 class TestParseHour:

@@ -1,4 +1,4 @@
-"""Windows that must not be stored as they are: unfinished hours, repeated hours, future timers.
+"""Windows that must not be stored as they are: unfinished hours, future timers.
 
 Through the real handler, the SDK and the stand-in, with a real store and webhook receiver.
 """
@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from index import main_handler
 
-from sms_stats.cli import main
 from sms_stats.emulator import Emulator
 from sms_stats.errors import InputError, UpstreamError
 
@@ -70,36 +69,6 @@ class TestUnfinishedWindows:
         assert "2090010107-2090010107 has not ended" in caught.value.message
         assert len(emulator.requests) == calls
         assert files(store) == []
-
-
-class TestRepeatedHour:
-    def test_given_fall_back_day_when_backfilled_by_hour_then_25_records_and_ids_both_01_hours(
-        self,
-        scf_env: dict[str, str],
-        store: Path,
-        receiver: WebhookReceiver,
-        monkeypatch: pytest.MonkeyPatch,
-    ) -> None:
-        monkeypatch.setenv("SMS_STATS_TIMEZONE", "America/New_York")
-        sinks = ["--sink", f"file://{store}", "--sink", receiver.url]
-        args = ["backfill", "--app-id", APP_A, "--from", "2021110700", "--to", "2021110723"]
-        assert main([*args, *sinks]) == 0
-        stored = files(store)
-        assert len(stored) == 25
-        day = f"app={APP_A}/dt=2021-11-07"
-        first, second = (
-            json.loads((store / f"{day}/{name}.json").read_text(encoding="utf-8"))
-            for name in ("2021110701-2021110701", "2021110701~2-2021110701~2")
-        )
-        assert first["window_start"] == "2021-11-07T01:00:00-04:00"
-        assert second["window_start"] == "2021-11-07T01:00:00-05:00"
-        assert first["begin_time"] == second["begin_time"] == "2021110701"  # what the API got
-        ids = [r.headers["webhook-id"] for r in receiver.accepted]
-        assert len(ids) == len(set(ids)) == 25
-        assert f"msg_{APP_A}_2021110701~2_2021110701~2" in {i.rsplit("_", 1)[0] for i in ids}
-        # Resuming skips both (neither overwrote the other), and gaps sees both.
-        assert main([*args, *sinks]) == 0
-        assert main(["gaps", *args[1:], *sinks]) == 0
 
 
 class TestRunErrors:

@@ -31,7 +31,7 @@ from .settings import Settings
 from .sinks import Sink
 from .sinks.base import Store, find_store
 from .sinks.topics import record_sinks, takes_records
-from .windows import Granularity, Window, hour_label, last_full, parse_hour
+from .windows import Granularity, Window, last_full, parse_hour
 
 
 @dataclass(frozen=True)
@@ -264,7 +264,7 @@ def gaps(
         for part in parts:
             key = store_key(app_id, part, kind)
             stored = key in held
-            label = hour_label(part.start) if by == "hour" else part.local_date.isoformat()
+            label = part.begin_time if by == "hour" else part.local_date.isoformat()
             if not stored:
                 missing.append((app_id, label, store.name))
             for sink in others:

@@ -25,6 +25,7 @@ from .outbox import PREFIX as OUTBOX_PREFIX
 from .outbox import decode
 from .records import from_dict, isoformat_utc
 from .sinks.base import SinkError, Store
+from .windows import changes_offset
 
 META_KEY = "_store.json"
 LAYOUT = 2  # 1: before grains (no _store.json); 2: one grain per layout
@@ -81,14 +82,35 @@ def ensure_zone(
         logger.warning("store.zone_unchecked", store=store.name, error=str(exc))
         return
     if found != zone:
+        fix = f"set SMS_STATS_TIMEZONE={found}, or give this zone a store of its own"
+        if _refused(found):
+            fix = f"give {zone} a store of its own"
         raise ConfigError(
-            f"{store.name} holds hours named in {found} (its {META_KEY}); this run's "
-            f"SMS_STATS_TIMEZONE is {zone}. One store holds one zone: set "
-            f"SMS_STATS_TIMEZONE={found}, or give this zone a store of its own (another "
+            f"{store.name} holds hours named in {_named(found)} (its {META_KEY}); this run's "
+            f"SMS_STATS_TIMEZONE is {zone}. One store holds one zone: {fix} (another "
             "directory or COS prefix)"
         )
     with _lock:
         _checked.add((store.name, zone))
+
+
+def _refused(name: str) -> bool:
+    """A zone that SMS_STATS_TIMEZONE no longer accepts (its UTC offset changes): a store of
+    its hours cannot be written to again, whatever the setting."""
+    try:
+        return changes_offset(name)
+    except ValueError:  # not a zone here: the store's own business, said as it is
+        return False
+
+
+def _named(name: str) -> str:
+    if _refused(name):
+        return (
+            f"{name}, a zone whose UTC offset changes, which SMS_STATS_TIMEZONE no longer "
+            "accepts (the API names its hours in a zone without daylight saving, so hours "
+            "around each change were fetched twice or not at all)"
+        )
+    return name
 
 
 def _zone_of_a_record(store: Store, deadline: float | None) -> str | None:
@@ -137,9 +159,11 @@ def migrate(
     result = Migration(zone=zone, applied=apply)
     stored = stored_zone(store, deadline)
     if stored is not None and stored != zone:
+        fix = f"run migrate with SMS_STATS_TIMEZONE={stored}"
+        if _refused(stored):
+            fix = "it cannot be migrated; give this zone a store of its own"
         raise ConfigError(
-            f"{store.name} holds hours named in {stored} (its {META_KEY}); run migrate with "
-            f"SMS_STATS_TIMEZONE={stored}"
+            f"{store.name} holds hours named in {_named(stored)} (its {META_KEY}); {fix}"
         )
     for key in _hour_layout(store, deadline):
         data = store.get(key, deadline)

@@ -126,8 +126,8 @@ def _newest_kind(
     skipped: list[str],
     deadline: float | None,
 ) -> A | None:
-    """Newest first, by key (the keys name the hours, and `~2` sorts after its twin); a key
-    that does not hold a record of this kind and app is skipped for the next older one."""
+    """Newest first, by key (the keys name the hours); a key that does not hold a record of
+    this kind and app is skipped for the next older one."""
     for back in range(days):
         folder = day_folder(kind, app_id, today - timedelta(days=back))
         listed = _call(store, functools.partial(store.keys, folder, deadline))

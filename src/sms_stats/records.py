@@ -319,8 +319,8 @@ AnyRecord = Record | CallbackRecord | BalanceRecord
 def from_dict(data: Any) -> AnyRecord:
     """A stored record of any kind back into its class; ValueError names what is wrong.
 
-    Windows come from `window_start`/`window_end`, which carry their offsets, so the two hours
-    of a fall-back night read back as the hours they were.
+    Windows come from `window_start`/`window_end`, which carry their offsets, so a window reads
+    back as the instants it was, whatever zone the reader is in.
     """
     schema = data.get("schema") if isinstance(data, dict) else None
     reader = _READERS.get(schema) if isinstance(schema, str) else None

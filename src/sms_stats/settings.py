@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from . import redact
 from .errors import ConfigError
 from .records import KINDS
-from .windows import zone
+from .windows import api_zone, zone
 
 APP_ID_RE = re.compile(r"1400[0-9]{6}")
 REGION_RE = re.compile(r"[a-z]+(-[a-z]+)+(-[0-9]+)?")
@@ -182,7 +182,9 @@ class Settings(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
-        zone(value)
+        """A name the API's hours can be named in: one that exists and never changes its UTC
+        offset (the API's zone has no daylight saving; see `windows.api_zone`)."""
+        api_zone(value)
         return value
 
     @field_validator("app_ids")
