@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import secrets
@@ -14,6 +16,7 @@ from ..records import AnyRecord
 from ..settings import Settings
 from .base import SinkError, one_per_record
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 # Records are a few hundred bytes and outbox entries a few hundred KB: anything far larger under
 # our keys was not written by us, and is not read whole into memory.
 MAX_OBJECT_BYTES = 8 * 1024 * 1024
@@ -45,6 +48,8 @@ class FileSink:
     def __init__(self, root: Path, name: str) -> None:
         self.root = root
         self.name = name
+        self._root = str(root)
+        self._resolved: str | None = None  # the root with its links resolved, once
 
     def batches(self, records: Sequence[AnyRecord]) -> list[Sequence[AnyRecord]]:
         return one_per_record(records)
@@ -56,37 +61,62 @@ class FileSink:
     def notify(self, notice: Notice, deadline: float | None = None) -> None:
         self.put(notice_key(notice, self.name), encode_notice(notice, self.name), deadline)
 
-    def _path(self, key: str) -> Path:
-        parts = key.split("/")
-        if not key or any(part in ("", ".", "..") for part in parts):
+    def _path(self, key: str) -> str:
+        """The file of `key` (plain strings: pathlib costs ~5 us a key, and a timer run over
+        thousands of apps touches hundreds of thousands of keys)."""
+        if not key or any(part in ("", ".", "..") for part in key.split("/")):
             raise SinkError(f"{self.name}: not a store key: {key[:120]!r}")
-        return self.root.joinpath(*parts)
+        return os.path.join(self._root, key)
 
     def exists(self, key: str, deadline: float | None = None) -> bool:
-        return self._path(key).is_file()
+        return os.path.isfile(self._path(key))
 
     def get(self, key: str, deadline: float | None = None) -> bytes | None:
+        """The object's bytes. A symbolic link is never followed out of the store (a link put
+        there would show an outside file's text as a record), and an object far larger than
+        anything we write is not read whole; errors name the key, not the server's path."""
         path = self._path(key)
         try:
-            with path.open("rb") as handle:
-                data = handle.read(MAX_OBJECT_BYTES + 1)
+            fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise SinkError(f"could not read {path}: {exc.strerror or exc}") from None
+            if exc.errno == errno.ELOOP:
+                raise SinkError(f"{key} is a symbolic link: not read") from None
+            raise SinkError(f"could not read {key}: {exc.strerror or exc}") from None
+        try:
+            if os.path.dirname(os.path.realpath(path)) != os.path.dirname(
+                os.path.join(self._real_root(), key)
+            ):
+                raise SinkError(f"{key} is reached through a symbolic link: not read")
+            with os.fdopen(fd, "rb") as handle:
+                fd = -1
+                data = handle.read(MAX_OBJECT_BYTES + 1)
+        except OSError as exc:
+            raise SinkError(f"could not read {key}: {exc.strerror or exc}") from None
+        finally:
+            if fd >= 0:
+                os.close(fd)
         if len(data) > MAX_OBJECT_BYTES:
-            raise SinkError(f"{path} is larger than {MAX_OBJECT_BYTES} bytes: not ours")
+            raise SinkError(f"{key} is larger than {MAX_OBJECT_BYTES} bytes: not ours")
         return data
+
+    def _real_root(self) -> str:
+        real = self._resolved
+        if real is None:
+            real = self._resolved = os.path.realpath(self._root)
+        return real
 
     def put(self, key: str, data: bytes, deadline: float | None = None) -> None:
         write_atomic(self._path(key), data)
 
     def delete(self, key: str, deadline: float | None = None) -> None:
-        path = self._path(key)
         try:
-            path.unlink(missing_ok=True)
+            os.unlink(self._path(key))
+        except FileNotFoundError:
+            pass
         except OSError as exc:
-            raise SinkError(f"could not delete {path}: {exc.strerror or exc}") from None
+            raise SinkError(f"could not delete {key}: {exc.strerror or exc}") from None
 
     def keys(self, prefix: str, deadline: float | None = None) -> list[str]:
         return sorted(key for key, _ in self._walk(prefix))
@@ -98,33 +128,38 @@ class FileSink:
         found: dict[str, str] = {}
         for key, entry in self._walk(prefix):
             try:
-                info = entry.stat()
+                info = entry.stat(follow_symlinks=False)
             except FileNotFoundError:  # deleted since its folder was read
                 continue
             except OSError as exc:
-                raise SinkError(f"could not list {entry.path}: {exc.strerror or exc}") from None
+                raise SinkError(f"could not list {key}: {exc.strerror or exc}") from None
             found[key] = f"{entry.inode()}-{info.st_size}-{info.st_mtime_ns}"
         return found
 
     def _walk(self, prefix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
-        """(key, entry) of every file under `prefix`, half-written temporaries left out."""
-        base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
-        folders = [str(base)]
+        """(key, entry) of every file under `prefix`, half-written temporaries and symbolic
+        links left out (as os.walk, a link to a folder is not followed; nor is one to a file,
+        which `get` would refuse)."""
+        top = prefix.strip("/")
+        base = self._path(top) if top else self._root
+        folders = [(base, f"{top}/" if top else "")]
         while folders:
-            folder = folders.pop()
+            folder, under = folders.pop()
             try:
                 with os.scandir(folder) as entries:
                     listed = list(entries)
             except FileNotFoundError:
                 continue  # nothing stored under it (yet), or removed meanwhile
             except OSError as exc:
-                raise SinkError(f"could not list {folder}: {exc.strerror or exc}") from None
+                shown = under.rstrip("/") or "the store's root"
+                raise SinkError(f"could not list {shown}: {exc.strerror or exc}") from None
             for entry in listed:
-                if entry.is_dir():  # as os.walk: a link to a folder is not followed
-                    if not entry.is_symlink():
-                        folders.append(entry.path)
+                if entry.is_symlink():
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append((entry.path, f"{under}{entry.name}/"))
                 elif not entry.name.startswith(".tmp-"):
-                    yield Path(entry.path).relative_to(self.root).as_posix(), entry
+                    yield f"{under}{entry.name}", entry
 
 
 def encode(record: AnyRecord) -> bytes:
@@ -157,19 +192,25 @@ def encode_notice(notice: Notice, sink: str) -> bytes:
     return (text + "\n").encode("utf-8")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write then rename: a reader (or a re-run) never sees half a record."""
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write then rename: a reader (or a re-run) never sees half a record. The folder is made
+    only when the write finds it missing (most writes go to one that exists)."""
+    folder = os.path.dirname(path)
+    tmp = os.path.join(folder, f".tmp-{secrets.token_hex(8)}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = str(path.parent / f".tmp-{secrets.token_hex(8)}")
-        # mode 0o666 through the umask, like any plain write (mkstemp forces 0600)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            # mode 0o666 through the umask, like any plain write (mkstemp forces 0600)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileNotFoundError:
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
             os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
             raise
     except OSError as exc:
         raise SinkError(f"could not write {path}: {exc.strerror or exc}") from None
