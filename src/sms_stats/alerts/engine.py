@@ -133,7 +133,7 @@ def _transition(
             due = _instant(alert.notified) + timedelta(hours=rule.repeat_hours)
             if window.start >= due:
                 alert.notified = hour
-                # begin_time names one hour only: zones with daylight saving are refused.
+                # Unique: one hour each (repeat_hours >= 1), as zones with DST are refused.
                 suffix = f"repeat_{window.begin_time}"
                 return _notice(rule, alert, window, "firing", suffix, since, zone_name)
         return None
