@@ -12,6 +12,7 @@ from sms_stats.alerts.engine import judge, reconcile
 from sms_stats.alerts.metrics import figure
 from sms_stats.alerts.rules import Rule, parse_rules, rules_in_force
 from sms_stats.alerts.state import Pending, State
+from sms_stats.notices import Notice
 from sms_stats.records import BalanceRecord, CallbackRecord, Counts, Package, Receipts, Record
 from sms_stats.windows import Window, zone
 
@@ -214,6 +215,17 @@ class TestStateMerge:
         back = State.decode(json.dumps(old).encode())
         assert back.told == {}
         assert reconcile(back, [DELIVERY], "Asia/Shanghai") == []
+
+    def test_given_a_digest_another_run_made_and_sent_when_merged_then_not_owed_again(
+        self,
+    ) -> None:
+        digest = Notice("digest_2021-05-01", "digest.daily", DAY, {"date": "2021-05-01"})
+        theirs = State(digest="2021-05-01")  # made it, sent it, struck it
+        ours = State(digest="2021-05-01")
+        ours.owe(digest, ["webhook"])
+        assert ours.merge(State.decode(theirs.encode())).pending == []
+        behind = State(digest="2021-04-30")  # the stored state has not made it: ours stands
+        assert [p.notice.id for p in ours.merge(behind).pending] == [digest.id]
 
 
 class TestReconcile:
