@@ -26,6 +26,9 @@ from .rules import rules_in_force
 from .state import Pending, State, load, owed_now, save
 
 RECENT = timedelta(hours=3)  # a timer's newest hour ended at most an hour before its `Time`
+CORRECTION_ROUNDS = 2
+"""A write after sending can find that another run dropped what this one just sent as never
+sent: the correction is sent at once (and the write after it may find the same again)."""
 
 
 def state_store(sinks: Sequence[Sink]) -> Store:
@@ -91,11 +94,6 @@ def after_run(
             break
         only = set(corrections)
     return deliveries
-
-
-CORRECTION_ROUNDS = 2
-"""A write after sending can find that another run dropped what this one just sent: the
-correction is sent at once (and the write after it may find the same again, rarely twice)."""
 
 
 def _owe(state: State, notice: Notice, sinks: Sequence[Sink]) -> None:
