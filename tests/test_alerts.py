@@ -229,6 +229,41 @@ class TestDigest:
             assert app["callback_success_count"] == backs["CallbackSuccessCount"]
             assert app["alerts_fired"] == 0
 
+    def test_given_runs_failing_from_the_digest_hour_to_midnight_then_sent_late_once(
+        self,
+        alerts_env: dict[str, str],
+        emulator: Emulator,
+        receiver: WebhookReceiver,
+        context: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setenv("SMS_STATS_MAX_ATTEMPTS", "1")
+        run_twice(timer(9, day=1), context)  # 2021-04-30's, on time
+        main_handler(timer(8, day=2), context)  # 2021-05-01's is due from 09:00
+        emulator.set_fault(Fault(error_code="InternalError.Timeout"))  # the API down...
+        for local_hour in (9, 23):  # ...from the digest hour to midnight (none ran between)
+            with pytest.raises(SmsStatsError):
+                main_handler(timer(local_hour, day=2), context)
+        assert len([n for n in notices(receiver) if n["type"] == "digest.daily"]) == 1
+        emulator.clear_faults()
+        run_twice(timer(0, day=3), context)  # 00:05: 2021-05-01's, late, once
+        run_twice(timer(8, day=3), context)
+        run_twice(timer(9, day=3), context)  # 2021-05-02's as usual
+        run_twice(timer(10, day=3), context)
+
+        sent = [n for n in notices(receiver) if n["type"] == "digest.daily"]
+        assert [(n["id"], n["data"]["late"]) for n in sent] == [
+            ("digest_2021-04-30", False),
+            ("digest_2021-05-01", True),
+            ("digest_2021-05-02", False),
+        ]
+        late = sent[1]
+        assert late["data"]["date"] == "2021-05-01"
+        assert late["timestamp"] == "2021-05-01T16:00:00Z"  # the day's end, as on time
+        for app in late["data"]["apps"]:  # the whole day's totals, from day calls
+            sends = range_counts(app["app_id"], "2021050100", "2021050123")
+            assert app["request_count"] == sends["RequestCount"]
+
 
 class TestRunway:
     def test_given_a_day_of_usage_and_a_low_balance_then_the_runway_fires(

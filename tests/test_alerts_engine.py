@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta
 
 import pytest
 
-from sms_stats.alerts.engine import judge
+from sms_stats.alerts.engine import judge, reconcile
 from sms_stats.alerts.metrics import figure
 from sms_stats.alerts.rules import Rule, parse_rules, rules_in_force
 from sms_stats.alerts.state import Pending, State
+from sms_stats.notices import Notice
 from sms_stats.records import BalanceRecord, CallbackRecord, Counts, Package, Receipts, Record
 from sms_stats.windows import Window, zone
 
@@ -189,6 +191,97 @@ class TestStateMerge:
         assert [p.notice.id for p in merged.pending] == [notices[0].id]
         back = State.decode(merged.encode())
         assert back.pending[0].notice == notices[0]
+
+    def test_given_one_hour_judged_by_two_runs_when_merged_then_the_first_written_stands(
+        self,
+    ) -> None:
+        theirs = State()
+        (fired,) = judge([DELIVERY], [receipts(11, 100, 50)], theirs, "Asia/Shanghai")
+        theirs.owe(fired, ["webhook"])
+        ours = State()  # the same hour, its receipts read again a moment later: healthy
+        assert judge([DELIVERY], [receipts(11, 100, 99)], ours, "Asia/Shanghai") == []
+        merged = ours.merge(State.decode(theirs.encode()))
+        (alert,) = merged.alerts.values()
+        assert alert.firing
+        assert [p.notice.id for p in merged.pending] == [fired.id]
+
+    def test_given_a_state_told_in_its_old_shape_when_read_then_nothing_is_corrected(
+        self,
+    ) -> None:
+        state = State()
+        judge([DELIVERY], [receipts(11, 100, 50)], state, "Asia/Shanghai")
+        old = json.loads(state.encode())
+        del old["told"]  # as a version before `told` wrote it
+        back = State.decode(json.dumps(old).encode())
+        assert back.told == {}
+        assert reconcile(back, [DELIVERY], "Asia/Shanghai") == []
+
+    def test_given_a_digest_another_run_made_and_sent_when_merged_then_not_owed_again(
+        self,
+    ) -> None:
+        digest = Notice("digest_2021-05-01", "digest.daily", DAY, {"date": "2021-05-01"})
+        theirs = State(digest="2021-05-01")  # made it, sent it, struck it
+        ours = State(digest="2021-05-01")
+        ours.owe(digest, ["webhook"])
+        assert ours.merge(State.decode(theirs.encode())).pending == []
+        behind = State(digest="2021-04-30")  # the stored state has not made it: ours stands
+        assert [p.notice.id for p in ours.merge(behind).pending] == [digest.id]
+
+
+class TestReconcile:
+    """What receivers were told, against the judgement that won the merge (states by hand)."""
+
+    def test_given_a_firing_owed_that_never_went_out_when_not_firing_then_it_is_dropped(
+        self,
+    ) -> None:
+        state = State()
+        (fired,) = judge([DELIVERY], [receipts(11, 100, 50)], state, "Asia/Shanghai")
+        state.owe(fired, ["webhook"])
+        (alert,) = state.alerts.values()
+        alert.firing = False  # the judgement that won says otherwise
+        assert reconcile(state, [DELIVERY], "Asia/Shanghai") == []
+        assert state.pending == []
+        assert all(told == [] for told in state.told.values())
+
+    def test_given_a_firing_that_went_out_when_not_firing_then_it_is_resolved(self) -> None:
+        state = State()
+        (fired,) = judge([DELIVERY], [receipts(11, 100, 50)], state, "Asia/Shanghai")
+        state.owe(fired, ["webhook", "bot"])
+        state.pending[0].out = True  # one sink has it
+        (alert,) = state.alerts.values()
+        alert.hour, alert.firing = "2021-05-01T12:00:00+08:00", False
+        (resolved,) = reconcile(state, [DELIVERY], "Asia/Shanghai")
+        assert resolved.type == "alert.resolved"
+        assert resolved.id.endswith(f"_{APP}_2021050111_resolved_2021050112")
+        assert resolved.data["since"] == "2021-05-01T11:00:00+08:00"
+        assert resolved.data["window_start"] == "2021-05-01T12:00:00+08:00"
+        assert [p.notice.id for p in state.pending] == [fired.id]  # still owed to the bot
+
+    def test_given_told_resolved_then_firing_again_when_it_resolves_then_a_new_id(
+        self,
+    ) -> None:
+        state = State()
+        judge([DELIVERY], [receipts(11, 100, 50)], state, "Asia/Shanghai")
+        (resolved,) = judge([DELIVERY], [receipts(12, 100, 99)], state, "Asia/Shanghai")
+        (alert,) = state.alerts.values()  # a judgement from before the resolve won: firing
+        alert.hour, alert.firing, alert.streak = "2021-05-01T13:00:00+08:00", True, 3
+        alert.since = "2021-05-01T11:00:00+08:00"
+        (again,) = reconcile(state, [DELIVERY], "Asia/Shanghai")
+        assert again.id.endswith("_2021050111_repeat_2021050113")
+        assert again.type == "alert.firing"
+        assert alert.notified == alert.hour  # told now: the next repeat counts from here
+        (final,) = judge([DELIVERY], [receipts(14, 100, 99)], state, "Asia/Shanghai")
+        assert final.id != resolved.id  # receivers would drop it as a repeat
+        assert final.id.endswith("_2021050111_resolved_2021050114")
+
+    def test_given_the_rule_no_longer_in_force_then_nothing_is_told(self) -> None:
+        state = State()
+        (fired,) = judge([DELIVERY], [receipts(11, 100, 50)], state, "Asia/Shanghai")
+        state.owe(fired, ["webhook"])
+        state.pending[0].out = True
+        (alert,) = state.alerts.values()
+        alert.firing = False
+        assert reconcile(state, [], "Asia/Shanghai") == []
 
 
 def test_given_for_hours_when_it_first_fires_then_the_chat_does_not_say_still_firing() -> None:

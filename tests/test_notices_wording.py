@@ -215,6 +215,13 @@ class TestDigest:
             "alerts fired 2",
         )
 
+    def test_given_a_late_digest_when_worded_then_the_title_says_so(self) -> None:
+        notice = digest()
+        late = Notice(notice.id, notice.type, notice.timestamp, {**notice.data, "late": True})
+        assert summary(late).title == "SMS daily digest (sent late)"
+        on_time = {**notice.data, "late": False}
+        assert summary(notice._replace(data=on_time)).title == "SMS daily digest"
+
     def test_given_every_balance_known_when_worded_then_total_balance_plain(self) -> None:
         worded = summary(digest(apps=digest().data["apps"][:2]))
         assert worded.total.cells[5] == "balance left 125,000"

@@ -1,5 +1,7 @@
 """The daily digest: yesterday per app, once a day, at the first timer run at or after
-`SMS_STATS_DIGEST_HOUR` (local).
+`SMS_STATS_DIGEST_HOUR` (local). A day whose digest no run made (every run failed, or none ran,
+from the digest hour to midnight) is made late by the next run, once, oldest first, for up to
+`BACKLOG_DAYS` days back, and says so (`late`): late rather than never.
 
 Day totals come from one whole-day call per app and kind, not from adding up stored hours: an
 hour missing from the store (a failed run, a gap before the deployment) must not skew them.
@@ -9,7 +11,7 @@ The balance is the newest one the alert state knows; the alerts are those that f
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from ..apis import api
@@ -19,16 +21,37 @@ from ..records import CallbackRecord, Record
 from ..windows import Window, last_full, zone
 from .state import State
 
+BACKLOG_DAYS = 7  # the oldest digest still sent late: a week back (fired alerts are kept 8)
 
-def due(state: State, now: datetime, zone_name: str, hour: int) -> Window | None:
-    """Yesterday's whole local day, when its digest is due at `now` and not made yet."""
-    local = now.astimezone(zone(zone_name))
-    if local.hour < hour:
+
+def due(state: State, now: datetime, zone_name: str, hour: int) -> list[Window]:
+    """The whole local days whose digest is due at `now` and not made yet, oldest first: every
+    day after the last one made, up to yesterday once `hour` has come (else the day before),
+    at most `BACKLOG_DAYS`. With no digest ever made, only yesterday's, from `hour` on: a
+    new deployment starts with one digest, not a week of them."""
+    tz = zone(zone_name)
+    days = last_full(now, tz, by="day", count=BACKLOG_DAYS + 1)
+    if now.astimezone(tz).hour < hour:
+        days = days[:-1]  # yesterday's is due at `hour` today
+    elif not _made(state.digest):
+        return days[-1:]
+    last = _made(state.digest)
+    if last is None:
+        return []
+    return [day for day in days if day.local_date.isoformat() > last][-BACKLOG_DAYS:]
+
+
+def late(day: Window, now: datetime) -> bool:
+    """Made after the day following `day` (its digest was due on that day)."""
+    return now.astimezone(day.tz).date() > day.local_date + timedelta(days=1)
+
+
+def _made(text: str) -> str | None:
+    """The date (YYYY-MM-DD) of the last digest made; None when none was (or it is not one)."""
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
         return None
-    (day,) = last_full(now, zone(zone_name), by="day")
-    if state.digest >= day.local_date.isoformat():
-        return None
-    return day
 
 
 def make(
@@ -42,8 +65,9 @@ def make(
     deadline: float | None,
 ) -> Notice:
     """The digest of `day`; UpstreamError when a day total cannot be had (the digest is then
-    made by a later run, whole, rather than now with holes)."""
-    date = day.local_date.isoformat()
+    made by a later run, whole, rather than now with holes). `late`: made after the day it was
+    due (the contract's fields are the same; chat messages say it)."""
+    label = day.local_date.isoformat()
     apps: list[dict[str, Any]] = []
     for app_id in app_ids:
         sends = callbacks = None
@@ -51,20 +75,20 @@ def make(
             sends = api("send").fetch(client, app_id, day, zone_name, now, deadline)
         if "callback" in kinds:
             callbacks = api("callback").fetch(client, app_id, day, zone_name, now, deadline)
-        apps.append(_app(app_id, sends, callbacks, state, date))
+        apps.append(_app(app_id, sends, callbacks, state, label))
     return Notice(
-        id=f"digest_{date}",
+        id=f"digest_{label}",
         type="digest.daily",
         timestamp=day.end,
-        data={"date": date, "apps": apps},
+        data={"date": label, "apps": apps, "late": late(day, now)},
         timezone=zone_name,
     )
 
 
-def _app(app_id: str, sends: Any, callbacks: Any, state: State, date: str) -> dict[str, Any]:
+def _app(app_id: str, sends: Any, callbacks: Any, state: State, day: str) -> dict[str, Any]:
     assert sends is None or isinstance(sends, Record)
     assert callbacks is None or isinstance(callbacks, CallbackRecord)
-    fired = [f for f in state.fired if f.get("app_id") == app_id and f.get("date") == date]
+    fired = [f for f in state.fired if f.get("app_id") == app_id and f.get("date") == day]
     return {
         "app_id": app_id,
         "request_count": sends.counts.request_count if sends else None,

@@ -4,6 +4,9 @@ Alertmanager's shape, hour by hour: an alert fires once when its rule has been b
 `for_hours` judged hours in a row, repeats every `repeat_hours` while it fires, and resolves
 once at the first judged hour that keeps the rule. An hour not judged (too few messages, no
 record of that kind, an hour older than the one last judged) changes nothing.
+
+`reconcile` runs at each write of the state, after the merge with what another run wrote: it
+brings what receivers were told of each alert to the judgement that won.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ from typing import Any
 
 from ..notices import Notice
 from ..records import AnyRecord, BalanceRecord, Record
-from ..windows import Window, isoformat
+from ..windows import Window, isoformat, last_full, zone
 from .metrics import HOURS_OF_USAGE, Judged, figure
 from .rules import Rule
-from .state import FIRED_DAYS, Alert, State
+from .state import FIRED_DAYS, Alert, State, Told, latest
 
 
 def newest(records: Iterable[AnyRecord]) -> dict[tuple[str, str], AnyRecord]:
@@ -83,65 +86,129 @@ def _step(
     alert = state.alerts.get(key)
     if alert is not None and _instant(alert.hour) >= window.start:
         return None  # judged already (a retry) or newer (an older run finishing late)
+    if judged is None:
+        # Not judged changes nothing, not even the hour: an overlapping run's judgement of an
+        # older hour must win the merge over an hour that judged nothing.
+        return None
     if alert is None:
         alert = Alert(rule.name, rule.metric, record.sms_sdk_app_id, hour)
     alert.rule, alert.hour = rule.name, hour
     state.alerts[key] = alert
-    if judged is None:
-        return None
+    notice = _transition(rule, alert, window, judged, state, key, zone_name)
+    if notice is not None:
+        state.told.setdefault(key, []).append(Told.of(notice))
+    return notice
+
+
+def _transition(
+    rule: Rule,
+    alert: Alert,
+    window: Window,
+    judged: Judged,
+    state: State,
+    key: str,
+    zone_name: str,
+) -> Notice | None:
+    hour = alert.hour
     alert.value = judged.value
     bad = rule.is_bad(judged.value)
     if bad:
         alert.streak += 1
         if alert.streak == 1:
             alert.since = hour
+        since = alert.since or hour
         if not alert.firing and alert.streak >= rule.for_hours:
             alert.firing, alert.notified = True, hour
             state.fired.append(
                 {
                     "alert": rule.name,
                     "app_id": alert.app_id,
-                    "since": alert.since or hour,
+                    "since": since,
                     "date": window.start.date().isoformat(),
                 }
             )
             _prune_fired(state, window.start)
-            return _notice(rule, alert, window, judged, "firing", "firing", zone_name)
+            return _notice(rule, alert, window, "firing", "firing", since, zone_name)
         if alert.firing and rule.repeat_hours and alert.notified is not None:
             due = _instant(alert.notified) + timedelta(hours=rule.repeat_hours)
             if window.start >= due:
                 alert.notified = hour
-                return _notice(
-                    rule, alert, window, judged, "firing", f"repeat_{window.begin_time}", zone_name
-                )
+                # Unique: one hour each (repeat_hours >= 1), as zones with DST are refused.
+                suffix = f"repeat_{window.begin_time}"
+                return _notice(rule, alert, window, "firing", suffix, since, zone_name)
         return None
-    was_firing, since = alert.firing, alert.since
-    alert.streak, alert.firing, alert.notified = 0, False, None
-    alert.since = None
+    was_firing, since = alert.firing, alert.since or hour
+    alert.streak, alert.firing, alert.notified, alert.since = 0, False, None, None
     if not was_firing:
         return None
-    alert.since = since  # kept for the notice, then cleared
-    notice = _notice(rule, alert, window, judged, "resolved", "resolved", zone_name)
-    alert.since = None
-    return notice
+    suffix = "resolved"
+    if _id(rule.ident, alert.app_id, since, suffix) in {t.id for t in state.told.get(key, [])}:
+        # Told resolved once already (a run that lost the merge), then firing again to
+        # correct it: this resolve needs an id of its own, or receivers drop it as a repeat.
+        suffix = f"resolved_{window.begin_time}"
+    return _notice(rule, alert, window, "resolved", suffix, since, zone_name)
+
+
+def reconcile(state: State, rules: Sequence[Rule], zone_name: str) -> list[Notice]:
+    """After a merge: for each alert whose receivers would be left showing other than its
+    judgement (the newest transition told, sent or owed, says firing and it is not, or the
+    reverse), drop that transition while it has reached no sink, else tell the judgement:
+    a resolve of the episode they were told of, or the firing again (`repeat_<hour>`). The
+    notices made, for the caller to owe to its sinks; `state.told` holds them already.
+
+    An alert whose rule is no longer in force is only ever dropped from, never told again."""
+    by_ident = {rule.ident: rule for rule in rules}
+    pending = {item.notice.id: item for item in state.pending}
+    made: list[Notice] = []
+    for key, told in sorted(state.told.items()):
+        alert = state.alerts.get(key)
+        if alert is None:
+            continue
+        while (top := latest(told)) is not None and top.firing != alert.firing:
+            owed = pending.get(top.id)
+            if owed is not None and not owed.out and top.id not in state.out:
+                told.remove(top)  # never went out: receivers were told nothing to undo
+                state.pending.remove(owed)
+                continue
+            rule = by_ident.get(key.split(":", 1)[0])
+            if rule is not None:
+                notice = _correction(rule, alert, top, zone_name)
+                told.append(Told.of(notice))
+                made.append(notice)
+            break
+    return made
+
+
+def _correction(rule: Rule, alert: Alert, told: Told, zone_name: str) -> Notice:
+    """The notice that tells `alert`'s judgement to receivers last told `told`; its id names
+    the hour judged, so two runs correcting the same judgement make the same notice."""
+    tz = zone(zone_name)
+    start = _instant(alert.hour).astimezone(tz)
+    (window,) = last_full(start + timedelta(hours=1), tz)
+    if alert.firing:
+        alert.notified = alert.hour  # told now: repeats count from here
+        since = alert.since or alert.hour
+        suffix = f"repeat_{window.begin_time}"
+        return _notice(rule, alert, window, "firing", suffix, since, zone_name)
+    since = told.since or alert.hour
+    suffix = f"resolved_{window.begin_time}"
+    return _notice(rule, alert, window, "resolved", suffix, since, zone_name)
 
 
 def _notice(
     rule: Rule,
     alert: Alert,
     window: Window,
-    judged: Judged,
     state: str,
     suffix: str,
+    since: str,
     zone_name: str,
 ) -> Notice:
-    since = alert.since or isoformat(window.start)
-    since_label = since[:13].replace("-", "").replace("T", "")
     data: dict[str, Any] = {
         "alert": rule.name,
         "metric": rule.metric,
         "app_id": alert.app_id,
-        "value": judged.value,
+        "value": alert.value,
         "threshold": rule.threshold,
         "condition": rule.condition,
         "window_start": isoformat(window.start),
@@ -149,12 +216,17 @@ def _notice(
         "since": since,
     }
     return Notice(
-        id=f"alert_{rule.ident}_{alert.app_id}_{since_label}_{suffix}",
+        id=_id(rule.ident, alert.app_id, since, suffix),
         type="alert.firing" if state == "firing" else "alert.resolved",
         timestamp=window.end,
         data=data,
         timezone=zone_name,
     )
+
+
+def _id(ident: str, app_id: str, since: str, suffix: str) -> str:
+    since_label = since[:13].replace("-", "").replace("T", "")
+    return f"alert_{ident}_{app_id}_{since_label}_{suffix}"
 
 
 def _instant(text: str) -> datetime:

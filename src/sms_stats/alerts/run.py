@@ -7,7 +7,7 @@ Called by the handler with the run's records; it reads the store, never the pipe
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -21,11 +21,14 @@ from ..sinks import Delivery, Sink
 from ..sinks.base import SinkError, Store, find_store
 from ..sinks.notify import notify_all, topics_of
 from . import digest
-from .engine import judge, note_usage
+from .engine import judge, note_usage, reconcile
 from .rules import rules_in_force
-from .state import Pending, State, load, save
+from .state import Pending, State, load, owed_now, save
 
 RECENT = timedelta(hours=3)  # a timer's newest hour ended at most an hour before its `Time`
+CORRECTION_ROUNDS = 2
+"""A write after sending can find that another run dropped what this one just sent as never
+sent: the correction is sent at once (and the write after it may find the same again)."""
 
 
 def state_store(sinks: Sequence[Sink]) -> Store:
@@ -68,27 +71,53 @@ def after_run(
     if with_digest:
         notices += _digest(state, settings, client, now, app_ids, kinds, deadline)
     for notice in notices:
-        owed = [sink.name for sink in sinks if notice.topic in topics_of(sink)]
-        logger.info(
-            "alert.notice",
-            id=notice.id,
-            type=notice.type,
-            app_id=notice.app_id or None,
-            sinks=len(owed),
-        )
-        if owed:
-            state.pending.append(Pending(notice, owed))
+        _owe(state, notice, sinks)
+    corrections: list[str] = []
+
+    def settle(merged: State) -> None:
+        """Another run may have written since: receivers are brought to the merged state."""
+        for correction in reconcile(merged, rules, settings.timezone):
+            _owe(merged, correction, sinks)
+            corrections.append(correction.id)
+
+    state = _save(state, store, deadline, settle)  # before any is sent: a stop loses nothing
+    deliveries: list[Delivery] = []
+    only: set[str] | None = None  # the first round sends everything owed; later, corrections
+    for _ in range(1 + CORRECTION_ROUNDS):
+        done = _deliver(state, store, sinks, deadline, only)
+        deliveries += done
+        if not done:
+            break
+        corrections.clear()
+        state = _save(state, store, deadline, settle)  # sent, or still owed: same ids again
+        if not corrections:
+            break
+        only = set(corrections)
+    return deliveries
+
+
+def _owe(state: State, notice: Notice, sinks: Sequence[Sink]) -> None:
+    owed = [sink.name for sink in sinks if notice.topic in topics_of(sink)]
+    logger.info(
+        "alert.notice",
+        id=notice.id,
+        type=notice.type,
+        app_id=notice.app_id or None,
+        sinks=len(owed),
+    )
+    state.owe(notice, owed)
+
+
+def _save(
+    state: State, store: Store, deadline: float | None, settle: Callable[[State], None]
+) -> State:
+    """The merged state once written; `state` itself when the store cannot take it (what is
+    owed is still sent, and written by a later run)."""
     try:
-        state = save(state, store, deadline)  # before any is sent: a stop now loses nothing
+        return save(state, store, deadline, settle)
     except SinkError as exc:
         logger.warning("alerts.state_unavailable", store=store.name, error=str(exc))
-    deliveries = _deliver(state, sinks, deadline)
-    if deliveries:
-        try:
-            save(state, store, deadline)
-        except SinkError as exc:  # sent, but still marked owed: sent again, same ids
-            logger.warning("alerts.state_unavailable", store=store.name, error=str(exc))
-    return deliveries
+        return state
 
 
 def _digest(
@@ -100,38 +129,67 @@ def _digest(
     kinds: Sequence[str],
     deadline: float | None,
 ) -> list[Notice]:
-    day = digest.due(state, now, settings.timezone, settings.digest_hour)
-    if day is None or not app_ids:
+    """Every digest due and not made yet, oldest first; the first that cannot be made stops
+    the rest (a later run makes them, in order, so `state.digest` says how far it got)."""
+    if not app_ids:
         return []
-    try:
-        notice = digest.make(day, app_ids, kinds, client, state, settings.timezone, now, deadline)
-    except UpstreamError as exc:
-        logger.warning(
-            "digest.not_made", date=day.local_date.isoformat(), code=exc.code, message=exc.message
-        )
+    notices: list[Notice] = []
+    for day in digest.due(state, now, settings.timezone, settings.digest_hour):
+        try:
+            notice = digest.make(
+                day, app_ids, kinds, client, state, settings.timezone, now, deadline
+            )
+        except UpstreamError as exc:
+            logger.warning(
+                "digest.not_made",
+                date=day.local_date.isoformat(),
+                code=exc.code,
+                message=exc.message,
+            )
+            break
+        state.digest = day.local_date.isoformat()
+        notices.append(notice)
+    return notices
+
+
+def _deliver(
+    state: State,
+    store: Store,
+    sinks: Sequence[Sink],
+    deadline: float | None,
+    only: set[str] | None,
+) -> list[Delivery]:
+    """Every pending notice (of `only`, when given) to the sinks it is owed to; what arrives is
+    struck. What this run wrote but the store no longer owes (another run sent it, or dropped
+    it as a judgement that lost) is not sent: the store is read again first."""
+    if not any(only is None or item.notice.id in only for item in state.pending):
         return []
-    state.digest = day.local_date.isoformat()
-    return [notice]
-
-
-def _deliver(state: State, sinks: Sequence[Sink], deadline: float | None) -> list[Delivery]:
-    """Every pending notice to the sinks it is owed to; what arrives is struck."""
-
+    still = owed_now(store, deadline)
     by_name = {sink.name: sink for sink in sinks}
     outcomes: list[Delivery] = []
     left: list[Pending] = []
     for item in state.pending:
+        nid = item.notice.id
+        if only is not None and nid not in only:
+            left.append(item)
+            continue
+        if still is not None and nid in state.seen and nid not in still:
+            left.append(item)  # the next write drops it
+            continue
         gone = [name for name in item.owed if name not in by_name]
         if gone:
-            logger.warning("alerts.sink_gone", id=item.notice.id, sinks=gone)
+            logger.warning("alerts.sink_gone", id=nid, sinks=gone)
         targets = [by_name[name] for name in item.owed if name in by_name]
         done = notify_all([item.notice], targets, deadline)
         outcomes += done
         delivered = {d.sink for d in done if d.ok}
+        if delivered:
+            item.out = True
+            state.out.add(nid)
         item.owed = [name for name in item.owed if name in by_name and name not in delivered]
         if item.owed:
             left.append(item)
         else:
-            state.sent.append(item.notice.id)
+            state.sent.append(nid)
     state.pending = left
     return outcomes

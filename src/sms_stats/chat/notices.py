@@ -26,6 +26,7 @@ from .messages import DASH, Row, Summary, number, percent, window_text
 ALERT_TITLE = "SMS alert: "
 RESOLVED_TITLE = "SMS alert resolved: "
 DIGEST_TITLE = "SMS daily digest"
+LATE = " (sent late)"  # a day no run could report on at its hour, sent by the next run
 
 # How an operator reads each metric: its name in a message, and the kind of figure it is.
 RATES = {
@@ -88,7 +89,8 @@ def alert(
 
 def digest(data: Mapping[str, Any], zone_name: str) -> Summary:
     """Yesterday per app in one line each, and the day's total: what was sent, how much of it
-    arrived, what is left to send with, and how often the alerts fired."""
+    arrived, what is left to send with, and how often the alerts fired; the title says when it
+    comes late (a day whose digest no run could make at its hour)."""
     tz = zone(zone_name)
     try:
         day = date.fromisoformat(str(data.get("date")))
@@ -104,7 +106,8 @@ def digest(data: Mapping[str, Any], zone_name: str) -> Summary:
     if not rows:  # every bot needs a row to lay out; an empty day still gets its message
         rows = (Row(DASH, ("no apps to report",)),)
     total = _digest_total(apps)
-    return Summary(DIGEST_TITLE, window_text(Window(start, end), zone_name), rows, total)
+    title = DIGEST_TITLE + (LATE if data.get("late") is True else "")
+    return Summary(title, window_text(Window(start, end), zone_name), rows, total)
 
 
 def _digest_cells(app: Mapping[str, Any]) -> tuple[str, ...]:
