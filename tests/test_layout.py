@@ -259,6 +259,19 @@ class TestMigrate:
         assert json.loads((tmp_path / day.key).read_text()) == later.to_dict()
         assert not (tmp_path / old_key(day)).exists()
 
+    def test_given_a_copy_without_offset_at_the_new_key_when_applied_then_compared_as_utc(
+        self, tmp_path: Path
+    ) -> None:
+        """A hand-copied record whose fetched_at lost its `Z` is read as UTC, not refused."""
+        sink, records = old_store(tmp_path)
+        day = records["day"]
+        copied = {**day.to_dict(), "fetched_at": "2021-05-09T00:00:00"}  # a day older
+        sink.put(day.key, json.dumps(copied).encode())
+
+        layout.migrate(sink, "Asia/Shanghai", apply=True)
+
+        assert json.loads((tmp_path / day.key).read_text()) == day.to_dict()
+
     def test_given_a_store_of_another_zone_when_migrated_then_refused(self, tmp_path: Path) -> None:
         sink, _ = old_store(tmp_path)
         sink.put("_store.json", b'{"timezone": "UTC", "layout": 2}')

@@ -190,11 +190,13 @@ def _copy(store: Store, old: str, new: str, deadline: float | None) -> None:
 
 
 def _fetched_at(data: bytes) -> datetime:
-    """When a stored record was fetched; the earliest time for what does not read as one."""
+    """When a stored record was fetched (a time without an offset read as UTC, which is how
+    records write it); the earliest time for what does not read as one."""
     try:
-        return from_dict(json.loads(data)).fetched_at
+        fetched = from_dict(json.loads(data)).fetched_at
     except (ValueError, RecursionError):
         return datetime.min.replace(tzinfo=timezone.utc)
+    return fetched if fetched.tzinfo else fetched.replace(tzinfo=timezone.utc)
 
 
 def _follow_in_outbox(
