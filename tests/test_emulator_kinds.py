@@ -13,6 +13,7 @@ import io
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,7 +32,16 @@ from tencentcloud.sms.v20210111 import models, sms_client
 
 from sms_stats.emulator import Emulator, Fault
 from sms_stats.emulator.cli import _merged, _parse_fault
-from tests.test_emulator import APP, UUID4, host_of, raw, sdk_client, send, tc3_headers
+from tests.test_emulator import (
+    APP,
+    UUID4,
+    body_of,
+    host_of,
+    raw,
+    sdk_client,
+    send,
+    tc3_headers,
+)
 
 BEIJING = timezone(timedelta(hours=8))
 NOW = datetime(2024, 6, 1, 12, 30, tzinfo=timezone.utc)  # 20:30 in Beijing
@@ -561,6 +571,76 @@ def test_given_overcount_fault_when_callback_called_then_more_receipts_than_subm
     assert sum(answer[reason] for reason in REASONS) == answer["CallbackFailCount"]
 
 
+def test_given_fields_fault_with_no_failures_but_reasons_when_sdk_calls_then_it_takes_it(
+    emu: Emulator, client: sms_client.SmsClient
+) -> None:
+    """Issue 23: CallbackFailCount 0 beside five failures by reason. The SDK's model takes it
+    as given (so the client has to refuse it itself)."""
+    emu.set_fault(
+        Fault(fields={"CallbackFailCount": "0", **dict.fromkeys(REASONS, "1")}, action="callback")
+    )
+
+    answer = callback(client)
+
+    assert answer["CallbackFailCount"] == 0
+    assert sum(answer[reason] for reason in REASONS) == 5
+    expected = Emulator.expected_callback(APP, "2024050113", "2024050118", now=NOW)
+    assert answer["CallbackCount"] == expected["CallbackCount"]
+    assert emu.requests[-1]["code"] == "Fault.Fields"
+
+
+def test_given_fields_fault_with_expiry_zero_when_sdk_calls_then_every_package_has_it(
+    emu: Emulator, client: sms_client.SmsClient
+) -> None:
+    emu.set_fault(Fault(fields={"PackageExpiredTime": "0"}, action="packages"))
+
+    answer = packages(client, EndTime="2024060120")
+
+    assert [p["PackageExpiredTime"] for p in answer] == [0] * 6
+    assert [p["PackageId"] for p in answer] == [
+        p["PackageId"] for p in Emulator.expected_packages(APP, now=NOW)
+    ]
+
+
+def test_given_repeated_fault_when_answered_then_the_key_twice_on_the_wire_and_sdk_keeps_last(
+    emu: Emulator, client: sms_client.SmsClient
+) -> None:
+    """A key named twice: the SDK (Python's json) keeps the last value without a word, which
+    is why the client refuses such an answer."""
+    emu.set_fault(Fault(repeated={"FeeCount": "7", "RequestId": '"rid-again"'}, action="send"))
+    body = body_of()  # the seed's request: 2021050113..2021050118
+
+    _, _, payload = raw(emu, body, tc3_headers(host_of(emu), body))
+    sent = send(client)
+
+    expected = Emulator.expected(APP, "2021050113", "2021050118")
+    text = payload.decode()
+    assert text.count('"FeeCount":') == 2
+    assert f'{{"FeeCount":{expected["FeeCount"]},' in text
+    assert re.search(
+        r'"FeeCount":7\},"RequestId":"[0-9a-f-]{36}","RequestId":"rid-again"\}\}$', text
+    )
+    assert sent["SendStatusStatistics"]["FeeCount"] == 7
+    assert sent["RequestId"] == "rid-again"
+    assert emu.requests[-1]["code"] == "Fault.Fields"
+
+
+def test_given_repeated_fault_for_packages_when_answered_then_every_package_repeats_it(
+    emu: Emulator,
+) -> None:
+    emu.set_fault(Fault(repeated={"CurrentUsage": "0"}, action="packages"), APP)
+    body = json.dumps({**PACKAGES, "EndTime": "2024060120"}).encode()
+
+    _, _, payload = raw(emu, body, tc3_headers(host_of(emu), body, action="SmsPackagesStatistics"))
+
+    assert payload.decode().count('"CurrentUsage":0}') == 6
+
+
+def test_given_repeated_fault_that_is_not_json_when_set_then_value_error(emu: Emulator) -> None:
+    with pytest.raises(ValueError, match=r"Fault\.repeated\['FeeCount'\] must be JSON text"):
+        emu.set_fault(Fault(repeated={"FeeCount": "seven"}))
+
+
 @pytest.mark.parametrize(
     ("paging", "second_starts_at"), [("repeat", 0), ("skip", 200), ("overlap", 99)]
 )
@@ -691,6 +771,11 @@ def test_given_new_actions_when_served_then_each_logged_as_one_json_line_naming_
         ("*:overcount", None, Fault(overcount=True)),
         ("*@packages:paging=skip", None, Fault(paging="skip", action="SmsPackagesStatistics")),
         ("*@send:hang", None, Fault(hang=True, action="SendStatusStatistics")),
+        (
+            "*@send:repeat=FeeCount=7",
+            None,
+            Fault(repeated={"FeeCount": "7"}, action="SendStatusStatistics"),
+        ),
     ],
 )
 def test_given_scoped_fault_spec_when_parsed_then_fault_for_that_action(
@@ -718,6 +803,28 @@ def test_given_field_specs_for_two_actions_when_merged_then_one_fault_per_action
         ),
         None: Fault(fields={"RequestCount": "3"}),
     }
+
+
+def test_given_field_and_repeat_specs_when_merged_then_one_answer_with_both() -> None:
+    faults = [
+        _parse_fault("*@send:field=RequestCount=3"),
+        _parse_fault("*@send:repeat=RequestCount=4"),
+        _parse_fault("*@send:repeat=FeeCount=5"),
+    ]
+
+    assert _merged(faults) == {
+        (None, "SendStatusStatistics"): Fault(
+            fields={"RequestCount": "3"},
+            repeated={"RequestCount": "4", "FeeCount": "5"},
+            action="SendStatusStatistics",
+        )
+    }
+
+
+@pytest.mark.parametrize("spec", ["*:repeat=FeeCount", "*:repeat==1", "*:repeat=FeeCount=x"])
+def test_given_bad_repeat_spec_when_parsed_then_usage_error_names_it(spec: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="repeat"):
+        _parse_fault(spec)
 
 
 def test_given_cli_with_packages_now_and_scoped_fault_when_called_then_all_three_apply(

@@ -86,6 +86,10 @@ BAD_FIELDS: dict[str, dict[str, str]] = {
     "count as `true`": {"RequestCount": "true"},
     "`RequestId` an object": {"RequestId": "{}"},
 }
+# The normal answer with a field written a second time, after its own.
+BAD_REPEATS: dict[str, dict[str, str]] = {
+    'a key named twice (`"FeeCount": 1900, "FeeCount": 7`)': {"FeeCount": "7"},
+}
 BAD_BODIES: dict[str, bytes] = {
     "`RequestId` missing": (
         b'{"Response":{"SendStatusStatistics":'
@@ -102,6 +106,8 @@ BAD_BODIES: dict[str, bytes] = {
 def inject(fault: str, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     if fault in BAD_FIELDS:
         emulator.set_fault(Fault(fields=BAD_FIELDS[fault]), APP_A)
+    elif fault in BAD_REPEATS:
+        emulator.set_fault(Fault(repeated=BAD_REPEATS[fault]), APP_A)
     elif fault in BAD_BODIES:
         emulator.set_fault(Fault(raw_body=BAD_BODIES[fault]), APP_A)
     elif fault.startswith("huge answer"):
@@ -176,7 +182,7 @@ def test_given_upstream_fault_when_http_get_then_documented_outcome(
         assert line["field"]
         assert line["rule"]
         assert line["value"]
-        for name, text in BAD_FIELDS.get(fault, {}).items():
+        for name, text in {**BAD_FIELDS, **BAD_REPEATS}.get(fault, {}).items():
             assert name in line["field"] or name in line["rule"]
             assert text in line["value"]
 

@@ -203,6 +203,85 @@ class TestTimer:
         ]
         assert len(read(store, "app=")) == 2 * 7
 
+    @pytest.mark.parametrize(
+        ("fault", "folder", "field", "rule"),
+        [
+            (
+                Fault(
+                    action="callback",
+                    fields={
+                        "CallbackFailCount": "0",
+                        **dict.fromkeys(
+                            (
+                                "InternalErrorCount",
+                                "InvalidNumberCount",
+                                "ShutdownErrorCount",
+                                "BlackListCount",
+                                "FrequencyLimitCount",
+                            ),
+                            "1",
+                        ),
+                    },
+                ),
+                "callback/",
+                "Response.CallbackStatusStatistics",
+                "= 5) must not exceed CallbackFailCount (0)",
+            ),
+            (
+                Fault(action="packages", fields={"PackageExpiredTime": "0"}),
+                "packages/",
+                "Response.SmsPackagesStatisticsSet.0.PackageExpiredTime",
+                "must be above 0",
+            ),
+            (
+                Fault(action="packages", fields={"PackageExpiredTime": "1000000000"}),  # 2001
+                "packages/",
+                "Response.SmsPackagesStatisticsSet.0.PackageExpiredTime",
+                "must be after PackageEffectiveTime",
+            ),
+            (
+                Fault(action="send", repeated={"FeeCount": "7"}),
+                "",
+                "Response.SendStatusStatistics.FeeCount",
+                "must appear once in its object",
+            ),
+        ],
+        ids=["reasons above failures", "expiry 0", "expiry before effect", "key twice"],
+    )
+    def test_given_an_answer_that_contradicts_itself_when_run_then_that_app_fails_alone(
+        self,
+        env: dict[str, str],
+        stand_in: Emulator,
+        store: Path,
+        context: dict[str, Any],
+        capsys: pytest.CaptureFixture[str],
+        fault: Fault,
+        folder: str,
+        field: str,
+        rule: str,
+    ) -> None:
+        """Issue 23, item 7: each of these was stored as if true. Through the real SDK's
+        signing and transport and the stand-in, the (app, kind) whose answer contradicts
+        itself fails with the field, the rule, the value and the RequestId said; nothing of it
+        is stored, and everything else lands."""
+        stand_in.set_fault(fault, APP_A)
+
+        with pytest.raises(SmsStatsError) as caught:
+            main_handler(TIMER, context)
+
+        assert "InternalError.BadUpstreamResponse" in str(caught.value)
+        assert read(store, f"{folder}app={APP_A}/") == {}
+        assert read(store, f"{folder}app={APP_B}/")
+        for other in {"", "callback/", "packages/"} - {folder}:
+            assert read(store, f"{other}app={APP_A}/")
+        logged = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        bad = [line for line in logged if line.get("event") == "upstream.bad_answer"]
+        assert bad
+        assert {(line["app_id"], line["field"]) for line in bad} == {(APP_A, field)}
+        assert all(rule in line["rule"] for line in bad)
+        served = {r["request_id"] for r in stand_in.requests if r["app_id"] == APP_A}
+        assert {line["upstream_request_id"] for line in bad} <= served
+
     def test_given_usage_above_amount_and_receipts_above_sends_when_run_then_kept_and_said(
         self,
         env: dict[str, str],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,21 @@ from sms_stats.outbox import Entry, Outbox, entry_key
 from sms_stats.records import Counts, Record
 from sms_stats.settings import load_settings
 from sms_stats.sinks import build_sinks
+from sms_stats.sinks.base import Store, label
 from sms_stats.sinks.file import FileSink
 from sms_stats.windows import Window, zone
 
-from .conftest import APP_A, APP_B, load_event, record_files
+from .conftest import (
+    APP_A,
+    APP_B,
+    SECRET_ID,
+    SECRET_KEY,
+    SESSION_TOKEN,
+    load_event,
+    record_files,
+)
+from .standins.cos import CosFault, CosStandIn
+from .standins.webhook import WebhookReceiver
 
 SHANGHAI = zone("Asia/Shanghai")
 
@@ -40,6 +52,29 @@ def record(begin: str, end: str, app_id: str = APP_A, tz: str = "Asia/Shanghai")
     window = Window.from_api(begin, end, zone(tz))
     counts = Counts(100, 90, 120, f"req-{begin}-{end}")
     return Record(app_id, window, tz, counts, datetime(2021, 5, 10, tzinfo=timezone.utc))
+
+
+def older_records() -> dict[str, Record]:
+    return {
+        "hour": record("2021050112", "2021050112"),
+        "hour2": record("2021050113", "2021050113", APP_B),
+        "day": record("2021050100", "2021050123"),
+        "range": record("2021050113", "2021050118"),
+    }
+
+
+def write_older_store(sink: Store, webhook: str) -> dict[str, Record]:
+    """What the released version leaves in a store: every record in the hour layout, and one
+    outbox entry per record it still owes to `webhook` (the day and the range: it was down)."""
+    records = older_records()
+    for item in records.values():
+        sink.put(old_key(item), json.dumps(item.to_dict()).encode())
+    for name in ("day", "range"):
+        owed = Entry(
+            entry_key([records[name]]), [records[name]], {webhook: [old_key(records[name])]}
+        )
+        sink.put(owed.key, owed.encode())
+    return records
 
 
 def old_store(root: Path) -> tuple[FileSink, dict[str, Record]]:
@@ -198,6 +233,7 @@ class TestMigrate:
         out, err = capsys.readouterr()
         assert f"{old_key(records['day'])} -> daily/{old_key(records['day'])}" in out
         assert "2 record(s) to move" in err
+        assert "outbox: 1 entry(ies) would owe the new keys" in err
         assert "add --apply" in err
         assert (tmp_path / old_key(records["day"])).exists()
 
@@ -207,11 +243,157 @@ class TestMigrate:
         assert "1 entry(ies) now owe the new keys" in err
         assert (tmp_path / records["day"].key).exists()
 
+    def test_given_a_later_fetch_already_at_the_new_key_when_applied_then_it_is_kept(
+        self, tmp_path: Path
+    ) -> None:
+        """A `backfill --by day` since the old version (or a rerun of a cut-off migrate)
+        already wrote the day at its grain: the older copy must not overwrite it."""
+        sink, records = old_store(tmp_path)
+        day = records["day"]
+        later = day._replace(fetched_at=datetime(2021, 6, 1, tzinfo=timezone.utc))
+        sink.put(later.key, json.dumps(later.to_dict()).encode())
+
+        found = layout.migrate(sink, "Asia/Shanghai", apply=True)
+
+        assert (old_key(day), day.key) in found.moves
+        assert json.loads((tmp_path / day.key).read_text()) == later.to_dict()
+        assert not (tmp_path / old_key(day)).exists()
+
+    def test_given_a_copy_without_offset_at_the_new_key_when_applied_then_compared_as_utc(
+        self, tmp_path: Path
+    ) -> None:
+        """A hand-copied record whose fetched_at lost its `Z` is read as UTC, not refused."""
+        sink, records = old_store(tmp_path)
+        day = records["day"]
+        copied = {**day.to_dict(), "fetched_at": "2021-05-09T00:00:00"}  # a day older
+        sink.put(day.key, json.dumps(copied).encode())
+
+        layout.migrate(sink, "Asia/Shanghai", apply=True)
+
+        assert json.loads((tmp_path / day.key).read_text()) == day.to_dict()
+
     def test_given_a_store_of_another_zone_when_migrated_then_refused(self, tmp_path: Path) -> None:
         sink, _ = old_store(tmp_path)
         sink.put("_store.json", b'{"timezone": "UTC", "layout": 2}')
         with pytest.raises(ConfigError, match="SMS_STATS_TIMEZONE=UTC"):
             layout.migrate(sink, "Asia/Shanghai")
+
+
+BUCKET = "stats-1250000000"
+TIMER = load_event("timer.json")  # 2021-05-01 13:05 in Shanghai: far from the moved records
+WRITES = 7  # a whole migrate of the older store: 2 copies, 2 outbox entries, 2 deletes, meta
+
+
+def moved_deliveries(receiver: WebhookReceiver) -> list[tuple[str, str]]:
+    """The day and range windows among what the receiver took (each record on its own)."""
+    windows = [
+        (item["begin_time"], item["end_time"])
+        for message in receiver.accepted
+        for item in message.json["records"]
+    ]
+    return sorted(w for w in windows if w[0] != w[1])
+
+
+class TestMigrateNeverStrandsADebt:
+    """Issue 23, item 6: a migrate cut off after its first move left the moved day record owed
+    by its old key, which no run delivered again. Whatever step a run stops at, a rerun and
+    then a timer run with the webhook back deliver each owed record once, and nothing stays
+    owed."""
+
+    @pytest.fixture
+    def cos(self) -> Iterator[CosStandIn]:
+        with CosStandIn(
+            credentials={SECRET_ID: (SECRET_KEY, SESSION_TOKEN)}, buckets=[BUCKET]
+        ) as stand_in:
+            yield stand_in
+
+    @pytest.fixture
+    def receiver(self) -> Iterator[WebhookReceiver]:
+        with WebhookReceiver() as server:
+            yield server
+
+    @pytest.mark.parametrize("writes", range(WRITES + 1))
+    def test_given_migrate_stopped_after_each_write_when_rerun_then_timer_delivers_each_once(
+        self,
+        scf_env: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch,
+        cos: CosStandIn,
+        receiver: WebhookReceiver,
+        context: dict[str, Any],
+        capsys: pytest.CaptureFixture[str],
+        writes: int,
+    ) -> None:
+        url = f"cos://{BUCKET}/stats?region=ap-guangzhou&endpoint={cos.endpoint}"
+        monkeypatch.setenv("SMS_STATS_SINKS", f"{url},{receiver.url}")
+        (store, webhook) = build_sinks(load_settings())
+        assert isinstance(store, Store)
+        records = write_older_store(store, webhook.name)
+        assert webhook.name == label("webhook", receiver.url)
+        before = len(cos.requests)
+        cos.set_fault(CosFault(403, "AccessDenied", methods=("PUT", "DELETE"), after=writes))
+
+        cut_off = main(["store", "migrate", "--sink", url, "--apply"])
+
+        made = [r for r in cos.requests[before:] if r.method in ("PUT", "DELETE")]
+        assert [r.status == 403 for r in made] == [False] * writes + [True] * (writes < WRITES)
+        assert cut_off == (1 if writes < WRITES else 0)
+        # Where it stopped, each debt (as stored) names a key that holds its record.
+        objects = {key.removeprefix("stats/"): obj.body for (_, key), obj in cos.objects.items()}
+        debts = [json.loads(body)["owed"] for key, body in objects.items() if "_outbox/" in key]
+        owed = [k for debt in debts for keys in debt.values() for k in keys]
+        assert len(owed) == 2
+        assert all(json.loads(objects[key])["begin_time"] in key for key in owed)
+        cos.clear_faults()
+        assert main(["store", "migrate", "--sink", url, "--apply"]) == 0
+        assert "AccessDenied" in capsys.readouterr().err or writes == WRITES
+
+        objects = {key.removeprefix("stats/"): obj.body for (_, key), obj in cos.objects.items()}
+        for item in records.values():
+            assert json.loads(objects[item.key]) == item.to_dict()
+        assert old_key(records["day"]) not in objects
+        assert old_key(records["range"]) not in objects
+        debts = [json.loads(body)["owed"] for key, body in objects.items() if "_outbox/" in key]
+        assert sorted(k for owed in debts for keys in owed.values() for k in keys) == sorted(
+            [records["day"].key, records["range"].key]
+        )  # as stored: each debt names where its record is now
+
+        assert main_handler(TIMER, context)["ok"] is True
+
+        assert moved_deliveries(receiver) == [
+            ("2021050100", "2021050123"),
+            ("2021050113", "2021050118"),
+        ]
+        assert not [key for (_, key) in cos.objects if "/_outbox/" in key]
+
+    def test_given_a_debt_left_on_an_old_key_by_an_earlier_version_when_timer_runs_then_sent(
+        self,
+        scf_env: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch,
+        store: Path,
+        receiver: WebhookReceiver,
+        context: dict[str, Any],
+    ) -> None:
+        """What the released `store migrate` left when it was cut off after its first move:
+        the day record at its new key, its old key gone, the outbox owing the old key."""
+        monkeypatch.setenv("SMS_STATS_SINKS", f"file://{store},{receiver.url}")
+        sink = file_sink(store)
+        records = write_older_store(sink, label("webhook", receiver.url))
+        day = records["day"]
+        sink.put(day.key, sink.get(old_key(day)) or b"")
+        sink.delete(old_key(day))
+
+        (entry, _) = sorted(Outbox(sink).entries(None), key=lambda e: e.records[0].window.label)
+        assert (entry.records, entry.resolved) == ([day], True)
+        assert entry.records_owed_to(label("webhook", receiver.url)) == [day]
+        assert layout.migrate(sink, "Asia/Shanghai").outbox_entries == 2  # a dry run
+
+        assert main_handler(TIMER, context)["ok"] is True
+
+        assert moved_deliveries(receiver) == [
+            ("2021050100", "2021050123"),
+            ("2021050113", "2021050118"),
+        ]
+        assert list(store.glob("_outbox/*")) == []
 
 
 class TestGaps:

@@ -262,7 +262,8 @@ def _store_migrate(args: argparse.Namespace) -> int:
     for key in found.foreign:
         print(f"left alone (not an sms-stats record): {key}", file=sys.stderr)
     if found.outbox_entries:
-        print(f"outbox: {found.outbox_entries} entry(ies) now owe the new keys", file=sys.stderr)
+        owe = "now owe" if args.apply else "would owe"
+        print(f"outbox: {found.outbox_entries} entry(ies) {owe} the new keys", file=sys.stderr)
     if found.moves and not args.apply:
         print("dry run: nothing changed; add --apply to move them", file=sys.stderr)
     return 0

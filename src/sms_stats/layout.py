@@ -7,8 +7,14 @@ same keys, and `gaps` would count one for the other. So the first write records 
 
 Stores written before "one grain per layout" hold day and range records beside the hours, where a
 SUM counts hours twice. `migrate` moves each record to the key its window's grain gives it: a dry
-run lists the moves, `apply` makes them (write the new key, then delete the old one: an
-interrupted run leaves both, which the next run finishes), and a second run finds nothing to do.
+run lists the moves, `apply` makes them, and a second run finds nothing to do.
+
+A move must never strand a delivery still owed: the outbox owes records by key, and a debt
+naming a key where the record no longer is would be dropped. So `apply` goes in three passes,
+each safe to cut off anywhere and to run again: write every record at its new key (the old one
+stays, so a rerun still sees the move), then point the outbox's debts at the new keys, and only
+then delete the old keys. (The outbox also reads a debt on a record's old key as one on its new
+key, for entries left by earlier versions of this command.)
 """
 
 from __future__ import annotations
@@ -137,7 +143,7 @@ class Migration:
     moves: list[tuple[str, str]] = field(default_factory=list)
     foreign: list[str] = field(default_factory=list)  # not a record of ours: left in place
     other_zone: list[str] = field(default_factory=list)  # another zone's records: left in place
-    outbox_entries: int = 0  # entries whose owed keys were rewritten
+    outbox_entries: int = 0  # entries whose owed keys were (in a dry run: would be) rewritten
     zone: str | None = None
     applied: bool = False
 
@@ -153,8 +159,10 @@ def migrate(
     """Move every record of the hour layout whose window is not one hour to its grain's layout.
 
     Idempotent: the moves are found from what is stored, so a second run (or a run after an
-    interrupted one) finds only what is left. The outbox's owed keys follow their records, so
-    deliveries still owed are not lost. `_store.json` is written (with `apply`) when missing.
+    interrupted one) finds only what is left. The outbox's owed keys follow their records
+    before any old key is deleted (see the module docstring), so deliveries still owed are not
+    lost wherever a run stops. A dry run counts the entries it would rewrite. `_store.json` is
+    written (with `apply`) when missing.
     """
     result = Migration(zone=zone, applied=apply)
     stored = stored_zone(store, deadline)
@@ -178,22 +186,48 @@ def migrate(
         if record.key != key:
             result.moves.append((key, record.key))
     moved = dict(result.moves)
-    if apply:
-        for old, new in result.moves:
-            store.put(new, store.get(old, deadline) or b"", deadline)
-            store.delete(old, deadline)
-            if on_move is not None:
-                on_move(old, new)
-        result.outbox_entries = _follow_in_outbox(store, moved, deadline)
-        if stored is None and not result.other_zone:
-            store.put(META_KEY, _meta(zone), deadline)
+    if not apply:
+        result.outbox_entries = _follow_in_outbox(store, moved, deadline, write=False)
+        return result
+    for old, new in result.moves:  # 1: each record at its new key too
+        _copy(store, old, new, deadline)
+    result.outbox_entries = _follow_in_outbox(store, moved, deadline)  # 2: debts follow
+    for old, new in result.moves:  # 3: only now, the old keys go
+        store.delete(old, deadline)
+        if on_move is not None:
+            on_move(old, new)
+    if stored is None and not result.other_zone:
+        store.put(META_KEY, _meta(zone), deadline)
     return result
 
 
-def _follow_in_outbox(store: Store, moved: dict[str, str], deadline: float | None) -> int:
-    """Owed keys that name a moved record now name its new key."""
-    if not moved:
-        return 0
+def _copy(store: Store, old: str, new: str, deadline: float | None) -> None:
+    """The record at `old` written at `new` too, unless `new` already holds it or a later
+    fetch of it (a backfill since, or a run cut off after this step): never older over newer."""
+    data = store.get(old, deadline)
+    if data is None:  # moved by another run since the listing
+        return
+    there = store.get(new, deadline)
+    if there is not None and _fetched_at(there) >= _fetched_at(data):
+        return
+    store.put(new, data, deadline)
+
+
+def _fetched_at(data: bytes) -> datetime:
+    """When a stored record was fetched (a time without an offset read as UTC, which is how
+    records write it); the earliest time for what does not read as one."""
+    try:
+        fetched = from_dict(json.loads(data)).fetched_at
+    except (ValueError, RecursionError):
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return fetched if fetched.tzinfo else fetched.replace(tzinfo=timezone.utc)
+
+
+def _follow_in_outbox(
+    store: Store, moved: dict[str, str], deadline: float | None, *, write: bool = True
+) -> int:
+    """Owed keys that name a moved record (or, read by `decode`, the old key of a record the
+    entry holds) now name its new key; how many entries that changes. Idempotent."""
     rewritten = 0
     for key in store.keys(OUTBOX_PREFIX, deadline):
         data = store.get(key, deadline)
@@ -203,9 +237,13 @@ def _follow_in_outbox(store: Store, moved: dict[str, str], deadline: float | Non
             entry = decode(key, data)
         except ValueError:
             continue
-        owed = {sink: [moved.get(k, k) for k in keys] for sink, keys in entry.owed.items()}
-        if owed != entry.owed:
+        owed = {
+            sink: list(dict.fromkeys(moved.get(k, k) for k in keys))
+            for sink, keys in entry.owed.items()
+        }
+        if owed != entry.owed or entry.resolved:
             entry.owed = owed
-            store.put(key, entry.encode(), deadline)
+            if write:
+                store.put(key, entry.encode(), deadline)
             rewritten += 1
     return rewritten

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .log import logger
-from .records import AnyRecord, from_dict, isoformat_utc
+from .records import AnyRecord, from_dict, isoformat_utc, pre_grain_key
 from .sinks import Delivery, Sink, deliver_all
 from .sinks.base import SinkError, Store
 from .sinks.topics import record_sinks
@@ -35,11 +35,16 @@ SCHEMA = "sms-stats-outbox/v1"
 
 @dataclass
 class Entry:
-    """Records of one window, and for each sink (by name) the keys of those it still owes."""
+    """Records of one window, and for each sink (by name) the keys of those it still owes.
+
+    `resolved`: read from a store where it owed a record by the key it had before
+    `store migrate` moved it; `owed` names the record's key now, the stored entry does not yet.
+    """
 
     key: str
     records: list[AnyRecord]
     owed: dict[str, list[str]] = field(default_factory=dict)
+    resolved: bool = False
 
     def encode(self) -> bytes:
         payload = {
@@ -85,7 +90,25 @@ def decode(key: str, data: bytes) -> Entry:
     ):
         raise ValueError("'owed' is not a map of sink to record keys")
     records = [from_dict(item) for item in payload.get("records") or []]
-    return Entry(key, records, {str(sink): list(keys) for sink, keys in owed.items()})
+    entry = Entry(key, records, {str(sink): list(keys) for sink, keys in owed.items()})
+    _resolve_moved(entry)
+    return entry
+
+
+def _resolve_moved(entry: Entry) -> None:
+    """Owed keys that name one of the entry's records where it was before `store migrate`
+    moved it to its grain now name the record's key.
+
+    An entry written by an earlier version, or left owing the old key by a migrate that was
+    cut off, would otherwise match none of its records, and `drain` would drop the debt as
+    one for records it does not hold: the receiver would never get the record.
+    """
+    moved = {old: r.key for r in entry.records if (old := pre_grain_key(r)) != r.key}
+    if not moved or not any(k in moved for keys in entry.owed.values() for k in keys):
+        return
+    for sink, keys in entry.owed.items():
+        entry.owed[sink] = list(dict.fromkeys(moved.get(k, k) for k in keys))
+    entry.resolved = True
 
 
 class Outbox:

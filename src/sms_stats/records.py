@@ -121,6 +121,17 @@ def day_folder(kind: Kind, app_id: str, day: date) -> str:
     return f"{KIND_FOLDERS[kind]}app={app_id}/dt={day.isoformat()}/"
 
 
+def pre_grain_key(record: AnyRecord) -> str:
+    """Where the version before grains (store layout 1) kept `record`: a send record in the hour
+    layout whatever its window. Receipts and balances came later, always at `record.key`.
+
+    `store migrate` moves such records; an outbox entry written before the move (or during a
+    migrate that was cut off) may still owe the old key, and is read as owing the new one."""
+    if record.kind != "send" or record.window.grain == "hour":
+        return record.key
+    return record.key.removeprefix(GRAIN_PREFIXES[record.window.grain])
+
+
 class Receipts(NamedTuple):
     """What CallbackStatusStatistics answered for one app and window."""
 

@@ -106,7 +106,9 @@ _MESSAGES = {
 class CosFault:
     """Injected misbehaviour. `latency_s` applies first; then `hang` (never answer), `drop`
     (close the connection without an answer), else an error answer `status` + `code`.
-    `times` = how many requests it hits (None: all)."""
+    `times` = how many requests it hits (None: all). `methods` limits it to those HTTP
+    methods (empty: any); `after` lets that many of its requests through first, so a store can
+    fail at its Nth write (`methods=("PUT", "DELETE")`), as one does when a run is cut off."""
 
     status: int = 500
     code: str = "InternalError"
@@ -116,6 +118,8 @@ class CosFault:
     hang: bool = False
     drop: bool = False
     echo_headers: bool = False  # the message lists the request's headers, as a debug proxy does
+    methods: tuple[str, ...] = ()
+    after: int = 0
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,7 @@ class LoggedRequest:
 class _Armed:
     fault: CosFault
     remaining: int | None
+    passed: int = 0  # requests let through so far (see CosFault.after)
 
 
 @dataclass
@@ -216,6 +221,8 @@ class CosStandIn(LoopbackService):
         """Replace the fault for keys containing `key_contains` (None: every other request)."""
         if fault.times is not None and fault.times < 0:
             raise ValueError("CosFault.times must be >= 0 or None")
+        if fault.after < 0:
+            raise ValueError("CosFault.after must be >= 0")
         if not 400 <= fault.status <= 599:
             raise ValueError("CosFault.status must be a 4xx or 5xx status")
         with self._lock:
@@ -310,7 +317,7 @@ class CosStandIn(LoopbackService):
             digest = base64.b64encode(hashlib.md5(body).digest()).decode()
             if not hmac.compare_digest(content_md5.strip(), digest):
                 raise CosError(400, "BadDigest")
-        fault = self._take_fault(key)
+        fault = self._take_fault(key, method)
         if fault is not None:
             self._pause(fault.latency_s)
             if fault.hang:
@@ -437,13 +444,18 @@ class CosStandIn(LoopbackService):
         if not hmac.compare_digest(expected, auth["q-signature"]):
             raise CosError(403, "SignatureDoesNotMatch")
 
-    def _take_fault(self, key: str) -> CosFault | None:
+    def _take_fault(self, key: str, method: str) -> CosFault | None:
         with self._lock:
             candidates = [k for k in self._faults if k is not None and k in key]
             for name in [*candidates, None]:
                 armed = self._faults.get(name)
                 if armed is None:
                     continue
+                if armed.fault.methods and method not in armed.fault.methods:
+                    continue
+                if armed.passed < armed.fault.after:
+                    armed.passed += 1
+                    return None
                 if armed.remaining is not None:
                     if armed.remaining <= 0:
                         del self._faults[name]

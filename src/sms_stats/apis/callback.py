@@ -46,6 +46,24 @@ class CallbackStatusCounts(Strict):
                 "receipts_above_total",
                 "CallbackSuccessCount + CallbackFailCount must not exceed CallbackCount",
             )
+        # The reasons break the failures down, so together they cannot be more. They may be
+        # less: a failure for a reason the API does not break out is counted in
+        # CallbackFailCount alone, so equality is not asked.
+        reasons = (
+            self.InternalErrorCount
+            + self.InvalidNumberCount
+            + self.ShutdownErrorCount
+            + self.BlackListCount
+            + self.FrequencyLimitCount
+        )
+        if reasons > self.CallbackFailCount:
+            raise PydanticCustomError(
+                "reasons_above_failures",
+                "the failure reasons (InternalErrorCount + InvalidNumberCount + "
+                "ShutdownErrorCount + BlackListCount + FrequencyLimitCount = {reasons}) must "
+                "not exceed CallbackFailCount ({failures}): they break the failures down",
+                {"reasons": reasons, "failures": self.CallbackFailCount},
+            )
         return self
 
 

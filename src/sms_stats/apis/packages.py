@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..answers import ANSWERS, Answer, BadAnswer, Count, Strict
 from ..log import logger
@@ -28,9 +28,10 @@ LOOK_BACK = timedelta(days=25 * 31)  # at least 25 months
 MAX_PAGES = 200  # 100,000 packages: far beyond any account; a loop that never ends is a bug
 
 
-PackageTime = Annotated[int, Field(ge=0, le=253402214400)]
-"""Unix seconds up to 9999-12-31 00:00 UTC: a time `datetime` can still show in every zone
-(a second later, +08:00 is past the year 9999 and the record could not be written)."""
+PackageTime = Annotated[int, Field(gt=0, le=253402214400)]
+"""Unix seconds after 0 and up to 9999-12-31 00:00 UTC: a time `datetime` can still show in
+every zone (a second later, +08:00 is past the year 9999 and the record could not be written).
+0 is no time but a field the API left unset: a package "expiring" in 1970 counted 0 left."""
 
 
 class PackageStatistics(Strict):
@@ -45,6 +46,28 @@ class PackageStatistics(Strict):
 
 class SmsPackagesStatisticsAnswer(Answer):
     SmsPackagesStatisticsSet: list[PackageStatistics]
+
+    @model_validator(mode="after")
+    def _each_expires_after_it_takes_effect(self) -> SmsPackagesStatisticsAnswer:
+        """A package that expires when (or before) it takes effect never holds a message: no
+        such package is sold, so the answer is wrong, and a balance built on it would be.
+
+        One loop per answer rather than a validator per package (a page holds 500, and each
+        validator call cost more than the check). `BadAnswer` is no ValueError, so pydantic
+        lets it through as raised, naming the package's field and the answer's RequestId.
+        """
+        for index, item in enumerate(self.SmsPackagesStatisticsSet):
+            if item.PackageExpiredTime <= item.PackageEffectiveTime:
+                raise BadAnswer(
+                    "SmsPackagesStatistics",
+                    f"Response.SmsPackagesStatisticsSet.{index}.PackageExpiredTime",
+                    "must be after PackageEffectiveTime (a package expiring before it takes "
+                    "effect holds no message)",
+                    f"{item.PackageExpiredTime}, PackageEffectiveTime "
+                    f"{item.PackageEffectiveTime}, PackageId {item.PackageId}",
+                    self.RequestId,
+                )
+        return self
 
 
 class PackagesApi:

@@ -30,7 +30,8 @@ def _parse_fault(spec: str) -> tuple[str | None, Fault]:
     (3 digits), ``html``, ``no-response`` or ``hang``, or one of the answers no real API gives:
     ``raw=BODY`` (BODY answered as-is, HTTP 200 JSON; bytes that are not UTF-8 pass through
     from the command line), ``field=NAME=JSON`` (that field of the answer written as the JSON
-    text, e.g. ``RequestCount=1e400``; repeat the spec for more fields), ``drip=SECONDS`` (one
+    text, e.g. ``RequestCount=1e400``; repeat the spec for more fields), ``repeat=NAME=JSON``
+    (that field written a second time, after the answer's own), ``drip=SECONDS`` (one
     byte of the answer every SECONDS), ``huge=BYTES`` (an answer padded to BYTES), or bad
     data: ``overuse`` (a package used beyond its amount), ``overcount`` (more receipts than
     submissions), ``paging=repeat|skip|overlap``."""
@@ -69,11 +70,13 @@ def _parse_answer_fault(spec: str, kind: str, value: str) -> Fault:
         if kind == "raw":
             # argv was decoded with surrogateescape: this gives back the bytes typed.
             return Fault(raw_body=value.encode("utf-8", "surrogateescape"))
-        if kind == "field":
+        if kind in ("field", "repeat"):
             name, eq, text = value.partition("=")
             if not eq or not name:
-                raise ValueError("expected field=NAME=JSON")
+                raise ValueError(f"expected {kind}=NAME=JSON")
             json.loads(text)
+            if kind == "repeat":
+                return Fault(repeated={name: text})
             return Fault(fields={name: text})
         if kind == "drip":
             seconds = float(value)
@@ -92,22 +95,34 @@ def _parse_answer_fault(spec: str, kind: str, value: str) -> Fault:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{spec!r}: {exc}") from None
     raise argparse.ArgumentTypeError(
-        f"{spec!r}: unknown fault {kind!r}= (raw=, field=, drip=, huge=, paging=)"
+        f"{spec!r}: unknown fault {kind!r}= (raw=, field=, repeat=, drip=, huge=, paging=)"
     )
 
 
 def _merged(faults: Sequence[tuple[str | None, Fault]]) -> dict[_FaultKey, Fault]:
-    """One fault per app and action; ``field=`` specs for the same app and action add up to
-    one answer. Keyed by app id, or by (app id, action) for a fault limited to one action."""
+    """One fault per app and action; ``field=`` and ``repeat=`` specs for the same app and
+    action add up to one answer. Keyed by app id, or by (app id, action) for a fault limited
+    to one action."""
     merged: dict[_FaultKey, Fault] = {}
     for app_id, fault in faults:
         key: _FaultKey = app_id if fault.action is None else (app_id, fault.action)
         before = merged.get(key)
-        if fault.fields and before is not None and before.fields:
-            merged[key] = Fault(fields={**before.fields, **fault.fields}, action=fault.action)
+        if _shapes(fault) and before is not None and _shapes(before):
+            merged[key] = Fault(
+                fields={**(before.fields or {}), **(fault.fields or {})} or None,
+                repeated={**(before.repeated or {}), **(fault.repeated or {})} or None,
+                action=fault.action,
+            )
         else:
             merged[key] = fault
     return merged
+
+
+def _shapes(fault: Fault) -> bool:
+    """A fault made only of fields written or repeated in the answer (specs that add up)."""
+    return bool(fault.fields or fault.repeated) and fault == Fault(
+        fields=fault.fields, repeated=fault.repeated, action=fault.action
+    )
 
 
 def _parse_packages(spec: str) -> tuple[str, int]:
@@ -169,7 +184,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "callback, packages, or the action's name), e.g. "
         "'*@callback:UnauthorizedOperation.RequestPermissionDeny'; CODE: error code, HTTP "
         "status, html, no-response, hang, raw=BODY, field=NAME=JSON (e.g. "
-        "field=RequestCount=1e400), drip=SECONDS, huge=BYTES, overuse (a package used beyond "
+        "field=RequestCount=1e400), repeat=NAME=JSON (the field named a second time), "
+        "drip=SECONDS, huge=BYTES, overuse (a package used beyond "
         "its amount), overcount (more receipts than submissions), paging=repeat|skip|overlap "
         "(repeatable)",
     )

@@ -98,7 +98,10 @@ class Fault:
     (HTTP 200, ``content_type``); ``fields`` replaces fields of the normal answer with JSON
     text, which may be what Python cannot hold (``{"RequestCount": "1e400"}``, ``"Infinity"``,
     ``"-1"``, ``"true"``, ``'"12"'``; ``RequestId`` is the Response's, the rest are the
-    statistics object's, or every package's in SmsPackagesStatistics). ``drip_s`` writes the
+    statistics object's, or every package's in SmsPackagesStatistics). ``repeated`` writes
+    fields a second time, as JSON text after the answer's own (the same places as ``fields``):
+    a key named twice, ``{"RequestCount": 1880, "RequestCount": 7}``, which JSON parsers
+    settle silently, most by keeping the last. ``drip_s`` writes the
     body one byte every ``drip_s`` seconds; ``huge_body`` pads the answer to that many bytes
     (a JSON string field that never ends before the last byte, so any cut of it is malformed).
 
@@ -120,6 +123,7 @@ class Fault:
     raw_body: bytes | None = None
     content_type: str = "application/json"
     fields: dict[str, str] | None = None
+    repeated: dict[str, str] | None = None
     drip_s: float = 0.0
     huge_body: int | None = None
     action: str | None = None
@@ -279,12 +283,13 @@ class Emulator(LoopbackService):
             raise ValueError("Fault.drip_s must be >= 0")
         if fault.huge_body is not None and fault.huge_body < 0:
             raise ValueError("Fault.huge_body must be >= 0")
-        for name, text in (fault.fields or {}).items():
-            try:
-                json.loads(text)  # Python's JSON: Infinity, NaN and 1e400 are accepted
-            except ValueError:
-                message = f"Fault.fields[{name!r}] must be JSON text, got {text!r}"
-                raise ValueError(message) from None
+        for attribute in ("fields", "repeated"):
+            for name, text in (getattr(fault, attribute) or {}).items():
+                try:
+                    json.loads(text)  # Python's JSON: Infinity, NaN and 1e400 are accepted
+                except ValueError:
+                    message = f"Fault.{attribute}[{name!r}] must be JSON text, got {text!r}"
+                    raise ValueError(message) from None
         with self._lock:
             self._faults[(app_id, fault.action)] = _Armed(fault, fault.times)
 
@@ -673,26 +678,33 @@ class Emulator(LoopbackService):
                 pass  # a closed log stream must not take the server down
 
 
-def _object_text(values: Mapping[str, int], overrides: Mapping[str, str]) -> str:
+def _object_text(
+    values: Mapping[str, int], overrides: Mapping[str, str], repeated: Mapping[str, str]
+) -> str:
     texts = {name: json.dumps(value) for name, value in values.items()}
     texts.update(overrides)
-    return "{" + ",".join(f"{json.dumps(name)}:{text}" for name, text in texts.items()) + "}"
+    pairs = [*texts.items(), *repeated.items()]  # a repeated name comes again, after its own
+    return "{" + ",".join(f"{json.dumps(name)}:{text}" for name, text in pairs) + "}"
 
 
 def _shaped_reply(
     fault: Fault, key: str, value: dict[str, int] | list[dict[str, int]], request_id: str
 ) -> _Reply:
     """The normal answer, with ``fault.fields`` written in as raw JSON text (into the
-    statistics object, or into every package of a set), then dripped or padded as the fault
-    says."""
+    statistics object, or into every package of a set) and ``fault.repeated`` written again
+    after them, then dripped or padded as the fault says."""
     overrides = dict(fault.fields or {})
+    repeated = dict(fault.repeated or {})
     rid = overrides.pop("RequestId", json.dumps(request_id))
+    rid_again = repeated.pop("RequestId", None)
     if isinstance(value, list):
-        inner = "[" + ",".join(_object_text(item, overrides) for item in value) + "]"
+        inner = "[" + ",".join(_object_text(item, overrides, repeated) for item in value) + "]"
     else:
-        inner = _object_text(value, overrides)
+        inner = _object_text(value, overrides, repeated)
     answer = f'{{"Response":{{{json.dumps(key)}:{inner},"RequestId":{rid}'
-    code = "Fault.Fields" if fault.fields else "OK"
+    if rid_again is not None:
+        answer += f',"RequestId":{rid_again}'
+    code = "Fault.Fields" if fault.fields or fault.repeated else "OK"
     if fault.overuse or fault.overcount or fault.paging:
         code = "Fault.BadData"
     pad_to = None
