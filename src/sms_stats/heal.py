@@ -28,15 +28,25 @@ that app and is reported like any failed fetch.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
-from datetime import date, datetime
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from .apis import api
 from .client import OUT_OF_TIME, StatsClient
 from .errors import UpstreamError, detached
 from .log import logger
-from .records import CallbackRecord, Kind, Record, day_folder, figures, read_back, store_key
+from .records import (
+    KIND_FOLDERS,
+    RECEIPT_FIELDS,
+    SEND_FIELDS,
+    CallbackRecord,
+    Kind,
+    Record,
+    figures,
+    key_tail,
+    read_back,
+)
 from .sinks.base import SinkError, Store
 from .windows import Window
 
@@ -67,6 +77,12 @@ class Healed(NamedTuple):
 
 def ledger_key(app_id: str) -> str:
     return f"{LEDGER_PREFIX}app={app_id}.json"
+
+
+def ledger_bytes(app_id: str, hours: dict[str, dict[str, list[Any]]]) -> bytes:
+    """The ledger object: per kind, hour label -> [the object's version, its counts]."""
+    payload = {"schema": LEDGER_SCHEMA, "app_id": app_id, "hours": hours}
+    return json.dumps(payload, separators=(",", ":")).encode()
 
 
 def rotated(app_ids: Sequence[str], hour: Window) -> list[str]:
@@ -100,6 +116,9 @@ class Healer:
         self.clock = clock
         callback_span = api("callback").max_hours if "callback" in self.kinds else None
         self.max_span = callback_span or len(self.hours)
+        # The same for every app: each hour's key below the app's folder, and the day folders.
+        self._slots = [(hour.label, key_tail(hour)) for hour in self.hours]
+        self._days = sorted({tail.partition("/")[0] for _, tail in self._slots})
 
     def heal(self, app_id: str) -> Healed:
         work = _AppHeal(self, app_id)
@@ -108,86 +127,105 @@ class Healer:
         except SinkError as exc:
             logger.warning("heal.store_unreadable", app_id=app_id, error=str(exc))
             return Healed(app_id, [], [], len(self.hours) * len(self.kinds), {})
-        kept: dict[Kind, dict[str, Held]] = {kind: {} for kind in self.kinds}
+        kept: dict[str, dict[str, list[Any]]] = {}
         for kind in self.kinds:
-            known = {hour: h.figures for hour, h in held[kind].items()}
+            known: list[Figures | None] = [h.figures if h else None for h in held[kind]]
             if work.fill(kind, known) and kind == "callback":
                 work.settle(known)
-            rewritten = {record.window for record in work.records if record.kind == kind}
-            kept[kind] = {hour.label: h for hour, h in held[kind].items() if hour not in rewritten}
+            rewritten = {record.window.label for record in work.records if record.kind == kind}
+            kept[kind] = {
+                hour.label: [h.version, list(h.figures)]
+                for hour, h in zip(self.hours, held[kind], strict=True)
+                if h is not None and hour.label not in rewritten
+            }
         if kept != ledger:
             self._write_ledger(app_id, kept)
         return Healed(app_id, work.records, work.failures, work.left, work.calls)
 
-    def _held(
-        self, app_id: str
-    ) -> tuple[dict[Kind, dict[Window, Held]], dict[Kind, dict[str, Held]]]:
-        """Each kind's stored hours of the window ({hour: Held}), and the ledger as read."""
+    def _held(self, app_id: str) -> tuple[dict[Kind, list[Held | None]], dict[str, Any]]:
+        """Each kind's stored hours of the window, in order (None: not held), and the ledger
+        as read."""
         ledger = self._read_ledger(app_id)
-        held: dict[Kind, dict[Window, Held]] = {}
+        held: dict[Kind, list[Held | None]] = {}
         for kind in self.kinds:
+            folder = f"{KIND_FOLDERS[kind]}app={app_id}/"
             listed: dict[str, str] = {}
-            for day in _dates(self.hours):
-                listed.update(self.store.listing(day_folder(kind, app_id, day), self.deadline))
-            copy = ledger.get(kind, {})
-            found: dict[Window, Held] = {}
-            for hour in self.hours:
-                key = store_key(app_id, hour, kind)
+            for day in self._days:
+                listed.update(self.store.listing(f"{folder}{day}/", self.deadline))
+            copy = ledger.get(kind)
+            if not isinstance(copy, dict):
+                copy = {}
+            width = _WIDTH[kind]
+            found: list[Held | None] = []
+            for label, tail in self._slots:
+                key = folder + tail
                 version = listed.get(key)
                 if version is None:
+                    found.append(None)
                     continue
-                seen = copy.get(hour.label)
-                if seen is not None and seen.version == version:
-                    found[hour] = seen
+                seen: Any = copy.get(label)
+                if _entry_of(seen, version, width):
+                    found.append(Held(version, tuple(seen[1])))
                     continue
                 record = read_back(self.store.get(key, self.deadline))
                 # The key names the kind, the app and the hour: a record that reads back
                 # under another key (another app's, copied by hand) is not this hour's.
                 if isinstance(record, (Record, CallbackRecord)) and record.key == key:
-                    found[hour] = Held(version, figures(record))
+                    found.append(Held(version, figures(record)))
                 else:
                     logger.info("heal.unreadable", app_id=app_id, kind=kind, key=key)
+                    found.append(None)
             held[kind] = found
         return held, ledger
 
-    def _read_ledger(self, app_id: str) -> dict[Kind, dict[str, Held]]:
-        """The ledger's entries; empty when there is none or it is not one (it is a copy)."""
+    def _read_ledger(self, app_id: str) -> dict[str, Any]:
+        """The ledger's hours per kind, as stored (each entry is checked where it is used);
+        empty when there is none or it is not one: it is only a copy."""
         data = self.store.get(ledger_key(app_id), self.deadline)
         if data is None:
             return {}
         try:
             payload = json.loads(data)
-            if payload.get("schema") != LEDGER_SCHEMA or payload.get("app_id") != app_id:
-                return {}
-            return {
-                kind: {
-                    str(label): Held(str(entry[0]), tuple(int(n) for n in entry[1]))
-                    for label, entry in payload["hours"].get(kind, {}).items()
-                }
-                for kind in self.kinds
-            }
-        except (ValueError, TypeError, KeyError, AttributeError, IndexError):
+        except (ValueError, RecursionError):
+            payload = None
+        if (
+            not isinstance(payload, dict)
+            or payload.get("schema") != LEDGER_SCHEMA
+            or payload.get("app_id") != app_id
+            or not isinstance(payload.get("hours"), dict)
+        ):
             logger.info("heal.ledger_unreadable", app_id=app_id)
             return {}
+        hours: dict[str, Any] = payload["hours"]
+        return hours
 
-    def _write_ledger(self, app_id: str, kept: dict[Kind, dict[str, Held]]) -> None:
-        payload: dict[str, Any] = {
-            "schema": LEDGER_SCHEMA,
-            "app_id": app_id,
-            "hours": {
-                kind: {label: [h.version, list(h.figures)] for label, h in sorted(hours.items())}
-                for kind, hours in kept.items()
-            },
-        }
-        body = json.dumps(payload, separators=(",", ":")).encode()
+    def _write_ledger(self, app_id: str, kept: dict[str, dict[str, list[Any]]]) -> None:
         try:
-            self.store.put(ledger_key(app_id), body, self.deadline)
+            self.store.put(ledger_key(app_id), ledger_bytes(app_id, kept), self.deadline)
         except SinkError as exc:  # a copy: the next run reads the objects instead
             logger.info("heal.ledger_unwritten", app_id=app_id, error=str(exc))
 
 
+_WIDTH: dict[Kind, int] = {"send": len(SEND_FIELDS), "callback": len(RECEIPT_FIELDS)}
+_COUNT_TYPES = {int}  # JSON gives int, float, str, bool, None: a count is an int (not a bool)
+
+
+def _entry_of(seen: Any, version: str, width: int) -> bool:
+    """Whether a ledger entry is `[version, [width counts]]` for the version listed now."""
+    if type(seen) is not list or len(seen) != 2 or seen[0] != version:
+        return False
+    counts = seen[1]
+    return (
+        type(counts) is list
+        and len(counts) == width
+        and set(map(type, counts)) == _COUNT_TYPES
+        and min(counts) >= 0
+    )
+
+
 class _AppHeal:
-    """One app's healing in progress: the calls it made, what it found, where it stopped."""
+    """One app's healing in progress: the calls it made, what it found, where it stopped.
+    Hours are their positions in the healer's window: `known[i]` are hour i's counts."""
 
     def __init__(self, healer: Healer, app_id: str) -> None:
         self.healer = healer
@@ -223,57 +261,63 @@ class _AppHeal:
         assert isinstance(record, (Record, CallbackRecord))
         return record
 
-    def fill(self, kind: Kind, known: dict[Window, Figures]) -> bool:
+    def fill(self, kind: Kind, known: list[Figures | None]) -> bool:
         """Fetch the hours `known` lacks, newest first, adding them to it. False when the
         kind's healing stops here (a failure, or no time left)."""
-        missing = [hour for hour in reversed(self.healer.hours) if hour not in known]
-        for done, hour in enumerate(missing):
-            record = self.ask(kind, hour)
+        missing = [i for i in reversed(range(len(known))) if known[i] is None]
+        for done, i in enumerate(missing):
+            record = self.ask(kind, self.healer.hours[i])
             if record is None:
                 self.left += len(missing) - done if self.stopped else 0
                 return False
             self.records.append(record)
-            known[hour] = figures(record)
+            known[i] = figures(record)
         return not self.stopped
 
-    def settle(self, known: dict[Window, Figures]) -> None:
+    def settle(self, known: list[Figures | None]) -> None:
         """Find the receipt hours that changed since they were stored (see the module)."""
-        hours = self.healer.hours
+        whole = [counts for counts in known if counts is not None]
+        if len(whole) != len(known):  # pragma: no cover - `fill` returns False then
+            return
         span = self.healer.max_span
-        for start in range(0, len(hours), span):
-            block = hours[start : start + span]
-            answer = self._range(block)
+        for start in range(0, len(whole), span):
+            end = min(start + span, len(whole))
+            answer = self._range(start, end)
             if answer is None:
                 return
-            self._split(block, figures(answer), answer, known)
+            self._split(start, end, figures(answer), answer, whole)
 
-    def _range(self, block: list[Window]) -> CallbackRecord | None:
-        record = self.ask("callback", Window(block[0].start, block[-1].end))
+    def _range(self, start: int, end: int) -> CallbackRecord | None:
+        """Receipts of hours `start` to `end` (excluded), in one call."""
+        hours = self.healer.hours
+        record = self.ask("callback", Window(hours[start].start, hours[end - 1].end))
         assert record is None or isinstance(record, CallbackRecord)
         return record
 
     def _split(
         self,
-        block: list[Window],
+        start: int,
+        end: int,
         answer: Figures,
         asked: CallbackRecord | None,
-        known: dict[Window, Figures],
+        known: list[Figures],
     ) -> None:
-        """`answer` is the API's sum over `block` (`asked`: its own answer, when the block was
-        asked rather than derived); rewrite the hours in it that changed."""
-        before = _sum(known[hour] for hour in block)
-        if answer == before or self.stopped:
+        """`answer` is the API's sum over hours `start`..`end` (`asked`: its own answer, when
+        the block was asked rather than derived); rewrite the hours in it that changed."""
+        if answer == _sum(known[start:end]) or self.stopped:
             return
-        if len(block) == 1:
-            (hour,) = block
-            record = asked if asked is not None else self._range(block)
-            if record is not None and figures(record) != known[hour]:
-                self.records = [r for r in self.records if r.window != hour or r.kind != "callback"]
+        if end - start == 1:
+            record = asked if asked is not None else self._range(start, end)
+            if record is not None and figures(record) != known[start]:
+                label = record.window.label
+                self.records = [
+                    r for r in self.records if r.kind != "callback" or r.window.label != label
+                ]
                 self.records.append(record)
-                known[hour] = figures(record)
+                known[start] = figures(record)
             return
-        older, newer = block[: len(block) // 2], block[len(block) // 2 :]
-        asked_older = self._range(older)
+        middle = (start + end) // 2
+        asked_older = self._range(start, middle)
         if asked_older is None:
             return
         from_older = figures(asked_older)
@@ -281,20 +325,10 @@ class _AppHeal:
         # newer half's counts. It still only steers the search: an hour is written from an
         # answer for that hour alone, and what a short difference hid, the next run finds.
         rest = tuple(whole - part for whole, part in zip(answer, from_older, strict=True))
-        self._split(older, from_older, asked_older, known)
-        self._split(newer, rest, None, known)
+        self._split(start, middle, from_older, asked_older, known)
+        self._split(middle, end, rest, None, known)
 
 
-def _sum(items: Iterator[Figures] | Sequence[Figures]) -> Figures:
-    total: list[int] = []
-    for item in items:
-        if not total:
-            total = list(item)
-        else:
-            for i, value in enumerate(item):
-                total[i] += value
-    return tuple(total)
-
-
-def _dates(hours: Sequence[Window]) -> list[date]:
-    return sorted({hour.local_date for hour in hours})
+def _sum(items: Sequence[Figures]) -> Figures:
+    """Field by field (C loops: a steady app sums 72 hours twice a run)."""
+    return tuple(map(sum, zip(*items, strict=True)))

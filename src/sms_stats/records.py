@@ -109,10 +109,13 @@ GRAIN_PREFIXES = {"hour": "", "day": "daily/", "range": "ranges/"}
 def store_key(app_id: str, window: Window, kind: Kind = "send") -> str:
     """Hive-style relative key, shared by the file and COS sinks, stable across re-runs:
     `[daily/|ranges/][callback/]app=<id>/dt=<local date>/<BeginTime>-<EndTime>.json`."""
-    return (
-        f"{GRAIN_PREFIXES[window.grain]}{KIND_FOLDERS[kind]}app={app_id}/"
-        f"dt={window.local_date.isoformat()}/{window.label}.json"
-    )
+    return f"{GRAIN_PREFIXES[window.grain]}{KIND_FOLDERS[kind]}app={app_id}/{key_tail(window)}"
+
+
+def key_tail(window: Window) -> str:
+    """The part of a key below the app's folder: `dt=<local date>/<BeginTime>-<EndTime>.json`
+    (the same for every app: a healer works it out once per hour, not per app)."""
+    return f"dt={window.local_date.isoformat()}/{window.label}.json"
 
 
 def day_folder(kind: Kind, app_id: str, day: date) -> str:
@@ -349,8 +352,7 @@ def _window_of(data: dict[str, Any]) -> tuple[Window, str, datetime]:
     tz = zone(str(data["timezone"]))
     start = datetime.fromisoformat(str(data["window_start"])).astimezone(tz)
     end = datetime.fromisoformat(str(data["window_end"])).astimezone(tz)
-    fetched = datetime.fromisoformat(str(data["fetched_at"]).replace("Z", "+00:00"))
-    return Window(start, end), str(data["timezone"]), fetched
+    return Window(start, end), str(data["timezone"]), _fetched_at(data)
 
 
 def _app_id(data: dict[str, Any]) -> str:
@@ -394,8 +396,14 @@ def _packages(data: dict[str, Any]) -> BalanceRecord:
         )
         for p in data["packages"]
     )
-    fetched = datetime.fromisoformat(str(data["fetched_at"]).replace("Z", "+00:00"))
-    return BalanceRecord(_app_id(data), as_of, packages, str(data["request_id"]), fetched)
+    return BalanceRecord(_app_id(data), as_of, packages, str(data["request_id"]), _fetched_at(data))
+
+
+def _fetched_at(data: dict[str, Any]) -> datetime:
+    """`fetched_at` is UTC (`Z`); one written without an offset is read as UTC too, so that
+    comparing it with another fetch (which is newer?) never meets a naive time."""
+    moment = datetime.fromisoformat(str(data["fetched_at"]).replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 def _utc_time(text: Any) -> datetime:

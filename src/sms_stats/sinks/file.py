@@ -124,7 +124,7 @@ class FileSink:
     def listing(self, prefix: str, deadline: float | None = None) -> dict[str, str]:
         """Each file's version is its inode, size and modification time in ns: `put` replaces
         a file by renaming a new one over it, so a rewrite is a new inode even within one
-        tick of a coarse clock."""
+        tick of a coarse clock, and a file cut or changed in place changes size or time."""
         found: dict[str, str] = {}
         for key, entry in self._walk(prefix):
             try:
@@ -133,7 +133,7 @@ class FileSink:
                 continue
             except OSError as exc:
                 raise SinkError(f"could not list {key}: {exc.strerror or exc}") from None
-            found[key] = f"{entry.inode()}-{info.st_size}-{info.st_mtime_ns}"
+            found[key] = f"{info.st_ino}-{info.st_size}-{info.st_mtime_ns}"
         return found
 
     def _walk(self, prefix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
@@ -154,12 +154,11 @@ class FileSink:
                 shown = under.rstrip("/") or "the store's root"
                 raise SinkError(f"could not list {shown}: {exc.strerror or exc}") from None
             for entry in listed:
-                if entry.is_symlink():
-                    continue
+                name = entry.name
                 if entry.is_dir(follow_symlinks=False):
-                    folders.append((entry.path, f"{under}{entry.name}/"))
-                elif not entry.name.startswith(".tmp-"):
-                    yield f"{under}{entry.name}", entry
+                    folders.append((entry.path, f"{under}{name}/"))
+                elif not name.startswith(".tmp-") and not entry.is_symlink():
+                    yield under + name, entry
 
 
 def encode(record: AnyRecord) -> bytes:
