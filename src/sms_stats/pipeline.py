@@ -386,11 +386,6 @@ class Courier:
         if not records:
             return []
         left_out = [s.name for s in takers if s not in sinks]
-        if not left_out and all(s is self.outbox.store for s in sinks):
-            # The store alone: its write is the delivery, and an entry in the same store
-            # would only repeat it (a write that failed is fetched again: the next timer
-            # run heals the hour, a backfill re-run finds it missing).
-            return deliver_all(records, sinks, self.deadline)
         entry = self.outbox.open(records, sinks, self.deadline, carry=left_out)
         outcomes = deliver_all(records, sinks, self.deadline)
         if entry is not None:
