@@ -4,12 +4,12 @@
   changed hours among the 72, and receipts settling over 6 hours as the stand-in models them;
   counted from the stand-in's own request log, as the API would bill them;
 - a steady-state timer run over N apps (1,000 and 4,000) with 72 settle hours and all three
-  kinds, against a stand-in in its own process enforcing a scaled rate (100 requests a second
-  per API, with 15 ms latency: the real 10 a second and ~150 ms, ten times faster), with
+  kinds, against a stand-in in its own process enforcing a scaled rate (50 requests a second
+  per API, with 30 ms latency: the real 10 a second and ~150 ms, five times faster), with
   `SMS_STATS_RATE_LIMIT` at the same rate: the run's time against what the busiest API's rate
-  allows for the calls it made (target <= 1.10x). The store is a file directory filled with
-  the 72 hours first; one run makes the ledgers (what any deployment's second hour finds),
-  and the next hour's run is timed.
+  allows for the calls it made (target <= 1.10x). The store is a file directory (in memory
+  where /dev/shm is) holding the 72 hours and each app's ledger as the last run left them;
+  the next hour's run is timed.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sms_stats.records import (
     SCHEMA,
@@ -13,6 +15,9 @@ from sms_stats.records import (
     Package,
     Record,
     from_dict,
+    hour_label,
+    hour_tail,
+    key_tail,
     store_key,
 )
 from sms_stats.windows import Window, zone
@@ -114,3 +119,21 @@ def test_given_a_used_up_package_expiring_first_when_balanced_then_next_expiry_s
     assert [p["remaining"] for p in data["packages"]] == [0, 40, 70]
     assert balance.key == f"packages/app={APP_A}/dt=2021-05-01/2021050113.json"
     assert from_dict(data).to_dict() == data  # what the outbox stores reads back the same
+
+
+@given(
+    hour=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 12, 31, 22)).map(
+        lambda d: d.replace(minute=0, second=0, microsecond=0)
+    ),
+    zone_name=st.sampled_from(["Asia/Shanghai", "UTC", "Asia/Kolkata", "Etc/GMT+5", "Etc/GMT-14"]),
+)
+def test_given_an_hour_when_named_without_its_window_then_as_the_window_names_it(
+    hour: datetime, zone_name: str
+) -> None:
+    """The healer names 72 hours per run without making their windows: the names must be the
+    windows' own, or it would look for keys no record is stored under."""
+    start = hour.replace(tzinfo=zone(zone_name))
+    window = Window.through(start, start)
+    label = hour_label(start)
+    assert label == window.label
+    assert hour_tail(start, label) == key_tail(window)

@@ -254,7 +254,7 @@ def _alerts(
 
     sinks = ready_sinks(settings, scheduled=True)
     return after_run(
-        result.records,
+        [*result.records, *result.healed],  # healed send hours count as usage too
         settings,
         sinks,
         client_for(settings),

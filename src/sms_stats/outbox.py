@@ -26,7 +26,7 @@ from typing import Any
 from .log import logger
 from .records import AnyRecord, from_dict, isoformat_utc, pre_grain_key
 from .sinks import Delivery, Sink, deliver_all
-from .sinks.base import SinkError, Store
+from .sinks.base import SinkError, Store, stored_record
 from .sinks.topics import record_sinks
 
 PREFIX = "_outbox/"
@@ -293,11 +293,7 @@ class Outbox:
             if record.key not in owed:
                 continue
             newer = newest.get(record.key, record)
-            try:
-                data = self.store.get(record.key, deadline)
-                stored = None if data is None else from_dict(json.loads(data))
-            except (SinkError, ValueError, RecursionError):
-                stored = None  # unreadable: what the entries hold is the best known
+            stored = stored_record(self.store, record.key, deadline)
             if stored is not None and stored.fetched_at > newer.fetched_at:
                 newer = stored
             if newer.fetched_at > record.fetched_at:

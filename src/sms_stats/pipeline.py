@@ -11,7 +11,6 @@ stable, so a retry duplicates nothing).
 from __future__ import annotations
 
 import contextvars
-import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, as_completed
 from dataclasses import dataclass, field
@@ -23,15 +22,15 @@ from .client import OUT_OF_TIME, StatsClient
 from .context import Invocation
 from .errors import DeliveryError, SmsStatsError, UpstreamError, detached
 from .heal import KINDS as HEAL_KINDS
-from .heal import Healed, Healer, rotated
+from .heal import Healed, Healer
 from .jobs import Job, Task
 from .layout import ensure_zone
 from .log import logger
 from .outbox import Outbox
-from .records import AnyRecord, Kind, from_dict, isoformat_utc
+from .records import AnyRecord, Kind, isoformat_utc
 from .settings import Settings
 from .sinks import Delivery, Sink, deliver_all
-from .sinks.base import SinkError, Store, find_store
+from .sinks.base import Store, find_store, stored_record
 from .sinks.topics import record_sinks
 from .windows import Window
 
@@ -266,12 +265,12 @@ def run_job(
     if drain:
         result.deliveries.extend(courier.drain(result.deliveries))
     result.records = [r for batch in done for r in _in_job_order(done[batch], job)]
-    result.records += result.healed
     _report(result, job, sinks)
     return result
 
 
-HEAL_BUNCH = 500  # healed records of one (kind, window) sent together, at most
+HEAL_BUNCH = 200  # healed records held before they go out (per window, in one delivery each)
+HEAL_RESERVE = 0.1  # the share of an invocation's time healing leaves to what comes after it
 
 
 def _heal(
@@ -282,24 +281,46 @@ def _heal(
     courier: Courier,
     deliverers: Executor,
 ) -> list[Future[list[Delivery]]]:
-    """Heal every app (starting at another one each hour), delivering in bunches."""
-    apps = rotated(job.app_ids, job.windows[-1])
-    healed: dict[Batch, list[AnyRecord]] = {}
+    """Heal every app (from where the last run stopped), delivering what is found in bunches
+    as it comes, so a run that runs out of time has written what it fetched."""
+    apps = healer.order(job.app_ids)
+    waiting: dict[Batch, list[AnyRecord]] = {}
     deliveries: list[Future[list[Delivery]]] = []
+    healed: dict[str, Healed] = {}
+
+    def send(bunches: list[list[AnyRecord]]) -> None:
+        for records in bunches:
+            deliveries.append(
+                _submit(deliverers, courier.deliver, _in_job_order(records, job), False)
+            )
+
     with _pool(min(2 * concurrency, len(apps)), "heal") as healers:
-        futures = [_submit(healers, healer.heal, app) for app in apps]
+        futures = [_submit(healers, _heal_one, healer, app) for app in apps]
         try:
             finished = futures if isinstance(healers, _Inline) else as_completed(futures)
             for future in finished:
-                for records in _take_healed(future.result(), result, healed):
-                    deliveries.append(_submit(deliverers, courier.deliver, records, False))
+                outcome = future.result()
+                healed[outcome.app_id] = outcome
+                _take_healed(outcome, result, waiting)
+                if sum(map(len, waiting.values())) >= HEAL_BUNCH:
+                    send(list(waiting.values()))
+                    waiting.clear()
         except BaseException:
             for pending in futures:
                 pending.cancel()
             raise
-    for records in healed.values():
-        deliveries.append(_submit(deliverers, courier.deliver, _in_job_order(records, job), False))
+    send(list(waiting.values()))
+    healer.leave_cursor(apps, healed)
     return deliveries
+
+
+def _heal_one(healer: Healer, app_id: str) -> Healed:
+    """One app's healing; a bug in it costs that app this run's healing, not the run."""
+    try:
+        return healer.heal(app_id)
+    except Exception as exc:
+        logger.error("heal.error", app_id=app_id, error_type=type(exc).__name__)
+        return Healed(app_id, [], [], healer.count * len(healer.kinds), {})
 
 
 def _take_fetched(
@@ -337,29 +358,27 @@ def _healer(
     store = find_store(sinks)
     if job.heal is None or store is None or not any(k in HEAL_KINDS for k in job.kinds):
         return None
-    return Healer(store, client, job.heal, job.kinds, settings.timezone, invocation.deadline, now)
+    deadline = invocation.deadline
+    if deadline is not None:
+        # Time left for what comes after: writing what healing found, the outbox, alerts.
+        reserve = max(3 * settings.timeout, HEAL_RESERVE * (deadline - invocation.started))
+        deadline -= reserve
+    return Healer(store, client, job.heal, job.kinds, settings.timezone, deadline, now)
 
 
-def _take_healed(
-    healed: Healed, result: RunResult, waiting: dict[Batch, list[AnyRecord]]
-) -> list[list[AnyRecord]]:
-    """One app's healing into the result; the bunches of records that are now full."""
+def _take_healed(healed: Healed, result: RunResult, waiting: dict[Batch, list[AnyRecord]]) -> None:
+    """One app's healing into the result (its counts; failures are counted, not raised: the
+    next run heals what this one could not) and its records into the bunches waiting."""
     result.healed.extend(healed.records)
-    for kind, window, error in healed.failures:
-        result.failures.append(FetchFailure(healed.app_id, str(window), error, kind))
     report = result.heal
     report["apps"] = report.get("apps", 0) + 1
     for kind, calls in healed.calls.items():
         report[f"{kind}_calls"] = report.get(f"{kind}_calls", 0) + calls
     report["hours_left"] = report.get("hours_left", 0) + healed.left
     report["records"] = report.get("records", 0) + len(healed.records)
-    full: list[list[AnyRecord]] = []
+    report["failures"] = report.get("failures", 0) + len(healed.failures)
     for record in healed.records:
-        bunch = waiting.setdefault((record.kind, record.window), [])
-        bunch.append(record)
-        if len(bunch) >= HEAL_BUNCH:
-            full.append(waiting.pop((record.kind, record.window)))
-    return full
+        waiting.setdefault((record.kind, record.window), []).append(record)
 
 
 class Courier:
@@ -406,7 +425,7 @@ class Courier:
         assert self.outbox is not None
         kept: list[AnyRecord] = []
         for record in records:
-            stored = self._stored(record)
+            stored = stored_record(self.outbox.store, record.key, self.deadline)
             if stored is not None and stored.fetched_at > record.fetched_at:
                 logger.info(
                     "delivery.superseded",
@@ -430,14 +449,6 @@ class Courier:
                 continue
             kept.append(record)
         return kept
-
-    def _stored(self, record: AnyRecord) -> AnyRecord | None:
-        assert self.outbox is not None
-        try:
-            data = self.outbox.store.get(record.key, self.deadline)
-            return None if data is None else from_dict(json.loads(data))
-        except (SinkError, ValueError, RecursionError):  # unreadable, not ours: overwrite it
-            return None
 
     def drain(self, this_run: Sequence[Delivery]) -> list[Delivery]:
         """What earlier runs still owe, except to sinks that just failed in this run."""

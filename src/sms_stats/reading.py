@@ -221,7 +221,7 @@ def _parallel(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     for. The first StoreUnavailable is raised."""
     if len(items) <= 1:
         return [fn(item) for item in items]
-    # Imported here: the timer's healing reads through this module without a pool.
+    # Imported here: a read of one object needs no pool.
     from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
 
     with ThreadPoolExecutor(min(READERS, len(items)), thread_name_prefix="sms-stats-read") as pool:

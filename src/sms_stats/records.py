@@ -114,8 +114,20 @@ def store_key(app_id: str, window: Window, kind: Kind = "send") -> str:
 
 def key_tail(window: Window) -> str:
     """The part of a key below the app's folder: `dt=<local date>/<BeginTime>-<EndTime>.json`
-    (the same for every app: a healer works it out once per hour, not per app)."""
+    (the same for every app)."""
     return f"dt={window.local_date.isoformat()}/{window.label}.json"
+
+
+def hour_label(start: datetime) -> str:
+    """The label of the hour that starts at `start` (`Window.label` of it), without making the
+    Window: a healer names 72 hours on every cold run."""
+    name = format_hour(start)
+    return f"{name}-{name}"
+
+
+def hour_tail(start: datetime, label: str) -> str:
+    """`key_tail` of the hour that starts at `start` and is named `label` (`hour_label`)."""
+    return f"dt={start.date().isoformat()}/{label}.json"
 
 
 def day_folder(kind: Kind, app_id: str, day: date) -> str:

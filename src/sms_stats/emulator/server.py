@@ -130,6 +130,7 @@ class Fault:
     overuse: bool = False
     overcount: bool = False
     paging: str | None = None
+    after: int = 0  # requests it lets through first: a fault of the Nth call, not the first
 
 
 class ApiError(Exception):
@@ -157,10 +158,12 @@ class _Reply:
 
 @dataclass
 class _Armed:
-    """An injected fault and how many more requests it applies to (None: until cleared)."""
+    """An injected fault, how many more requests it applies to (None: until cleared) and how
+    many it still lets through before it does."""
 
     fault: Fault
     remaining: int | None
+    waiting: int = 0
 
 
 def _json_reply(payload: dict[str, Any], code: str) -> _Reply:
@@ -275,6 +278,8 @@ class Emulator(LoopbackService):
             raise ValueError(f"Fault.paging must be one of {', '.join(_PAGING_FAULTS)}")
         if fault.times is not None and fault.times < 0:
             raise ValueError("Fault.times must be >= 0 or None")
+        if fault.after < 0:
+            raise ValueError("Fault.after must be >= 0")
         if fault.latency_s < 0:
             raise ValueError("Fault.latency_s must be >= 0")
         if fault.http_status is not None and not 100 <= fault.http_status <= 599:
@@ -291,7 +296,7 @@ class Emulator(LoopbackService):
                     message = f"Fault.{attribute}[{name!r}] must be JSON text, got {text!r}"
                     raise ValueError(message) from None
         with self._lock:
-            self._faults[(app_id, fault.action)] = _Armed(fault, fault.times)
+            self._faults[(app_id, fault.action)] = _Armed(fault, fault.times, fault.after)
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -631,6 +636,9 @@ class Emulator(LoopbackService):
                 armed = self._faults.get(key)
                 if armed is None:
                     continue
+                if armed.waiting > 0:
+                    armed.waiting -= 1
+                    return None
                 if armed.remaining is not None:
                     if armed.remaining <= 0:
                         del self._faults[key]

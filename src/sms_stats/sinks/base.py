@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from ..records import AnyRecord
+from ..records import AnyRecord, read_back
 
 
 class SinkError(Exception):
@@ -80,6 +80,17 @@ def label(kind: str, url: str) -> str:
         port = ""
     digest = hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return f"{kind}:{parts.hostname or ''}{port}#{digest}"
+
+
+def stored_record(store: Store, key: str, deadline: float | None) -> AnyRecord | None:
+    """The record `store` holds under `key`: None when there is none, or when what is there
+    does not read back as the record that key names (unreadable, not ours, another app's
+    copied there), which a write may then replace."""
+    try:
+        record = read_back(store.get(key, deadline))
+    except SinkError:
+        return None
+    return record if record is not None and record.key == key else None
 
 
 def find_store(sinks: Sequence[Sink]) -> Store | None:
