@@ -84,14 +84,28 @@ def _invoke(args: argparse.Namespace) -> int:
 def _fetch(args: argparse.Namespace) -> int:
     from .context import Invocation  # noqa: PLC0415
     from .handler import current_settings, utcnow  # noqa: PLC0415
-    from .jobs import Job, check_app_ids, window_between  # noqa: PLC0415
+    from .jobs import Job, check_app_ids, collected, window_between  # noqa: PLC0415
     from .pipeline import run_job  # noqa: PLC0415
+    from .windows import last_full  # noqa: PLC0415
 
+    kinds = collected(args.kind or ["send"])
     try:
         settings = current_settings()
         app_ids = check_app_ids(args.app_id, "--app-id", settings)
-        window = window_between(args.begin, args.end, settings, utcnow(), ("--begin", "--end"))
-        result = run_job(Job(app_ids, (window,)), settings, Invocation.begin(None), [])
+        if kinds == ("packages",) and args.begin is None and args.end is None:
+            # A balance is a snapshot of now: no range to give.
+            window = last_full(utcnow(), settings.zone)[0]
+        elif args.begin is None or args.end is None:
+            missing = "--begin" if args.begin is None else "--end"
+            raise InputError(
+                f"{missing} is required (yyyymmddhh, both hours included); only a balance "
+                "(--kind packages alone) takes no range",
+                code="MissingParameter",
+            )
+        else:
+            window = window_between(args.begin, args.end, settings, utcnow(), ("--begin", "--end"))
+        job = Job(app_ids, (window,), kinds=kinds)
+        result = run_job(job, settings, Invocation.begin(None), [])
     except SmsStatsError as exc:
         _fail(exc)
         return 1
@@ -170,9 +184,11 @@ def _backfill(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     store = plan.store.name if plan.store else "none (nothing can be skipped)"
+    kinds = plan.job.kinds
+    times_kinds = f" x {len(kinds)} kinds ({', '.join(kinds)})" if len(kinds) > 1 else ""
     print(
-        f"backfill {len(plan.job.app_ids)} app(s) x {len(plan.job.windows)} {args.by} window(s): "
-        f"{plan.stored} already stored in {store}, {plan.todo} to fetch",
+        f"backfill {len(plan.job.app_ids)} app(s) x {len(plan.job.windows)} {args.by} "
+        f"window(s){times_kinds}: {plan.stored} already stored in {store}, {plan.todo} to fetch",
         file=sys.stderr,
     )
     for name, count in plan.owed.items():
@@ -288,6 +304,12 @@ def _alerts(args: argparse.Namespace) -> int:
             )
         if args.alerts_command == "state":
             return _print_state(store)
+        if not app_ids:
+            raise SmsStatsError(
+                "alerts dry-run: no app ids to judge: give --app-id (repeatable) or set "
+                "SMS_STATS_APP_IDS",
+                code="MissingParameter",
+            )
         return _dry_run(args, rules, store, app_ids, settings.timezone)
     except (SmsStatsError, SinkError) as exc:
         _fail(exc)
@@ -367,13 +389,16 @@ def _dry_run(
 
 def _transition(notice: Any) -> str:
     data = notice.data
-    state = "FIRING  " if notice.type == "alert.firing" else "RESOLVED"
+    firing = notice.type == "alert.firing"
+    state = "FIRING  " if firing else "RESOLVED"
     value = data["value"]
     shown = "none" if value is None else f"{value:g}"
+    rule = f"{data['condition']} {data['threshold']:g}"
     return (
         f"{data['window_start'][:16].replace('T', ' ')}  {state}  {data['alert']}  "
-        f"app {data['app_id']}  {data['metric']} {shown} ({data['condition']} "
-        f"{data['threshold']:g})  since {data['since'][:16].replace('T', ' ')}"
+        f"app {data['app_id']}  {data['metric']} {shown} "
+        f"({rule if firing else 'no longer ' + rule})  "
+        f"since {data['since'][:16].replace('T', ' ')}"
     )
 
 
@@ -453,6 +478,23 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(args.host, args.port)
 
 
+def _add_fetch_parser(sub: Any) -> None:
+    fetch = sub.add_parser(
+        "fetch", help="fetch one range (sends, receipts) or the balance, and print a table"
+    )
+    fetch.add_argument("--app-id", action="append", required=True, help="repeatable")
+    fetch.add_argument("--begin", help="yyyymmddhh (not for --kind packages)")
+    fetch.add_argument("--end", help="yyyymmddhh (included)")
+    fetch.add_argument(
+        "--kind",
+        action="append",
+        choices=("send", "callback", "packages"),
+        help="repeatable; default send (receipts: callback; the balance now: packages)",
+    )
+    fetch.add_argument("--json", action="store_true", help="print records as JSON")
+    fetch.set_defaults(func=_fetch)
+
+
 def _add_serve_parser(sub: Any) -> None:
     serve = sub.add_parser(
         "serve", help="a local HTTP server that turns requests into Function URL events"
@@ -464,7 +506,9 @@ def _add_serve_parser(sub: Any) -> None:
 
 def _add_alerts_parser(sub: Any) -> None:
     alerts = sub.add_parser("alerts", help="the alert rules in force, their state, a dry run")
-    alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
+    alerts_sub = alerts.add_subparsers(
+        dest="alerts_command", required=True, metavar="{rules,state,dry-run}"
+    )
     for name, text in (
         ("rules", "list the rules in force (the defaults when none are configured)"),
         ("state", "what fires now, and what is still owed to a sink"),
@@ -481,18 +525,17 @@ def _add_alerts_parser(sub: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sms-stats", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="{invoke,fetch,backfill,gaps,store,alerts,serve,emulator}",
+    )
 
     invoke = sub.add_parser("invoke", help="run an event through main_handler")
     invoke.add_argument("event", help="an event JSON file, or 'timer' / 'http' for a built-in one")
     invoke.set_defaults(func=_invoke)
 
-    fetch = sub.add_parser("fetch", help="fetch one range and print a table")
-    fetch.add_argument("--app-id", action="append", required=True, help="repeatable")
-    fetch.add_argument("--begin", required=True, help="yyyymmddhh")
-    fetch.add_argument("--end", required=True, help="yyyymmddhh (included)")
-    fetch.add_argument("--json", action="store_true", help="print records as JSON")
-    fetch.set_defaults(func=_fetch)
+    _add_fetch_parser(sub)
 
     for name, func, text in (
         ("backfill", _backfill, "fetch a range into the sinks, skipping what the store has"),
@@ -532,7 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cmd.set_defaults(func=func)
 
     store = sub.add_parser("store", help="operations on the store as a whole")
-    store_sub = store.add_subparsers(dest="store_command", required=True)
+    store_sub = store.add_subparsers(dest="store_command", required=True, metavar="{migrate}")
     migrate = store_sub.add_parser(
         "migrate",
         help="move records of an older store to the layout of their grain (dry run unless --apply)",
@@ -562,8 +605,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if sys.stderr.isatty() and not os.environ.get("SMS_STATS_LOG_LEVEL"):
         # A person is reading: a JSON line per call would bury the progress bar and the
-        # summary. Warnings and errors still show; SMS_STATS_LOG_LEVEL=INFO brings the rest.
+        # summary, and an error would be said twice (its log line, then the command's own
+        # words). Warnings show as one short line each; a retried call's warnings and the
+        # closing line do not (the command says how it ended). SMS_STATS_LOG_LEVEL brings
+        # the JSON lines back, as they go to a pipe.
         os.environ["SMS_STATS_LOG_LEVEL"] = "WARNING"
+        logger.set_readable(frozenset({"invocation.end", "upstream.call", "http.refused"}))
     logger.set_stream(sys.stderr)  # stdout is for the answer, so it can be piped
     try:
         return int(args.func(args))
@@ -575,6 +622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         logger.set_stream(None)
+        logger.set_readable(None)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,13 @@ class Logger:
         self._stream = stream
         self.level = LEVELS.get(level.upper(), 20)
         self._lock = threading.Lock()
+        # For a person at a terminal (the CLI): one short readable line, and these events not
+        # at all (the command says the outcome itself); None: JSON lines for machines.
+        self._readable: frozenset[str] | None = None
+
+    def set_readable(self, hidden: frozenset[str] | None) -> None:
+        """Readable lines, leaving out the events in `hidden`; None: JSON lines again."""
+        self._readable = hidden
 
     def set_stream(self, stream: TextIO | None) -> None:
         """None = stdout at the time of writing (what SCF collects)."""
@@ -70,11 +77,19 @@ class Logger:
             "level": level,
             "event": event,
         }
-        body = {
-            **(_correlation.get() or _NONE),
-            **{k: v for k, v in fields.items() if v is not None},
-        }
-        text = _encode({**head, **_scrubbed_fields(body)})
+        readable = self._readable
+        if readable is not None:
+            if event in readable:
+                return
+            shown = _scrubbed_fields({k: v for k, v in fields.items() if v is not None})
+            parts = ", ".join(f"{k} {_short(v)}" for k, v in shown.items())
+            text = f"{level.lower()}: {event}" + (f": {parts}" if parts else "")
+        else:
+            body = {
+                **(_correlation.get() or _NONE),
+                **{k: v for k, v in fields.items() if v is not None},
+            }
+            text = _encode({**head, **_scrubbed_fields(body)})
         stream = self._stream or sys.stdout
         with self._lock:
             stream.write(text + "\n")
@@ -83,6 +98,11 @@ class Logger:
 
 _NONE: dict[str, Any] = {}
 logger = Logger()
+
+
+def _short(value: Any, most: int = 160) -> str:
+    text = value if isinstance(value, str) else _encode(value)
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 @contextmanager

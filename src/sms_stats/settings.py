@@ -256,11 +256,18 @@ class Settings(BaseModel):
             if value is None or not value.get_secret_value()
         ]
         if missing:
-            raise ConfigError(
-                f"missing credentials: {' and '.join(missing)} not set. Bind an execution role "
-                "to the function (SCF then injects TENCENTCLOUD_SECRETID, TENCENTCLOUD_SECRETKEY "
-                "and TENCENTCLOUD_SESSIONTOKEN), or set them in the environment"
-            )
+            if os.environ.get("SCF_FUNCTIONNAME") or os.environ.get("SCF_RUNTIME"):
+                fix = (
+                    "Bind an execution role to the function (SCF then injects "
+                    "TENCENTCLOUD_SECRETID, TENCENTCLOUD_SECRETKEY and TENCENTCLOUD_SESSIONTOKEN)"
+                )
+            else:  # a laptop, a VM, CI: no role injects anything there
+                fix = (
+                    "Export a sub-account's API keys (TENCENTCLOUD_SECRETKEY too), or, to try "
+                    "it with no Tencent account, the local stand-in's: `sms-stats emulator` "
+                    "prints the export lines (its SecretId, SecretKey and SMS_STATS_ENDPOINT)"
+                )
+            raise ConfigError(f"missing credentials: {' and '.join(missing)} not set. {fix}")
         assert self.secret_id is not None
         assert self.secret_key is not None
         token = self.session_token.get_secret_value() if self.session_token else None

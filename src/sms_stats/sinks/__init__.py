@@ -77,6 +77,12 @@ def sink_kind(url: str) -> tuple[str, str]:
     """(kind, the URL to use): `wecom+https://...` -> ('wecom', 'https://...')."""
     scheme, sep, _ = url.partition(":")
     if not sep or not scheme:
+        slips = [name for name in ("https", "http", "file", "cos") if url.startswith(f"{name}//")]
+        if slips:  # `https//host/...`: the colon is what is missing, not a file: prefix
+            fixed = f"{slips[0]}:{url[len(slips[0]) :]}"
+            raise ValueError(
+                f"{redact(fixed)!r} lacks the ':' after {slips[0]}; write {slips[0]}://..."
+            )
         if any(mark in url for mark in "?@#"):  # a bot or webhook URL without https://: a key
             raise ValueError("not a URL (no scheme); webhook and chat-bot URLs start with https://")
         # A path, then (`out`, `/var/sms`), which holds no secret: show it, and the fix.
