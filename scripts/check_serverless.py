@@ -58,6 +58,8 @@ CRON_FIELDS = (  # SCF timer cron: seconds first, then as classic cron, then the
     ("year", 1970, 2099),
 )
 _VARIABLE = re.compile(r"\$\{(env:)?([A-Za-z0-9_.-]+)\}")
+# What documentation writes where a value goes: `...`, `<a long random token>`, `<key>`.
+PLACEHOLDER = re.compile(r"\.\.\.|<[^<>]{1,80}>")
 
 
 @dataclass
@@ -297,6 +299,18 @@ def check_environment(
         raw = raw_variables.get(name)
         if isinstance(raw, str) and "${env:" in raw and "${env:" in text:
             continue  # unset here: nothing to size or validate
+        placeholder = PLACEHOLDER.search(text)
+        if placeholder:
+            # README's own example (`key=...`, `<a long random token>`): deployed as it is, a
+            # placeholder token would be the function's real one.
+            yield (
+                where,
+                (
+                    f"holds a placeholder ({placeholder.group(0)[:40]!r}): put the real value in "
+                    ".env (or the shell) before deploying"
+                ),
+            )
+            continue
         if len(text.encode()) > ENV_VALUE_BYTES:
             report.warnings.append(
                 f"{where}: {len(text.encode())} bytes; an older SCF doc caps one value at "

@@ -545,6 +545,32 @@ class TestServerlessYml:
         assert checker.main([str(config)]) == 0, capsys.readouterr().err
         assert capsys.readouterr().err == ""
 
+    def test_given_readmes_env_as_printed_when_checked_then_each_placeholder_refused(
+        self, deploy_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Issue 25: README's `.env`, pasted as it is, passed the check, and would have
+        deployed `<a long random token>` as the function's token."""
+        for name in DEPLOY_ENV:
+            monkeypatch.delenv(name, raising=False)
+        readme = (ROOT / "README.md").read_text(encoding="utf-8")
+        dotenv = readme.split("cat > .env <<'EOF'\n", 1)[1].split("\nEOF\n", 1)[0]
+        config = write_config(deploy_dir)
+        (deploy_dir / ".env").write_text(dotenv + "\n", encoding="utf-8")
+        report = checker.check(config)
+        placeholders = [e for e in report.errors if "holds a placeholder" in e]
+        assert [e.split(":")[0] for e in placeholders] == [
+            "inputs.environment.variables.SMS_STATS_SINKS",
+            "inputs.environment.variables.SMS_STATS_API_TOKEN",
+        ]
+        # The same with real values of real lengths passes, within 128 bytes a value.
+        key = "693a91f6-7a1c-4bc4-97a0-0ec2f1a5aaa9"  # a WeCom robot key's shape
+        token = "Xb3k9q_Zr8VtP2mW5nL0cY7hJ4dF6sA1eG9uI3oK2pQ"  # token_urlsafe(32)'s length
+        real = dotenv.replace("key=...", f"key={key}").replace("<a long random token>", token)
+        (deploy_dir / ".env").write_text(real + "\n", encoding="utf-8")
+        report = checker.check(config)
+        assert report.errors == []
+        assert report.warnings == []
+
     @pytest.mark.parametrize(
         ("sinks", "words"),
         [
