@@ -36,7 +36,11 @@ from .records import Kind
 from .settings import Settings
 from .windows import last_full
 
-JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
+# nosniff: a browser must not read an answer that quotes a caller's text as HTML or script.
+JSON_HEADERS = {
+    "Content-Type": "application/json; charset=utf-8",
+    "X-Content-Type-Options": "nosniff",
+}
 # One encoder for every answer: json.dumps with options builds a new one per call.
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 ROUTES: dict[str, tuple[str, ...]] = {
