@@ -29,7 +29,7 @@ from sms_stats.emulator import DEFAULT_CREDENTIALS, Emulator, Fault
 from sms_stats.windows import format_hour, last_full, zone
 
 APPS = ["1400006874", "1400006875"]
-TOKEN = "demo-token"
+TOKEN = "demo-token-5e0b3a9c71"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"demo-secret-0123456789abcdef").decode()
 
 

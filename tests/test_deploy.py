@@ -352,7 +352,7 @@ DEPLOY_ENV = {
     "SMS_STATS_APP_IDS": f"{APP_A},{APP_B}",
     "SMS_STATS_SINKS": "cos://sms-stats-1250000000/sms-stats?region=ap-guangzhou",
     "SMS_STATS_WEBHOOK_SECRET": "",
-    "SMS_STATS_API_TOKEN": "deploy-token",
+    "SMS_STATS_API_TOKEN": "deploy-token-61c7f0a2",
     "SMS_STATS_HTTP_APP_IDS": "",
 }
 
@@ -557,7 +557,7 @@ class TestServerlessYml:
             monkeypatch.delenv(name, raising=False)
         config = write_config(deploy_dir)
         lines = [f"{k}={v}" for k, v in DEPLOY_ENV.items() if k != "SMS_STATS_API_TOKEN"]
-        lines += ["# the token", 'export SMS_STATS_API_TOKEN="deploy-token"']
+        lines += ["# the token", 'export SMS_STATS_API_TOKEN="deploy-token-61c7f0a2"']
         (deploy_dir / ".env").write_text("\n".join(lines) + "\n", encoding="utf-8")
         assert checker.main([str(config)]) == 0, capsys.readouterr().err
         assert capsys.readouterr().err == ""

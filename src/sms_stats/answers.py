@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal, TypeVar, overload
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
+from . import redact
 from .errors import BAD_RESPONSE, UpstreamError
 
 MAX_COUNT = 2**63 - 1  # what any store or receiver holds as an integer; more is not a count
@@ -187,10 +188,18 @@ def read(action: str, body: bytes) -> Answer:
     request_id = response.get("RequestId")
     rid = request_id if isinstance(request_id, str) and _is_text(request_id) else None
     rid = rid if rid is None or len(rid) <= 128 else None
+    clean = None if rid is None else redact.scrub(rid)
     if "Error" in response:
-        envelope = _validate(_ErrorEnvelope, response, action, rid)
-        raise ErrorAnswer(envelope.Error.Code, envelope.Error.Message, envelope.RequestId or "")
-    return _validate(model, response, action, rid)
+        envelope = _validate(_ErrorEnvelope, response, action, clean)
+        raise ErrorAnswer(
+            envelope.Error.Code, envelope.Error.Message, redact.scrub(envelope.RequestId or "")
+        )
+    answer = _validate(model, response, action, clean)
+    if clean != rid:
+        # The RequestId is stored in the record and answered: an upstream (or a proxy) that
+        # echoes a credential into it must not put it there. Masked, as in every quote.
+        answer = answer.model_copy(update={"RequestId": clean})
+    return answer
 
 
 def _decode(action: str, text: str, decoder: json.JSONDecoder) -> Any:
