@@ -31,7 +31,7 @@ from .outbox import Outbox
 from .records import AnyRecord, Kind, from_dict, isoformat_utc
 from .settings import Settings
 from .sinks import Delivery, Sink, deliver_all
-from .sinks.base import SinkError, Store, find_store
+from .sinks.base import SinkError, Store, find_store, public_name
 from .sinks.topics import record_sinks
 from .windows import Window
 
@@ -127,7 +127,7 @@ class RunResult:
             "left_for_next_run": [
                 {"sms_sdk_app_id": f.app_id, "window": f.window} for f in self.left_for_next_run
             ],
-            "deliveries": [d.to_dict() for d in self.deliveries],
+            "deliveries": [_delivery(d, public) for d in self.deliveries],
             "incomplete_windows": [str(w) for w in self.incomplete],
             **({"heal": dict(self.heal)} if self.heal else {}),
             "ok": self.ok,
@@ -183,6 +183,14 @@ class RunResult:
 
 
 _SHOWN = 5
+
+
+def _delivery(delivery: Delivery, public: bool) -> dict[str, object]:
+    """One delivery's line of the summary; for an HTTP caller without the server's paths."""
+    out = delivery.to_dict()
+    if public:
+        out["sink"] = public_name(str(out["sink"]))
+    return out
 
 
 def run_job(

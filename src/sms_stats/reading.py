@@ -33,7 +33,7 @@ from .records import (
     read_back,
     store_key,
 )
-from .sinks.base import Sink, SinkError, Store, find_store
+from .sinks.base import ObjectRefused, Sink, SinkError, Store, find_store
 from .windows import Window
 
 NO_STORE = "ResourceUnavailable.NoStore"
@@ -158,8 +158,18 @@ def _belongs(record: AnyRecord, app_id: str, key: str) -> bool:
 
 
 def record_at(store: Store, key: str, deadline: float | None) -> AnyRecord | None:
-    """The record under `key`; None when the object is absent or not a record of ours."""
-    return read_back(_call(store, lambda: store.get(key, deadline)))
+    """The record under `key`; None when the object is absent or not a record of ours (a
+    corrupt one, or one the store refuses to give: a link, a huge object), so one bad object
+    is skipped, not taken for a store that does not answer."""
+    return read_back(_call(store, lambda: _get(store, key, deadline)))
+
+
+def _get(store: Store, key: str, deadline: float | None) -> bytes | None:
+    try:
+        return store.get(key, deadline)
+    except ObjectRefused as exc:
+        logger.warning("store.object_refused", store=store.name, key=key, error=str(exc))
+        return None
 
 
 @dataclass
@@ -198,7 +208,7 @@ def holds(store: Store, key: str, kind: Kind, app_id: str, deadline: float | Non
     """Whether `key` holds a record of that kind and app that reads back whole: a truncated
     or foreign object is a gap to fill, not a record (gaps and backfill count by this, not by
     the object's existence). The store's errors are raised (SinkError) to the caller."""
-    record = read_back(store.get(key, deadline))
+    record = read_back(_get(store, key, deadline))
     return (
         record is not None
         and record.kind == kind
