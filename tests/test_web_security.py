@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +211,69 @@ class TestCrossSite:
         assert answer["statusCode"] == 403
         assert not (store / session.EPOCH_KEY).exists()
         assert call("GET", "/dashboard", {"cookie": cookie}, days="1")["statusCode"] == 200
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@contextmanager
+def another_origin(page: str) -> Iterator[str]:
+    """A second site on loopback (another port: another origin, the same site) serving `page`."""
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = page.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_given_chromium_when_the_login_page_posts_and_another_site_posts_the_same_form_then_only_the_page_gets_a_session(  # noqa: E501
+    served: Served,
+) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip: playwright")
+    if not Path(CHROMIUM).exists():  # pragma: no cover - .ci/run installs it
+        pytest.skip("no chromium executable (Debian: apt-get install -y chromium)")
+    forged = (
+        f'<form id="f" method="post" action="{served.url}/login">'
+        f'<input name="token" value="{API_TOKEN}"></form>'
+        "<script>document.getElementById('f').submit()</script>"
+    )
+    with another_origin(forged) as evil, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            own = browser.new_context().new_page()
+            own.goto(f"{served.url}/login")
+            own.fill("input[name=token]", API_TOKEN)
+            with own.expect_navigation(url=f"{served.url}/dashboard") as landed:
+                own.click("button[type=submit]")
+            assert landed.value is not None
+            assert landed.value.status == 200
+
+            victim = browser.new_context()
+            tab = victim.new_page()
+            with tab.expect_navigation(url=f"{served.url}/login") as posted:
+                tab.goto(evil)
+            assert posted.value is not None
+            assert posted.value.status == 403
+            assert "cannot post here" in tab.content()
+            assert not [c for c in victim.cookies() if c["name"] == session.COOKIE]
+        finally:
+            browser.close()
 
 
 # -- failed logins, short tokens -------------------------------------------------------------

@@ -30,7 +30,9 @@ HTML_HEADERS = {
     "Content-Security-Policy": CSP,
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not `no-referrer`: under it a browser sends `Origin: null` with the page's own forms, and
+    # POST /login and /logout refuse a null origin. `same-origin` still sends nothing elsewhere.
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
 DEFAULT_DAYS, MAX_DAYS = 7, 31
