@@ -148,7 +148,7 @@ def env_for(
             "SMS_STATS_APP_IDS": APP,
             "SMS_STATS_SINKS": sinks,
             "SMS_STATS_HTTP_APP_IDS": "*",
-            "SMS_STATS_API_TOKEN": "bench-token",
+            "SMS_STATS_API_TOKEN": "bench-token-7d1a09e35b",
             "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}",
             "PYTHONDONTWRITEBYTECODE": "",
             "SMS_STATS_COLLECT": collect,
@@ -289,7 +289,7 @@ def warm(emulator: Emulator, calls: int) -> dict[str, float]:
     event = {
         "httpMethod": "GET",
         "path": "/stats",
-        "headers": {"authorization": "Bearer bench-token"},
+        "headers": {"authorization": "Bearer bench-token-7d1a09e35b"},
         "queryString": {"app_id": APP, "begin": "2021050112", "end": "2021050112"},
         "body": "",
     }
@@ -472,7 +472,7 @@ def dashboard_bench(apps: int = 5, days: int = 7) -> dict[str, float]:
                 "SMS_STATS_SINKS": f"cos://{bucket}/p?region=ap-guangzhou&endpoint={cos.endpoint}",
                 "SMS_STATS_APP_IDS": ",".join(ids),
                 "SMS_STATS_HTTP_APP_IDS": "*",
-                "SMS_STATS_API_TOKEN": "bench-token",
+                "SMS_STATS_API_TOKEN": "bench-token-7d1a09e35b",
                 "SMS_STATS_LOG_LEVEL": "ERROR",
             }
         )
@@ -481,7 +481,7 @@ def dashboard_bench(apps: int = 5, days: int = 7) -> dict[str, float]:
         event = {
             "httpMethod": "GET",
             "path": "/dashboard",
-            "headers": {"authorization": "Bearer bench-token"},
+            "headers": {"authorization": "Bearer bench-token-7d1a09e35b"},
             "queryString": {"days": str(days)},
             "body": "",
         }

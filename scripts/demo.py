@@ -36,7 +36,7 @@ from sms_stats.log import logger
 from sms_stats.windows import format_hour, last_full, zone
 
 APPS = ["1400006874", "1400006875"]
-TOKEN = "demo-token-" + "0" * 16  # 16 characters at least, as the function asks
+TOKEN = "demo-token-5e0b3a9c71"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"demo-secret-0123456789abcdef").decode()
 ZONE = "Asia/Shanghai"
 

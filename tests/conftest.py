@@ -23,7 +23,7 @@ EVENTS = Path(__file__).parent / "events"
 SECRET_ID = "AKIDtestsecretid0000000000000000"
 SECRET_KEY = "test-secret-key-5f8a1c3e9b"
 SESSION_TOKEN = "test-session-token-77e2d0"
-API_TOKEN = "test-api-token"
+API_TOKEN = "test-api-token-4c9e2f71"
 APP_A = "1400006874"
 APP_B = "1400006875"
 

@@ -373,10 +373,10 @@ def test_given_an_expired_cookie_when_shown_then_a_browser_goes_to_login(
 def test_given_a_token_rotated_out_when_its_cookie_comes_then_refused(
     pinned: Any, scf_env: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SMS_STATS_API_TOKEN", f"new-token,{API_TOKEN}")
+    monkeypatch.setenv("SMS_STATS_API_TOKEN", f"new-token-0a1b2c3d4e,{API_TOKEN}")
     cookie = cookie_of(login(API_TOKEN))
     assert get(headers={"cookie": cookie})["statusCode"] == 200  # both still configured
-    monkeypatch.setenv("SMS_STATS_API_TOKEN", "new-token")
+    monkeypatch.setenv("SMS_STATS_API_TOKEN", "new-token-0a1b2c3d4e")
     assert get(headers={"cookie": cookie})["statusCode"] == 401
 
 

@@ -120,6 +120,9 @@ class TestZip:
         assert "sms_stats/handler.py" in names
         assert "sms_stats/settings.py" in names
         assert not [n for n in names if n.startswith(("tests/", "sms_stats/emulator", "bin/"))]
+        # `sms-stats serve` is for a laptop: neither its module nor its server is deployed.
+        assert not [n for n in names if n.startswith(("sms_stats/serve", "waitress"))]
+        assert not [n for n in names if "__pycache__/serve." in n]
         assert not [n for n in names if n.endswith(".pyo")]
         # Bytecode only where SCF's Python looks for it, for each module, and no other version's.
         pycs = [n for n in names if n.endswith(".pyc")]
@@ -239,6 +242,14 @@ out["foreign_modules"] = sorted(
     f for f in files if f and not f.startswith((package, *stdlib)))
 out["site_packages_on_path"] = [p for p in sys.path if "site-packages" in p]
 out["emulator_found"] = importlib.util.find_spec("sms_stats.emulator") is not None
+out["serve_found"] = importlib.util.find_spec("sms_stats.serve") is not None
+out["waitress_found"] = importlib.util.find_spec("waitress") is not None
+import contextlib, io
+from sms_stats import cli
+said = io.StringIO()
+with contextlib.redirect_stderr(said):
+    out["serve_exit"] = cli.main(["serve", "--port", "0"])
+out["serve_said"] = said.getvalue()
 out["crcmod_extension"] = sys.modules["crcmod.crcmod"]._usingExtension
 out["crc64"] = crc64(b"123456789")
 out["sms_stats_file"] = sys.modules["sms_stats"].__file__
@@ -286,6 +297,12 @@ class TestSmoke:
         assert out["foreign_modules"] == []
         assert out["site_packages_on_path"] == []
         assert out["emulator_found"] is False
+        # `sms-stats serve` from the zip says how to get it, and nothing more.
+        assert out["serve_found"] is False
+        assert out["waitress_found"] is False
+        assert out["serve_exit"] == 1
+        assert "pip install 'sms-stats[serve]'" in out["serve_said"]
+        assert "Traceback" not in out["serve_said"]
 
         # The timer run wrote the last full hour of each app and healed the six before it
         # (and the HTTP GET its hour), with the counts the stand-in answers; receipts of the
@@ -335,7 +352,7 @@ DEPLOY_ENV = {
     "SMS_STATS_APP_IDS": f"{APP_A},{APP_B}",
     "SMS_STATS_SINKS": "cos://sms-stats-1250000000/sms-stats?region=ap-guangzhou",
     "SMS_STATS_WEBHOOK_SECRET": "",
-    "SMS_STATS_API_TOKEN": "deploy-token",
+    "SMS_STATS_API_TOKEN": "deploy-token-61c7f0a2",
     "SMS_STATS_HTTP_APP_IDS": "",
 }
 
@@ -540,7 +557,7 @@ class TestServerlessYml:
             monkeypatch.delenv(name, raising=False)
         config = write_config(deploy_dir)
         lines = [f"{k}={v}" for k, v in DEPLOY_ENV.items() if k != "SMS_STATS_API_TOKEN"]
-        lines += ["# the token", 'export SMS_STATS_API_TOKEN="deploy-token"']
+        lines += ["# the token", 'export SMS_STATS_API_TOKEN="deploy-token-61c7f0a2"']
         (deploy_dir / ".env").write_text("\n".join(lines) + "\n", encoding="utf-8")
         assert checker.main([str(config)]) == 0, capsys.readouterr().err
         assert capsys.readouterr().err == ""

@@ -151,26 +151,29 @@ class TestRoute:
             route(normalize(event(path="/"), 1024))
 
 
+OLD, NEW = "old-token-3f9a2c51e7", "new-token-8b0d4e62a1"  # tokens of 16+ characters
+
+
 class TestAuthorize:
     def settings(self, **env: str) -> Any:
         return load_settings(env)
 
     def test_given_rotation_tokens_when_either_presented_then_allowed(self) -> None:
-        settings = self.settings(SMS_STATS_API_TOKEN="old-token,new-token")
-        for token in ("old-token", "new-token"):
+        settings = self.settings(SMS_STATS_API_TOKEN=f"{OLD},{NEW}")
+        for token in (OLD, NEW):
             authorize(
                 normalize(event(headers={"authorization": f"bearer {token}"}), 1024), settings
             )
 
     @pytest.mark.parametrize(
-        "header", [None, "", "Bearer", "Bearer ", "Basic b2xkLXRva2Vu", "Bearer old-token2"]
+        "header", [None, "", "Bearer", "Bearer ", "Basic b2xkLXRva2Vu", f"Bearer {OLD}2", OLD[:-1]]
     )
     def test_given_bad_authorization_when_checked_then_401(self, header: str | None) -> None:
         headers = {} if header is None else {"Authorization": header}
         with pytest.raises(AccessError) as caught:
             authorize(
                 normalize(event(headers=headers), 1024),
-                self.settings(SMS_STATS_API_TOKEN="old-token"),
+                self.settings(SMS_STATS_API_TOKEN=OLD),
             )
         assert caught.value.status == 401
 
@@ -194,7 +197,7 @@ http_events = st.fixed_dictionaries(
         "path": st.sampled_from(["/stats", "/healthz", "/", "/x/stats", "/%00"]),
         "headers": st.dictionaries(
             st.sampled_from(["Authorization", "authorization", "AUTHORIZATION", "x-other"]),
-            st.sampled_from(["Bearer test-api-token", "Bearer nope", "", "Bearer"]),
+            st.sampled_from(["Bearer test-api-token-4c9e2f71", "Bearer nope", "", "Bearer"]),
         ),
         "queryString": st.dictionaries(
             st.sampled_from(["app_id", "begin", "end", "Limit", "Offset", "junk", "BeginTime"]),

@@ -24,12 +24,12 @@ from pytest_mock import MockerFixture
 from sms_stats.emulator import Emulator
 from sms_stats.exposition import GAUGES, render
 from sms_stats.reading import Newest, Reading
-from sms_stats.records import Counts, Record
-from sms_stats.serve import make_server, start_in_thread
-from sms_stats.windows import Window, zone
+from sms_stats.records import Counts, Record, store_key
+from sms_stats.windows import Window, last_full, zone
 
 from .conftest import API_TOKEN, APP_A, APP_B, SECRET_ID, SECRET_KEY, SESSION_TOKEN
 from .probe import run_fresh
+from .serving import serving
 from .standins.cos import CosFault, CosStandIn
 
 NOW = datetime(2021, 5, 1, 5, 5, tzinfo=timezone.utc)  # 13:05 in Shanghai: hour 12 is stored
@@ -284,22 +284,26 @@ class TestMetrics:
             assert samples["sms_package_remaining", of(app)] == balance["remaining"]
 
     def test_given_serve_when_scraped_over_http_then_the_exposition_content_type(
-        self, env: dict[str, str], clock: Clock, store: Path, context: dict[str, Any]
+        self,
+        env: dict[str, str],
+        clock: Clock,
+        store: Path,
+        context: dict[str, Any],
+        tmp_path: Path,
     ) -> None:
-        collect(clock, NOW, context)
-        server = make_server("127.0.0.1", 0)
-        start_in_thread(server)
-        try:
-            url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
-            request = urllib.request.Request(url, headers={"Authorization": f"Bearer {API_TOKEN}"})
+        # The console script reads this machine's clock: the timer runs at it too.
+        at = datetime.now(timezone.utc)
+        collect(clock, at, context)
+        with serving(tmp_path) as served:
+            request = urllib.request.Request(
+                f"{served.url}/metrics", headers={"Authorization": f"Bearer {API_TOKEN}"}
+            )
             with urllib.request.urlopen(request, timeout=10) as answer:
                 content_type = answer.headers["Content-Type"]
                 text = answer.read().decode("utf-8")
-        finally:
-            server.shutdown()
-            server.server_close()
         assert content_type == "text/plain; version=0.0.4; charset=utf-8"
-        send = stored(store, f"app={APP_A}/dt=2021-05-01/2021050112-2021050112.json")
+        (hour,) = last_full(at, zone("Asia/Shanghai"))
+        send = stored(store, store_key(APP_A, hour))
         assert parse(text)["sms_request_count", of(APP_A)] == send["request_count"]
 
     def test_given_an_empty_store_then_help_and_type_only(self, env: dict[str, str]) -> None:

@@ -1,9 +1,10 @@
 """A real Prometheus scrapes `sms-stats serve`, and its query API returns the stored hour.
 
-The store is written by a timer run through `main_handler` against the stand-in (clocks pinned),
-`sms-stats serve` runs in-process on a free loopback port, and the Debian package's `prometheus`
-scrapes it with the bearer token every second. The test polls Prometheus' HTTP API until the
-series are there (bounded by a timeout), never sleeping a fixed time for it.
+The store is written by a timer run through `main_handler` against the stand-in, at this
+machine's time (the server reads its clock), `sms-stats serve` runs as a user starts it (the
+console script, from a temporary directory) on a free loopback port, and the Debian package's
+`prometheus` scrapes it with the bearer token every second. The test polls Prometheus' HTTP API
+until the series are there (bounded by a timeout), never sleeping a fixed time for it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +26,12 @@ import pytest
 from pytest_mock import MockerFixture
 
 from sms_stats.emulator import Emulator
-from sms_stats.serve import make_server, start_in_thread
+from sms_stats.records import store_key
+from sms_stats.windows import last_full, zone
 
 from .conftest import API_TOKEN, APP_A, APP_B, SECRET_ID, SECRET_KEY
-from .test_metrics import NOW, Clock, collect
+from .serving import serving
+from .test_metrics import Clock, collect
 
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = pytest.mark.skipif(
@@ -66,17 +70,15 @@ def served(
     clock: Clock,
     monkeypatch: pytest.MonkeyPatch,
     context: dict[str, Any],
+    tmp_path: Path,
 ) -> Iterator[str]:
-    """`sms-stats serve` on a free port, over a store one timer run has written."""
+    """`sms-stats serve` on a free port, over a store one timer run has written just now."""
     with Emulator(credentials={SECRET_ID: SECRET_KEY}, clock=clock) as stand_in:
         monkeypatch.setenv("SMS_STATS_ENDPOINT", stand_in.endpoint)
         monkeypatch.delenv("SMS_STATS_COLLECT")  # all three kinds
-        collect(clock, NOW, context)
-    server = make_server("127.0.0.1", 0)
-    start_in_thread(server)
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+        collect(clock, datetime.now(timezone.utc), context)
+    with serving(tmp_path) as server:
+        yield f"{server.host}:{server.port}"
 
 
 @pytest.fixture
@@ -148,14 +150,15 @@ def wait_for_series(base: str, promql: str, count: int, log: Path) -> list[dict[
 
 
 def test_given_a_stored_hour_when_prometheus_scrapes_serve_then_its_api_returns_the_series(
-    prometheus: str, store: Path, tmp_path: Path
+    prometheus: str, store: Path, tmp_path: Path, clock: Clock
 ) -> None:
     log = tmp_path / "prometheus.log"
     requests = wait_for_series(prometheus, "sms_request_count", 2, log)
     got = {series["metric"]["app_id"]: float(series["value"][1]) for series in requests}
+    (hour,) = last_full(clock.now, zone("Asia/Shanghai"))
     expected: dict[str, float] = {}
     for app in (APP_A, APP_B):
-        key = store / f"app={app}/dt=2021-05-01/2021050112-2021050112.json"
+        key = store / store_key(app, hour)
         expected[app] = json.loads(key.read_text(encoding="utf-8"))["request_count"]
     assert got == expected
     for series in requests:
@@ -164,7 +167,7 @@ def test_given_a_stored_hour_when_prometheus_scrapes_serve_then_its_api_returns_
     remaining = wait_for_series(prometheus, "sms_package_remaining", 2, log)
     for series in remaining:
         app = series["metric"]["app_id"]
-        key = store / f"packages/app={app}/dt=2021-05-01/2021050113.json"
+        (key,) = (store / "packages" / f"app={app}").glob("dt=*/*.json")
         assert float(series["value"][1]) == json.loads(key.read_text(encoding="utf-8"))["remaining"]
     (up,) = wait_for_series(prometheus, 'up{job="sms-stats"}', 1, log)
     assert up["value"][1] == "1"

@@ -31,10 +31,14 @@ class TestDefaults:
 
     def test_given_comma_lists_when_loaded_then_trimmed_tuples(self) -> None:
         settings = load_settings(
-            {"SMS_STATS_APP_IDS": " 1400006874, 1400006875 ,", "SMS_STATS_API_TOKEN": "a,b"}
+            {
+                "SMS_STATS_APP_IDS": " 1400006874, 1400006875 ,",
+                "SMS_STATS_API_TOKEN": " token-a-0123456789 ,token-b-0123456789",
+            }
         )
         assert settings.app_ids == ("1400006874", "1400006875")
-        assert [t.get_secret_value() for t in settings.api_tokens] == ["a", "b"]
+        tokens = [t.get_secret_value() for t in settings.api_tokens]
+        assert tokens == ["token-a-0123456789", "token-b-0123456789"]
         assert settings.http_allowlist == ("1400006874", "1400006875")
 
     def test_given_star_http_app_ids_when_loaded_then_any_app(self) -> None:

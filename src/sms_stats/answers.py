@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal, TypeVar, overload
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
+from . import redact
 from .errors import BAD_RESPONSE, UpstreamError
 
 MAX_COUNT = 2**63 - 1  # what any store or receiver holds as an integer; more is not a count
@@ -187,10 +188,33 @@ def read(action: str, body: bytes) -> Answer:
     request_id = response.get("RequestId")
     rid = request_id if isinstance(request_id, str) and _is_text(request_id) else None
     rid = rid if rid is None or len(rid) <= 128 else None
+    # A UUID (what Tencent answers) holds no credential; anything else is scrubbed (~13 us).
+    clean = rid if rid is None or _is_uuid(rid) else redact.scrub(rid)
     if "Error" in response:
-        envelope = _validate(_ErrorEnvelope, response, action, rid)
-        raise ErrorAnswer(envelope.Error.Code, envelope.Error.Message, envelope.RequestId or "")
-    return _validate(model, response, action, rid)
+        envelope = _validate(_ErrorEnvelope, response, action, clean)
+        raise ErrorAnswer(
+            envelope.Error.Code, envelope.Error.Message, redact.scrub(envelope.RequestId or "")
+        )
+    answer = _validate(model, response, action, clean)
+    if clean != rid:
+        # The RequestId is stored in the record and answered: an upstream (or a proxy) that
+        # echoes a credential into it must not put it there. Masked, as in every quote.
+        answer = answer.model_copy(update={"RequestId": clean})
+    return answer
+
+
+def _is_uuid(text: str) -> bool:
+    """8-4-4-4-12 hex digits (no regex: this module is read on every cold start)."""
+    if len(text) != 36 or not text[8] == text[13] == text[18] == text[23] == "-":
+        return False
+    digits = text.replace("-", "")
+    if len(digits) != 32 or not (digits.isascii() and digits.isalnum()):
+        return False
+    try:
+        int(digits, 16)
+    except ValueError:
+        return False
+    return True
 
 
 def _decode(action: str, text: str, decoder: json.JSONDecoder) -> Any:

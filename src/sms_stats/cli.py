@@ -473,9 +473,33 @@ def _grid(header: tuple[str, ...], body: list[tuple[str, ...]]) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .serve import serve  # noqa: PLC0415
+    try:
+        from .serve import serve  # noqa: PLC0415
+    except ImportError:  # the function's zip carries neither the module nor waitress
+        print(
+            "error: sms-stats serve is not part of this installation: "
+            "pip install 'sms-stats[serve]'",
+            file=sys.stderr,
+        )
+        return 1
+    return serve(args.host, args.port, threads=args.threads, idle_timeout=args.idle_timeout)
 
-    return serve(args.host, args.port)
+
+def _bounded(kind: Callable[[str], float], low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a number of `kind` from `low` to `high`, or the rule and the value."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be a number from {low:g} to {high:g}; got {text[:20]!r}"
+            ) from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}; got {text[:20]}")
+        return value
+
+    return parse
 
 
 def _add_fetch_parser(sub: Any) -> None:
@@ -501,6 +525,18 @@ def _add_serve_parser(sub: Any) -> None:
     )
     serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
     serve.add_argument("--port", type=int, default=8080, help="default 8080; 0 picks a free one")
+    serve.add_argument(
+        "--threads",
+        type=_bounded(int, 1, 64),
+        default=8,
+        help="requests handled at once (default 8); slow clients wait without a thread",
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=_bounded(float, 1, 3600),
+        default=30.0,
+        help="seconds a silent connection (or a half-sent request) is kept (default 30)",
+    )
     serve.set_defaults(func=_serve)
 
 

@@ -33,10 +33,15 @@ from .events import parse_direct, parse_json_object
 from .jobs import Job, check_app_ids, from_stats_request, window_between
 from .log import logger
 from .records import Kind
+from .redact import short
 from .settings import Settings
 from .windows import last_full
 
-JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
+# nosniff: a browser must not read an answer that quotes a caller's text as HTML or script.
+JSON_HEADERS = {
+    "Content-Type": "application/json; charset=utf-8",
+    "X-Content-Type-Options": "nosniff",
+}
 # One encoder for every answer: json.dumps with options builds a new one per call.
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 ROUTES: dict[str, tuple[str, ...]] = {
@@ -113,7 +118,7 @@ def normalize(event: HttpEvent, max_body_bytes: int) -> HttpRequest:
         if first is not None and not isinstance(first, _SCALARS):
             # Never the value itself: a header may be a credential.
             raise InputError(
-                f"header {str(name)[:40]!r}: must be a string; got a {type(first).__name__}"
+                f"header {short(str(name))}: must be a string; got a {type(first).__name__}"
             )
         headers[str(name).lower()] = "" if first is None else str(first)
     query: dict[str, list[str | bool]] = {}
@@ -121,7 +126,7 @@ def normalize(event: HttpEvent, max_body_bytes: int) -> HttpRequest:
         values = value if isinstance(value, list) else [value]
         if not all(isinstance(v, _SCALARS) for v in values):
             raise InputError(
-                f"query parameter {str(name)[:40]!r}: must be a string or a list of strings"
+                f"query parameter {short(str(name))}: must be a string or a list of strings"
             )
         query[str(name)] = [v if isinstance(v, bool) else str(v) for v in values]
     raw = event.body or ""
@@ -164,7 +169,7 @@ def route(request: HttpRequest, base_path: str = "") -> str:
     if any(request.path.endswith(name) for name in ROUTES):
         hint = " (if a gateway mounts the function under a prefix, set SMS_STATS_HTTP_BASE_PATH)"
     shown = ", ".join(f"{'/'.join(m)} {base_path}{n}" for n, m in ROUTES.items())
-    raise NotFoundError(f"no such path {request.path[:100]!r}; the paths are {shown}{hint}")
+    raise NotFoundError(f"no such path {short(request.path, 100)}; the paths are {shown}{hint}")
 
 
 def authorize(request: HttpRequest, settings: Settings) -> None:
@@ -255,7 +260,7 @@ def _known(query: Mapping[str, list[str | bool]]) -> dict[str, list[str | bool]]
         if canonical is None:
             # Browsers and proxies add their own (`_=1712345678`, `utm_source`): not ours to
             # refuse. A misspelt one of ours still fails, as its real name is then missing.
-            logger.debug("http.query_ignored", parameter=name[:40])
+            logger.debug("http.query_ignored", parameter=short(name))
             continue
         params.setdefault(canonical, []).extend(values)
     return params
@@ -275,14 +280,14 @@ def _job_from_query(
     for name in ("Limit", "Offset"):
         if name in params and [str(v) for v in params[name]] != ["0"]:
             raise InputError(
-                f"{name}: is fixed at 0 by the API; got {params[name]!r}",
+                f"{name}: is fixed at 0 by the API; got {short(params[name])}",
                 code=f"InvalidParameterValue.{name}VerifyFail",
             )
     kind = _single(params, "kind") if "kind" in params else "send"
     if kind not in QUERY_KINDS:
         raise InputError(
             f"kind: must be {' or '.join(QUERY_KINDS)} (the balance is GET /balance); "
-            f"got {kind[:40]!r}"
+            f"got {short(kind)}"
         )
     app_ids = _app_ids(params)
     begin = _single(params, "begin")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from .errors import ConfigError, InputError
 from .events import FIELD_CODES
 from .records import KINDS, Kind
+from .redact import short
 from .settings import APP_ID_RE, Settings
 from .windows import HOUR, Window, last_full, parse_hour
 
@@ -94,7 +95,7 @@ def check_app_ids(
         if not APP_ID_RE.fullmatch(value):
             raise InputError(
                 f"{field}: must be an SmsSdkAppId, '1400' followed by 6 digits "
-                f"like 1400006874; got {value[:40]!r}"
+                f"like 1400006874; got {short(value)}"
             )
     return tuple(dict.fromkeys(values))  # keep order, drop repeats
 
@@ -113,7 +114,8 @@ def window_between(
     if last < start:
         raise InputError(
             f"{names[1]}: must not be before {names[0]} (both hours are included: one hour "
-            f"is {names[0]} = {names[1]}); got {names[0]}={begin!r}, {names[1]}={end!r}",
+            f"is {names[0]} = {names[1]}); got {names[0]}={short(begin)}, "
+            f"{names[1]}={short(end)}",
             code=END_CODE,
         )
     window = Window.through(start, last)

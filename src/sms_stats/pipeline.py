@@ -30,7 +30,7 @@ from .outbox import Outbox
 from .records import AnyRecord, Kind, isoformat_utc
 from .settings import Settings
 from .sinks import Delivery, Sink, deliver_all
-from .sinks.base import Store, find_store, stored_record
+from .sinks.base import Store, find_store, public_name, stored_record
 from .sinks.topics import record_sinks
 from .windows import Window
 
@@ -126,7 +126,7 @@ class RunResult:
             "left_for_next_run": [
                 {"sms_sdk_app_id": f.app_id, "window": f.window} for f in self.left_for_next_run
             ],
-            "deliveries": [d.to_dict() for d in self.deliveries],
+            "deliveries": [_delivery(d, public) for d in self.deliveries],
             "incomplete_windows": [str(w) for w in self.incomplete],
             **({"heal": dict(self.heal)} if self.heal else {}),
             "ok": self.ok,
@@ -182,6 +182,14 @@ class RunResult:
 
 
 _SHOWN = 5
+
+
+def _delivery(delivery: Delivery, public: bool) -> dict[str, object]:
+    """One delivery's line of the summary; for an HTTP caller without the server's paths."""
+    out = delivery.to_dict()
+    if public:
+        out["sink"] = public_name(str(out["sink"]))
+    return out
 
 
 def run_job(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -32,13 +33,16 @@ from .records import (
     read_back,
     store_key,
 )
-from .sinks.base import Sink, SinkError, Store, find_store
+from .sinks.base import ObjectRefused, Sink, SinkError, Store, find_store
 from .windows import Window
 
 NO_STORE = "ResourceUnavailable.NoStore"
 STORE_UNREACHABLE = "ResourceUnavailable.StoreUnreachable"
 # Reads in flight at once: a COS GET waits ~20 ms on the network, not on this process.
 READERS = 8
+# The names a day folder's records have: one hour (`BeginTime` = `EndTime`), or a balance.
+_HOUR_NAME = re.compile(r"([0-9]{10})-\1\.json")
+_BALANCE_NAME = re.compile(r"[0-9]{10}\.json")
 T = TypeVar("T")
 R = TypeVar("R")
 A = TypeVar("A", Record, CallbackRecord, BalanceRecord)
@@ -127,11 +131,17 @@ def _newest_kind(
     deadline: float | None,
 ) -> A | None:
     """Newest first, by key (the keys name the hours); a key that does not hold a record of
-    this kind and app is skipped for the next older one."""
+    this kind and app is skipped for the next older one. Only names this kind writes in the
+    folder are candidates (`<BeginTime>-<EndTime>.json` of one hour, a balance's
+    `<yyyymmddhh>.json`): a stray file is never read, so 2,000 of them in the newest folder cost
+    nothing (each read is a COS request, paid for)."""
+    name = _BALANCE_NAME if kind == "packages" else _HOUR_NAME
     for back in range(days):
         folder = day_folder(kind, app_id, today - timedelta(days=back))
         listed = _call(store, functools.partial(store.keys, folder, deadline))
-        for key in reversed([k for k in listed if k.endswith(".json")]):
+        tails = [k[len(folder) :] for k in listed if k.startswith(folder)]
+        for tail in sorted((t for t in tails if name.fullmatch(t)), reverse=True):
+            key = folder + tail
             record = record_at(store, key, deadline)
             if isinstance(record, cls) and _belongs(record, app_id, key):
                 return record
@@ -148,8 +158,18 @@ def _belongs(record: AnyRecord, app_id: str, key: str) -> bool:
 
 
 def record_at(store: Store, key: str, deadline: float | None) -> AnyRecord | None:
-    """The record under `key`; None when the object is absent or not a record of ours."""
-    return read_back(_call(store, lambda: store.get(key, deadline)))
+    """The record under `key`; None when the object is absent or not a record of ours (a
+    corrupt one, or one the store refuses to give: a link, a huge object), so one bad object
+    is skipped, not taken for a store that does not answer."""
+    return read_back(_call(store, lambda: _get(store, key, deadline)))
+
+
+def _get(store: Store, key: str, deadline: float | None) -> bytes | None:
+    try:
+        return store.get(key, deadline)
+    except ObjectRefused as exc:
+        logger.warning("store.object_refused", store=store.name, key=key, error=str(exc))
+        return None
 
 
 @dataclass
@@ -188,7 +208,7 @@ def holds(store: Store, key: str, kind: Kind, app_id: str, deadline: float | Non
     """Whether `key` holds a record of that kind and app that reads back whole: a truncated
     or foreign object is a gap to fill, not a record (gaps and backfill count by this, not by
     the object's existence). The store's errors are raised (SinkError) to the caller."""
-    record = read_back(store.get(key, deadline))
+    record = read_back(_get(store, key, deadline))
     return (
         record is not None
         and record.kind == kind

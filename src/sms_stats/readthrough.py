@@ -30,6 +30,7 @@ from .jobs import Job
 from .log import logger
 from .reading import StoreUnavailable, stored_hours
 from .records import CallbackRecord, Counts, Receipts, Record
+from .redact import short
 from .settings import Settings
 from .sinks.base import Sink, find_store
 from .windows import Window
@@ -52,7 +53,7 @@ def wants_fresh(query: Mapping[str, list[str | bool]]) -> bool:
         return True
     if value.lower() in _FALSE:
         return False
-    raise InputError(f"fresh: must be true or false; got {value[:40]!r}")
+    raise InputError(f"fresh: must be true or false; got {short(value)}")
 
 
 def settled(record: Record | CallbackRecord, settle_hours: int, now: datetime) -> bool:

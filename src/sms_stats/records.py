@@ -382,12 +382,31 @@ def _send(data: dict[str, Any]) -> Record:
         fee_count=_count(data, "fee_count"),
         request_id=str(data["request_id"]),
     )
+    if counts.request_success_count > counts.request_count:
+        raise ValueError(
+            f"request_success_count ({counts.request_success_count}) must not exceed "
+            f"request_count ({counts.request_count})"
+        )
     return Record(_app_id(data), window, tz, counts, fetched)
 
 
 def _callback(data: dict[str, Any]) -> CallbackRecord:
     window, tz, fetched = _window_of(data)
     counts = {name: _count(data, name) for name in RECEIPT_FIELDS}
+    # The API's own rules (apis/callback.py): the parts of the receipts cannot exceed them,
+    # nor the failure reasons the failures. Receipts above submissions can happen and stay.
+    parts = counts["callback_success_count"] + counts["callback_fail_count"]
+    if parts > counts["callback_count"]:
+        raise ValueError(
+            f"callback_success_count + callback_fail_count ({parts}) must not exceed "
+            f"callback_count ({counts['callback_count']})"
+        )
+    reasons = sum(counts[name] for name in RECEIPT_FIELDS[4:])
+    if reasons > counts["callback_fail_count"]:
+        raise ValueError(
+            f"the failure reasons ({' + '.join(RECEIPT_FIELDS[4:])} = {reasons}) must not "
+            f"exceed callback_fail_count ({counts['callback_fail_count']})"
+        )
     receipts = Receipts(**counts, request_id=str(data["request_id"]))
     return CallbackRecord(_app_id(data), window, tz, receipts, fetched)
 
@@ -396,19 +415,31 @@ def _packages(data: dict[str, Any]) -> BalanceRecord:
     as_of = datetime.fromisoformat(str(data["as_of"]))
     if as_of.tzinfo is None:
         raise ValueError("as_of has no offset")
-    packages = tuple(
-        Package(
-            package_id=_count(p, "package_id"),
-            bought=p["package_type"] == "bought",
-            amount=_count(p, "amount"),
-            used=_count(p, "used"),
-            created_at=_utc_time(p["created_at"]),
-            effective_at=_utc_time(p["effective_at"]),
-            expires_at=_utc_time(p["expires_at"]),
-        )
-        for p in data["packages"]
-    )
+    items = data["packages"]
+    if not isinstance(items, list):
+        raise ValueError(f"packages is not a list: got a {type(items).__name__}")
+    packages = tuple(_package(item, f"packages.{n}.") for n, item in enumerate(items))
     return BalanceRecord(_app_id(data), as_of, packages, str(data["request_id"]), _fetched_at(data))
+
+
+def _package(item: Any, where: str) -> Package:
+    if not isinstance(item, dict):
+        raise ValueError(f"{where.rstrip('.')} is not an object")
+    kind = item["package_type"]
+    if kind not in ("bought", "gift"):
+        raise ValueError(f"{where}package_type must be bought or gift")
+    package = Package(
+        package_id=_count(item, "package_id", where),
+        bought=kind == "bought",
+        amount=_count(item, "amount", where),
+        used=_count(item, "used", where),
+        created_at=_utc_time(item["created_at"]),
+        effective_at=_utc_time(item["effective_at"]),
+        expires_at=_utc_time(item["expires_at"]),
+    )
+    if package.expires_at <= package.effective_at:  # as the API's answers are checked
+        raise ValueError(f"{where}expires_at must be after {where}effective_at")
+    return package
 
 
 def _fetched_at(data: dict[str, Any]) -> datetime:
@@ -432,11 +463,38 @@ _READERS: dict[str, Callable[[dict[str, Any]], AnyRecord]] = {
 }
 
 
-def _count(data: dict[str, Any], name: str) -> int:
+MAX_COUNT = 2**63 - 1  # as an API answer's counts (answers.MAX_COUNT): more is no count
+
+
+def _count(data: dict[str, Any], name: str, where: str = "") -> int:
+    """A count as strictly as the API's answers are read: a JSON integer (not a bool, a
+    string or a float) from 0 to 2^63-1. A value that is none is named, not quoted whole."""
     value = data[name]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{name} is not a count: {value!r:.40}")
+    if not isinstance(value, int) or isinstance(value, bool):
+        kind = type(value).__name__
+        raise ValueError(f"{where}{name} is not a count (a JSON integer): got a {kind}")
+    if not 0 <= value <= MAX_COUNT:
+        shown = str(value) if -(10**20) < value < 10**20 else "a number of thousands of digits"
+        raise ValueError(f"{where}{name} is not a count (0 to 2^63-1): got {shown}")
     return value
+
+
+def _stored_int(text: str) -> int:
+    """JSON integers of a stored object: a count has at most 19 digits, and `int` of thousands
+    of digits is slow (past 4,300 Python refuses it), so a longer one is refused as such."""
+    if len(text) > 20:
+        raise ValueError(f"a {len(text)}-digit number is no count")
+    return int(text)
+
+
+_STORED = json.JSONDecoder(parse_int=_stored_int)
+
+
+def loads(data: bytes | str) -> Any:
+    """A stored object's JSON, its integers bounded (see `_stored_int`); ValueError (the
+    JSONDecodeError and UnicodeDecodeError included) when it is not JSON or holds a huge one."""
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    return _STORED.decode(text)
 
 
 def read_back(data: bytes | None) -> AnyRecord | None:
@@ -445,7 +503,7 @@ def read_back(data: bytes | None) -> AnyRecord | None:
     if data is None:
         return None
     try:
-        return from_dict(json.loads(data))
+        return from_dict(loads(data))
     except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError included
         return None
 

@@ -304,3 +304,23 @@ def quote(body: bytes | str | None, limit: int, extra: Iterable[str] = (), mark:
     if len(text) <= limit:
         return text
     return text[: max(limit - len(mark), 0)] + mark
+
+
+SHORT = 40  # characters of a caller's value an error or log line quotes
+
+
+def short(value: object, limit: int = SHORT) -> str:
+    """A caller's value as an error or a log line quotes it: the repr of at most `limit` of its
+    characters, scrubbed, and marked with its whole length when cut.
+
+    Why one helper: a query parameter, a header name or a JSON field can be 60,000 characters,
+    and quoting it whole made a 60 KB answer and a 60 KB log line. Only the head is scrubbed
+    (with room for a secret that starts within it: any run of a secret's first characters is
+    masked), so a huge value costs no more than a short one.
+    """
+    text = value if isinstance(value, str) else repr(value)
+    head = scrub(text[: limit + 256])[:limit]
+    shown = repr(head)
+    if len(text) > limit:
+        shown += f"... ({len(text):,} characters)"
+    return shown

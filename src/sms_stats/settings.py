@@ -26,6 +26,7 @@ from .windows import api_zone, zone
 
 APP_ID_RE = re.compile(r"1400[0-9]{6}")
 REGION_RE = re.compile(r"[a-z]+(-[a-z]+)+(-[0-9]+)?")
+MIN_TOKEN_LENGTH = 16  # SMS_STATS_API_TOKEN: shorter ones are refused
 
 # Environment variable -> field. The same names are the keys of the bundled TOML file.
 ENV_FIELDS: dict[str, str] = {
@@ -126,6 +127,22 @@ class Settings(BaseModel):
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _api_tokens(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        """Long enough not to be guessed: the token opens /stats, /metrics and the dashboard
+        from the internet. Never quoted: its position and length say which one is short."""
+        for number, token in enumerate(value, 1):
+            length = len(token.get_secret_value())
+            if length < MIN_TOKEN_LENGTH:
+                which = f"token {number} of {len(value)}" if len(value) > 1 else "the token"
+                raise ValueError(
+                    f"{which} is {length} character{'s' if length != 1 else ''} long; a token "
+                    f"must have at least {MIN_TOKEN_LENGTH} (a short one can be guessed). "
+                    "Make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                )
+        return value
 
     @field_validator("collect")
     @classmethod

@@ -22,6 +22,8 @@ from operator import add
 from typing import Literal, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .redact import short
+
 HOUR = timedelta(hours=1)
 _HOUR_RE = re.compile(r"[0-9]{10}")
 Granularity = Literal["hour", "day"]
@@ -35,14 +37,14 @@ def zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(
-            f"unknown time zone {name!r}; use an IANA name like 'Asia/Shanghai'"
+            f"unknown time zone {short(name)}; use an IANA name like 'Asia/Shanghai'"
         ) from exc
 
 
 def parse_hour(text: str, tz: tzinfo) -> datetime:
     """`yyyymmddhh` -> the aware start of that hour; ValueError names the rule broken."""
     if not isinstance(text, str) or not _HOUR_RE.fullmatch(text):
-        raise ValueError(f"must be 10 digits yyyymmddhh, like 2021050113; got {text!r}")
+        raise ValueError(f"must be 10 digits yyyymmddhh, like 2021050113; got {short(text)}")
     try:
         day = date(int(text[:4]), int(text[4:6]), int(text[6:8]))
     except ValueError:

@@ -32,7 +32,14 @@ from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import TypeVar
 
 from ..log import logger
-from ..records import KIND_FOLDERS, BalanceRecord, CallbackRecord, Record, from_dict
+from ..records import (
+    KIND_FOLDERS,
+    MAX_COUNT,
+    BalanceRecord,
+    CallbackRecord,
+    Record,
+    from_dict,
+)
 from ..sinks.base import SinkError, Store
 
 ROLLUP_PREFIX = "dashboard/"
@@ -298,16 +305,39 @@ def _rollup(store: Store, app_id: str, day: date, deadline: float | None) -> dic
         for key, item in payload["points"].items():
             kind, version = item.pop("kind"), str(item.pop("version"))
             if kind == "send":
-                held[str(key)] = (version, SendPoint(**item))
+                held[str(key)] = (version, _checked(SendPoint(**item)))
             elif kind == "callback":
                 point = ReceiptPoint(**{**item, "reasons": tuple(item["reasons"])})
-                held[str(key)] = (version, point)
+                held[str(key)] = (version, _checked(point))
             else:
-                held[str(key)] = (version, BalancePoint(**item))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                held[str(key)] = (version, _checked(BalancePoint(**item)))
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         logger.warning("dashboard.rollup_unreadable", key=_rollup_key(app_id, day), error=str(exc))
         return {}
     return held
+
+
+def _checked(point: Point) -> Point:
+    """A rollup's point as strictly as a record's counts (`records.from_dict`): whole numbers
+    from 0 to 2^63-1 (times too), rates from 0 to 1 or null. A string or a 4,300-digit count
+    in a rollup made the whole page a 500; now the rollup is set aside (ValueError) and the
+    day is read from its records, which are the truth."""
+    for name, value in point.__dict__.items():
+        if name == "rate":
+            ok = value is None or (
+                isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+            )
+        elif name == "reasons":
+            ok = len(value) == len(REASONS) and all(_is_count(v) for v in value)
+        else:
+            ok = _is_count(value)
+        if not ok:
+            raise ValueError(f"a {type(point).__name__} whose {name} is no count or rate")
+    return point
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT
 
 
 _KIND_OF = {SendPoint: "send", ReceiptPoint: "callback", BalancePoint: "packages"}

@@ -14,6 +14,12 @@ class SinkError(Exception):
     """A delivery failed for good (after the sink's own retries); the message holds no secret."""
 
 
+class ObjectRefused(SinkError):
+    """One object the store holds but will not give as ours (a symbolic link out of a file
+    store, an object far larger than any we write): that object is unreadable, while the store
+    itself answers. Readers skip it as they skip a corrupt one."""
+
+
 @runtime_checkable
 class Sink(Protocol):
     """Where records go. Deliveries must be idempotent: SCF retries a failed timer run whole.
@@ -91,6 +97,15 @@ def stored_record(store: Store, key: str, deadline: float | None) -> AnyRecord |
     except SinkError:
         return None
     return record if record is not None and record.key == key else None
+
+
+def public_name(name: str) -> str:
+    """A sink's name as an HTTP answer shows it: a file store's absolute path is the server's
+    business (`file:/srv/data/stats` -> `file:.../stats`); other names hide their secrets
+    already (`label`)."""
+    if name.startswith("file:") and "/" in name:
+        return "file:.../" + name.rstrip("/").rsplit("/", 1)[-1]
+    return name
 
 
 def find_store(sinks: Sequence[Sink]) -> Store | None:

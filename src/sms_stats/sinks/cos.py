@@ -34,7 +34,7 @@ from ..log import hold_third_party_loggers
 from ..notices import STORE_TOPICS, Notice
 from ..records import AnyRecord
 from ..settings import REGION_RE, Settings
-from .base import SinkError, one_per_record
+from .base import ObjectRefused, SinkError, one_per_record
 from .file import MAX_OBJECT_BYTES, encode, encode_notice, notice_key
 
 T = TypeVar("T")
@@ -361,7 +361,7 @@ class CosSink:
             for chunk in answer["Body"].get_stream(64 * 1024):
                 data += chunk
                 if len(data) > MAX_OBJECT_BYTES:
-                    raise SinkError(
+                    raise ObjectRefused(
                         f"{self.name}: {key[:120]} is over {MAX_OBJECT_BYTES} bytes: not ours"
                     )
             return bytes(data)

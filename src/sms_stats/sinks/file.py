@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 from ..notices import STORE_TOPICS, Notice
 from ..records import AnyRecord
 from ..settings import Settings
-from .base import SinkError, one_per_record
+from .base import ObjectRefused, SinkError, one_per_record
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 # Records are a few hundred bytes and outbox entries a few hundred KB: anything far larger under
@@ -82,13 +82,13 @@ class FileSink:
             return None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise SinkError(f"{key} is a symbolic link: not read") from None
+                raise ObjectRefused(f"{key} is a symbolic link: not read") from None
             raise SinkError(f"could not read {key}: {exc.strerror or exc}") from None
         try:
             if os.path.dirname(os.path.realpath(path)) != os.path.dirname(
                 os.path.join(self._real_root(), key)
             ):
-                raise SinkError(f"{key} is reached through a symbolic link: not read")
+                raise ObjectRefused(f"{key} is reached through a symbolic link: not read")
             with os.fdopen(fd, "rb") as handle:
                 fd = -1
                 data = handle.read(MAX_OBJECT_BYTES + 1)
@@ -98,7 +98,7 @@ class FileSink:
             if fd >= 0:
                 os.close(fd)
         if len(data) > MAX_OBJECT_BYTES:
-            raise SinkError(f"{key} is larger than {MAX_OBJECT_BYTES} bytes: not ours")
+            raise ObjectRefused(f"{key} is larger than {MAX_OBJECT_BYTES} bytes: not ours")
         return data
 
     def _real_root(self) -> str:
@@ -108,7 +108,7 @@ class FileSink:
         return real
 
     def put(self, key: str, data: bytes, deadline: float | None = None) -> None:
-        write_atomic(self._path(key), data)
+        write_atomic(self._path(key), data, shown=key)
 
     def delete(self, key: str, deadline: float | None = None) -> None:
         try:
@@ -142,6 +142,8 @@ class FileSink:
         which `get` would refuse)."""
         top = prefix.strip("/")
         base = self._path(top) if top else self._root
+        if top and os.path.realpath(base) != os.path.join(self._real_root(), top):
+            return  # the folder (or one above it) is a link: what it points at is not ours
         folders = [(base, f"{top}/" if top else "")]
         while folders:
             folder, under = folders.pop()
@@ -191,9 +193,11 @@ def encode_notice(notice: Notice, sink: str) -> bytes:
     return (text + "\n").encode("utf-8")
 
 
-def write_atomic(path: str | Path, data: bytes) -> None:
+def write_atomic(path: str | Path, data: bytes, shown: str | None = None) -> None:
     """Write then rename: a reader (or a re-run) never sees half a record. The folder is made
-    only when the write finds it missing (most writes go to one that exists)."""
+    only when the write finds it missing (most writes go to one that exists). An error names
+    `shown` (a store's key) rather than the path: it may reach an HTTP answer, and the
+    server's directories are none of its caller's business."""
     folder = os.path.dirname(path)
     tmp = os.path.join(folder, f".tmp-{secrets.token_hex(8)}")
     try:
@@ -212,4 +216,4 @@ def write_atomic(path: str | Path, data: bytes) -> None:
                 os.unlink(tmp)
             raise
     except OSError as exc:
-        raise SinkError(f"could not write {path}: {exc.strerror or exc}") from None
+        raise SinkError(f"could not write {shown or path}: {exc.strerror or exc}") from None
