@@ -7,17 +7,16 @@ from __future__ import annotations
 import os
 import pty
 import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-import sms_stats
+from .serving import PACKAGE_ROOT
+from .serving import SMS_STATS as SCRIPT
 
-SCRIPT = Path(sys.executable).parent / "sms-stats"
 # The package these tests imported (a worktree's, or the editable install's): the script runs
 # the same code whatever directory it is started from.
-PACKAGE_PARENT = str(Path(sms_stats.__file__).resolve().parents[1])
+PACKAGE_PARENT = str(PACKAGE_ROOT)
 
 
 class Ran(NamedTuple):

@@ -114,6 +114,20 @@ class TestConsoleScript:
         assert headers["Server"] == "sms-stats"
         assert headers["X-Content-Type-Options"] == "nosniff"
 
+    def test_given_no_token_set_when_started_then_it_says_so_at_once(
+        self, scf_env: dict[str, str], tmp_path: Path
+    ) -> None:
+        """Issue 25: it started silently, and only the login page said why nothing worked."""
+        env = serve_env()
+        env.pop("SMS_STATS_API_TOKEN")
+        with serving(tmp_path, env=env) as server:
+            log = server.log_text()
+        assert "warning: SMS_STATS_API_TOKEN is not set" in log
+        assert "/healthz" in log
+
+    def test_given_a_token_set_when_started_then_no_warning(self, served: Served) -> None:
+        assert "warning" not in served.log_text()
+
     def test_given_no_token_then_401_as_on_scf(self, served: Served) -> None:
         status, _, body = get(served.url + STATS, None)
         assert status == 401

@@ -222,9 +222,31 @@ def serve(
         file=sys.stderr,
         flush=True,
     )
+    note = _settings_note()
+    if note:
+        print(note, file=sys.stderr, flush=True)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the usual way to stop it
         server.serve_forever()
     return 0
+
+
+def _settings_note() -> str | None:
+    """What a person starting the server should know before the first request says it: that
+    no token is set (every request but /healthz is refused), or that the settings are wrong."""
+    from .errors import ConfigError  # noqa: PLC0415
+    from .handler import current_settings  # noqa: PLC0415
+
+    try:
+        settings = current_settings()
+    except ConfigError as exc:
+        return f"warning: the function's settings are wrong, every request will say so: {exc}"
+    if not settings.api_tokens and not settings.allow_anonymous:
+        return (
+            "warning: SMS_STATS_API_TOKEN is not set: every request but /healthz is refused "
+            "(401). Export a token of 16 characters or more before starting the server (or "
+            "SMS_STATS_ALLOW_ANONYMOUS=true, on a machine only you can reach)"
+        )
+    return None
 
 
 def start_in_thread(server: Server) -> threading.Thread:
