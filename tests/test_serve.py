@@ -328,3 +328,17 @@ class TestInProcess:
         server.server_close()
         thread.join(timeout=10)
         assert not thread.is_alive()
+
+    def test_given_the_loops_trigger_already_closed_when_shut_down_then_the_thread_still_ends(
+        self, scf_env: dict[str, str]
+    ) -> None:
+        """Seen once in CI: the loop had closed its trigger (a descriptor polled as invalid), so
+        the wake-up write failed with EBADF and the server kept running."""
+        server = make_server("127.0.0.1", 0)
+        thread = start_in_thread(server)
+        status, _, _ = get(f"http://127.0.0.1:{server.server_address[1]}{STATS}")
+        assert status == 200
+        server._inner.trigger.close()  # what the loop does to a dispatcher it finds invalid
+        server.shutdown()
+        thread.join(timeout=10)
+        assert not thread.is_alive()
