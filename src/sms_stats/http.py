@@ -47,8 +47,9 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "/dashboard": ("GET",),
     "/login": ("GET", "POST"),
     "/logout": ("POST",),
+    "/": ("GET",),  # 303 to /dashboard
 }
-PAGES = ("/dashboard", "/login", "/logout")  # HTML, answered by sms_stats.dashboard.web
+PAGES = ("/dashboard", "/login", "/logout", "/")  # HTML, answered by sms_stats.dashboard.web
 QUERY_KINDS = ("send", "callback")  # /stats?kind=; the balance has a path of its own
 # Query names, with the seed's names as aliases.
 _QUERY_ALIASES = {

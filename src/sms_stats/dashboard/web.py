@@ -53,6 +53,8 @@ def answer(
     now: datetime,
 ) -> dict[str, Any]:
     base = settings.http_base_path
+    if path == "/":  # a person who opens the function's address lands on the dashboard
+        return html(303, "", {"Location": f"{base}/dashboard"})
     if path == "/login":
         return _login(request, settings, base)
     if path == "/logout":
@@ -142,6 +144,7 @@ def parse_apps(values: Sequence[str | bool], settings: Settings) -> tuple[str, .
 def _dashboard(
     request: http.HttpRequest, settings: Settings, invocation: Invocation, now: datetime
 ) -> dict[str, Any]:
+    from ..alerts.rules import rules_in_force  # noqa: PLC0415 - their thresholds are drawn
     from ..handler import _built  # noqa: PLC0415 - the handler's cached sinks
 
     days = parse_days(request.query.get("days", []))
@@ -165,6 +168,7 @@ def _dashboard(
         timezone=settings.timezone,
         base=settings.http_base_path,
         now=now,
+        rules=rules_in_force(settings.alerts),
     )
     if store is None:
         view.notes.append(
