@@ -793,7 +793,8 @@ def test_given_any_range_and_width_when_ticks_are_chosen_then_none_overlap_or_le
     placed = ticks.fit(candidates, 2.0, width - 2.0, charts.FONT)
     assert placed
     for label in placed:
-        assert 2.0 <= label.left and label.right <= width - 2.0
+        assert label.left >= 2.0
+        assert label.right <= width - 2.0
         assert label.right - label.left == pytest.approx(ticks.text_width(label.text, charts.FONT))
     for a, b in itertools.pairwise(placed):
         assert b.left - a.right >= ticks.GAP_EM * charts.FONT
