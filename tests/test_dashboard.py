@@ -27,13 +27,15 @@ from sms_stats import backfill, client, handler, layout, pipeline, redact
 from sms_stats.dashboard import charts, daily, data, page, session, ticks
 from sms_stats.dashboard.data import AppSeries, SendPoint
 from sms_stats.emulator import Emulator
+from sms_stats.log import logger
 from sms_stats.settings import load_settings
 from sms_stats.sinks import build_sinks
+from sms_stats.sinks.base import find_store
 from sms_stats.sinks.file import FileSink
 
-from .conftest import API_TOKEN, APP_A, APP_B, SECRET_ID, SECRET_KEY
+from .conftest import API_TOKEN, APP_A, APP_B, SECRET_ID, SECRET_KEY, SESSION_TOKEN
 from .probe import run_fresh
-from .standins.cos import closed_port
+from .standins.cos import CosFault, CosStandIn, StoredObject, closed_port
 
 NOW = datetime(2021, 5, 3, 5, 30, tzinfo=timezone.utc)
 TIMER = {"Type": "Timer", "TriggerName": "t", "Time": "2021-05-03T05:05:00Z"}
@@ -67,7 +69,7 @@ def _collecting(store: Path, clock: list[datetime]) -> Iterator[Emulator]:
     emulator = Emulator(
         credentials={SECRET_ID: SECRET_KEY}, clock=lambda: clock[0], settle_after=timedelta(0)
     ).start()
-    saved = dict(os.environ)
+    saved, level = dict(os.environ), logger.level
     try:
         for name in [n for n in os.environ if n.startswith(("SMS_STATS_", "TENCENTCLOUD_"))]:
             del os.environ[name]
@@ -92,6 +94,7 @@ def _collecting(store: Path, clock: list[datetime]) -> Iterator[Emulator]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+        logger.level = level  # the runs set SMS_STATS_LOG_LEVEL's
         _reset()
         emulator.stop()
 
@@ -374,7 +377,7 @@ def test_given_an_unreachable_store_when_shown_then_a_page_says_so(
     assert "Traceback" not in answer["body"]
 
 
-def test_given_a_settled_day_when_viewed_twice_then_the_second_view_reads_its_rollup(
+def test_given_days_viewed_when_another_container_views_them_then_it_reads_rollups_not_hours(
     filled: None, store: Path
 ) -> None:
     sink = FileSink(store, "file:store")
@@ -382,13 +385,13 @@ def test_given_a_settled_day_when_viewed_twice_then_the_second_view_reads_its_ro
     tz = ZoneInfo("Asia/Shanghai")
     start = datetime(2021, 5, 2, tzinfo=tz)
     args = ([APP_A], start, NOW, tz)
-    one = data.read(sink, *args, settle_hours=0, now=NOW, stats=first)
+    one = data.read(sink, *args, stats=first)
     data.clear_cache()
-    two = data.read(sink, *args, settle_hours=0, now=NOW, stats=second)
-    assert first.rollups_written == 2  # 05-02 and 05-03: every final hour of each
-    assert second.rollups_used == 2
+    two = data.read(sink, *args, stats=second)
+    assert first.rollups_written == 1  # May's: every hour read of 05-02 and 05-03
+    assert second.rollups_used == 1
     assert first.objects_read == 61  # 30 sends, 30 receipts, 1 balance
-    assert second.objects_read == 1  # the last hour's receipts, still settling (an hour after)
+    assert second.objects_read == 0  # receipts still settling too: their versions are the same
     assert two[APP_A].send == one[APP_A].send
     assert two[APP_A].receipts == one[APP_A].receipts
     assert two[APP_A].balance == one[APP_A].balance
@@ -398,8 +401,103 @@ def test_given_a_settled_day_when_viewed_twice_then_the_second_view_reads_its_ro
     extra.update(window_start="2021-05-02T00:00:00+08:00", window_end="2021-05-02T01:00:00+08:00")
     (store / f"app={APP_A}/dt=2021-05-02/2021050200-2021050200.json").write_text(json.dumps(extra))
     data.clear_cache()
-    three = data.read(sink, *args, settle_hours=0, now=NOW, stats=data.Stats())
+    three = data.read(sink, *args, stats=data.Stats())
     assert len(three[APP_A].send) == len(one[APP_A].send) + 1
+
+
+def test_given_receipts_that_settle_when_viewed_again_then_their_new_counts_show(
+    filled: None, store: Path
+) -> None:
+    """A rollup holds receipts still arriving: the collector writes their hour again as they
+    come (a new version), so the next view reads that hour, and only it."""
+    sink = FileSink(store, "file:store")
+    tz = ZoneInfo("Asia/Shanghai")
+    args = ([APP_A], datetime(2021, 5, 3, tzinfo=tz), NOW, tz)
+    one = data.read(sink, *args, stats=data.Stats())
+    key = f"callback/app={APP_A}/dt=2021-05-03/2021050312-2021050312.json"
+    record = json.loads((store / key).read_text())
+    record.update(
+        callback_count=record["callback_count"] + 7,
+        callback_success_count=record["callback_success_count"] + 7,
+    )
+    sink.put(key, json.dumps(record).encode())
+    data.clear_cache()
+    stats = data.Stats()
+    two = data.read(sink, *args, stats=stats)
+    assert stats.objects_read == 1
+    assert sum(p.delivered for p in two[APP_A].receipts) == (
+        sum(p.delivered for p in one[APP_A].receipts) + 7
+    )
+
+
+def test_given_hours_the_store_does_not_answer_for_when_viewed_then_the_rest_is_kept_for_the_next(
+    filled: None, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first view of a month can run out of time: what it read goes into the rollups, and the
+    page says in one line how many hours are missing, so a reload finishes the job."""
+    bucket = "stats-1250000000"
+    with CosStandIn(credentials={SECRET_ID: (SECRET_KEY, SESSION_TOKEN)}, buckets={bucket}) as cos:
+        for path in store.rglob("*.json"):
+            key = f"p/{path.relative_to(store)}"
+            cos.objects[(bucket, key)] = StoredObject(path.read_bytes(), "application/json")
+        url = f"cos://{bucket}/p?region=ap-guangzhou&endpoint={cos.endpoint}"
+        monkeypatch.setenv("SMS_STATS_SINKS", url)
+        monkeypatch.setenv("SMS_STATS_MAX_ATTEMPTS", "1")
+        sink = find_store(build_sinks(load_settings()))
+        assert sink is not None
+        cos.set_fault(CosFault(503, "ServiceUnavailable"), "/2021050221")  # sends and receipts
+        cos.set_fault(CosFault(503, "ServiceUnavailable"), "/2021050222")
+        tz = ZoneInfo("Asia/Shanghai")
+        args = ([APP_A, APP_B], datetime(2021, 5, 2, tzinfo=tz), NOW, tz)
+        first = data.Stats()
+        one = data.read(sink, *args, stats=first)
+        assert len(one[APP_A].problems) == 1
+        assert one[APP_A].problems[0].startswith("4 hours could not be read, such as")
+        assert first.rollups_written == 2  # both apps' May, all but those hours
+        cos.clear_faults()
+        data.clear_cache()
+        second = data.Stats()
+        two = data.read(sink, *args, stats=second)
+        assert second.objects_read == 2 * 4  # only what the first view could not read
+        assert two[APP_A].problems == []
+        assert len(two[APP_A].send) == len(one[APP_A].send) + 2
+
+
+def test_given_a_month_on_cos_when_viewed_then_each_app_and_kind_is_listed_once_a_month(
+    scf_env: dict[str, str], month_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """COS lists any prefix of a key: May 11..31 and Jun 1..10 cost one listing each per app
+    and kind, not 31, and the page holds exactly what the day-by-day listings of a file store
+    give."""
+    bucket = "stats-1250000000"
+    tz = ZoneInfo("Asia/Shanghai")
+    args = ([APP_A, APP_B], datetime(2021, 5, 11, tzinfo=tz), MONTH_NOW, tz)
+    data.clear_cache()
+    by_day = data.read(FileSink(month_store, "file:month"), *args, stats=data.Stats())
+    with CosStandIn(credentials={SECRET_ID: (SECRET_KEY, SESSION_TOKEN)}, buckets={bucket}) as cos:
+        for path in month_store.rglob("*.json"):
+            if not str(path.relative_to(month_store)).startswith("dashboard/"):
+                key = f"p/{path.relative_to(month_store)}"
+                cos.objects[(bucket, key)] = StoredObject(path.read_bytes(), "application/json")
+        url = f"cos://{bucket}/p?region=ap-guangzhou&endpoint={cos.endpoint}"
+        monkeypatch.setenv("SMS_STATS_SINKS", url)
+        sink = find_store(build_sinks(load_settings()))
+        assert sink is not None
+        first, second = data.Stats(), data.Stats()
+        one = data.read(sink, *args, stats=first)
+        data.clear_cache()
+        two = data.read(sink, *args, stats=second)  # a new container
+    assert first.listed == second.listed == 2 * 3 * 2  # apps x kinds x months
+    for app in (APP_A, APP_B):
+        for got in (one[app], two[app]):
+            assert (got.send, got.receipts, got.balance) == (
+                by_day[app].send,
+                by_day[app].receipts,
+                by_day[app].balance,
+            )
+            assert got.problems == []
+    assert second.objects_read == 0
+    assert second.rollups_used == 2 * 2  # May's and June's of each app
 
 
 def test_given_an_hour_written_again_when_viewed_then_its_new_counts_show_not_the_rollups(
@@ -410,16 +508,16 @@ def test_given_an_hour_written_again_when_viewed_then_its_new_counts_show_not_th
     sink = FileSink(store, "file:store")
     tz = ZoneInfo("Asia/Shanghai")
     args = ([APP_A], datetime(2021, 5, 2, tzinfo=tz), NOW, tz)
-    one = data.read(sink, *args, settle_hours=0, now=NOW, stats=data.Stats())
+    one = data.read(sink, *args, stats=data.Stats())
     key = f"app={APP_A}/dt=2021-05-02/2021050210-2021050210.json"
     record = json.loads((store / key).read_text())
     record.update(request_count=record["request_count"] + 1000)
     sink.put(key, json.dumps(record).encode())
 
     warm, cold = data.Stats(), data.Stats()
-    two = data.read(sink, *args, settle_hours=0, now=NOW, stats=warm)  # same container
+    two = data.read(sink, *args, stats=warm)  # same container
     data.clear_cache()
-    three = data.read(sink, *args, settle_hours=0, now=NOW, stats=cold)  # another one
+    three = data.read(sink, *args, stats=cold)  # another one
 
     def hour_ten(series: dict[str, AppSeries]) -> int:
         start = int(datetime(2021, 5, 2, 10, tzinfo=tz).timestamp())
@@ -427,30 +525,58 @@ def test_given_an_hour_written_again_when_viewed_then_its_new_counts_show_not_th
 
     assert hour_ten(two) == hour_ten(three) == hour_ten(one) + 1000
     assert warm.rollups_written == 1  # the day's rollup now holds the new version
-    assert cold.objects_read == 1  # the last hour's receipts, still settling: nothing else
-    assert cold.rollups_used == 2
+    assert cold.objects_read == 0
+    assert cold.rollups_used == 1
 
 
-def test_given_a_rollup_of_the_first_schema_when_viewed_then_it_is_rebuilt_quietly(
-    filled: None, store: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("requests", "1880"), ("requests", 2**64), ("rate", 1.5), ("reasons", [1, 2]), ("at", True)],
+)
+def test_given_a_rollup_with_a_count_that_is_no_count_when_viewed_then_the_records_are_shown(
+    filled: None, store: Path, capfd: pytest.CaptureFixture[str], field: str, value: Any
 ) -> None:
+    """A rollup is a copy: one whose content is not what this version writes is read no
+    further, logged, and rebuilt from the records, which are what the page shows."""
     sink = FileSink(store, "file:store")
     tz = ZoneInfo("Asia/Shanghai")
     args = ([APP_A], datetime(2021, 5, 2, tzinfo=tz), NOW, tz)
-    data.read(sink, *args, settle_hours=0, now=NOW, stats=data.Stats())
-    rollup = store / f"dashboard/app={APP_A}/dt=2021-05-02.json"
-    old = json.loads(rollup.read_text())
-    old["schema"] = "sms-stats-dashboard-day/v1"
-    for point in old["points"].values():
-        del point["version"]
-    rollup.write_text(json.dumps(old))
+    one = data.read(sink, *args, stats=data.Stats())
+    rollup = store / f"dashboard/app={APP_A}/month=2021-05.json"
+    spoilt = json.loads(rollup.read_text())
+    key, point = next((k, p) for k, p in spoilt["points"].items() if field in p)
+    kept = point[field]
+    point[field] = value
+    rollup.write_text(json.dumps(spoilt))
     data.clear_cache()
-    capsys.readouterr()
+    capfd.readouterr()
     stats = data.Stats()
-    data.read(sink, *args, settle_hours=0, now=NOW, stats=stats)
+    two = data.read(sink, *args, stats=stats)
+    assert (two[APP_A].send, two[APP_A].receipts, two[APP_A].balance) == (
+        one[APP_A].send,
+        one[APP_A].receipts,
+        one[APP_A].balance,
+    )
+    assert stats.objects_read == 61
     assert stats.rollups_written == 1
-    assert json.loads(rollup.read_text())["schema"] == data.ROLLUP_SCHEMA
-    assert "rollup_unreadable" not in capsys.readouterr().out
+    assert json.loads(rollup.read_text())["points"][key][field] == kept
+    assert '"event":"dashboard.rollup_unreadable"' in capfd.readouterr().out
+
+
+def test_given_a_rollup_of_an_earlier_version_when_viewed_then_it_is_not_read(
+    filled: None, store: Path
+) -> None:
+    """Rollups were once one a day (`dt=<date>.json`); a month's now. The old ones are left
+    alone (deleting `dashboard/` is always safe) and the month's is built from the records."""
+    old = store / f"dashboard/app={APP_A}/dt=2021-05-02.json"
+    old.parent.mkdir(parents=True)
+    old.write_text(json.dumps({"schema": "sms-stats-dashboard-day/v2", "points": {}}))
+    sink = FileSink(store, "file:store")
+    tz = ZoneInfo("Asia/Shanghai")
+    stats = data.Stats()
+    got = data.read(sink, [APP_A], datetime(2021, 5, 2, tzinfo=tz), NOW, tz, stats=stats)
+    assert (stats.rollups_used, stats.objects_read, stats.rollups_written) == (0, 61, 1)
+    assert len(got[APP_A].send) == 30
 
 
 def test_given_alerts_in_the_state_when_shown_then_they_are_listed(

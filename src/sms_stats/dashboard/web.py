@@ -188,8 +188,6 @@ def _dashboard(
         start,
         end,
         tz,
-        settle_hours=settings.settle_hours,
-        now=now,
         deadline=deadline,
         stats=stats,
     )
