@@ -836,6 +836,16 @@ def test_given_rates_when_scaled_then_the_axis_holds_them_and_spans_at_least_5_p
     assert scale.high - scale.low >= ticks.RATE_SPAN
 
 
+def test_given_a_threshold_at_an_axis_end_when_scaled_then_the_axis_goes_a_step_further() -> None:
+    """On the axis line a dashed threshold is hidden: the default delivery rule's 90% under
+    rates of 92-98% must be inside the chart, not its bottom edge."""
+    rates = ticks.rate_scale([0.92, 0.98], [0.9, 0.95])
+    assert rates.low < 0.9
+    assert rates.high >= 0.98
+    counts = ticks.count_scale([1_000], [2_000])
+    assert counts.high > 2_000
+
+
 def test_given_a_balance_when_scaled_then_the_top_label_holds_every_digit() -> None:
     scale = ticks.count_scale([236_679])
     assert scale.labels == ("0", "50k", "100k", "150k", "200k", "250k")

@@ -117,7 +117,7 @@ def line_chart(
     variant. Counts are drawn from zero; rates where they are (see `ticks.rate_scale`)."""
     values = [v for line in lines for _s, _e, v in line.points]
     marks = [t.value for t in thresholds]
-    scale = ticks.rate_scale(values + marks) if rates else ticks.count_scale(values + marks)
+    scale = ticks.rate_scale(values, marks) if rates else ticks.count_scale(values, marks)
     svgs = "".join(
         _line_svg(variant, title, lines, axis, scale, thresholds, chart_id) for variant in VARIANTS
     )

@@ -73,14 +73,17 @@ def nice_step(span: float, most: int, factors: Sequence[float] = (1, 2, 2.5, 5))
     return 10 * power  # pragma: no cover - the loop ends at 10
 
 
-def count_scale(values: Sequence[float], most: int = 5) -> Scale:
-    """From zero to a round number at or above the largest value: a count's size is read
-    against zero, so zero is always the bottom."""
-    top = max(values, default=0.0)
+def count_scale(values: Sequence[float], marks: Sequence[float] = (), most: int = 5) -> Scale:
+    """From zero to a round number at or above the largest value or threshold (`marks`): a
+    count's size is read against zero, so zero is always the bottom. A threshold is never
+    drawn on the top edge, where it would hide."""
+    top = max([*values, *marks], default=0.0)
     if top <= 0:
         top = 1.0
     step = max(nice_step(top, most), 1.0)  # counts are whole: no tick at 0.2 messages
     steps = math.ceil(top / step - 1e-9)
+    if any(abs(m - steps * step) < 1e-9 for m in marks):
+        steps += 1
     ticks = tuple(round(n * step, 9) for n in range(steps + 1))
     return Scale(0.0, ticks[-1], ticks, tuple(count_label(t, step, ticks[-1]) for t in ticks))
 
@@ -107,13 +110,15 @@ def _decimals(step: float) -> int:
 RATE_SPAN = 0.05  # the least a rate axis spans: a flat 99.9% is not magnified into noise
 
 
-def rate_scale(values: Sequence[float], most: int = 5) -> Scale:
-    """Where the rates (and the thresholds drawn with them) are, at least `RATE_SPAN` wide,
-    within 0..100%: a rate near 100% extends the axis down, never past 100%."""
-    if not values:
+def rate_scale(values: Sequence[float], marks: Sequence[float] = (), most: int = 5) -> Scale:
+    """Where the rates and the thresholds drawn with them (`marks`) are, at least `RATE_SPAN`
+    wide, within 0..100%: a rate near 100% extends the axis down, never past 100%. A threshold
+    is never drawn on an edge (the axis line would hide it): the axis goes a step further."""
+    both = [*values, *marks]
+    if not values:  # nothing to draw: the whole range, thresholds within it
         low, high = 0.0, 1.0
     else:
-        low, high = max(min(values), 0.0), min(max(values), 1.0)
+        low, high = max(min(both), 0.0), min(max(both), 1.0)
         if high - low < RATE_SPAN:
             low = high - RATE_SPAN
             if low < 0:
@@ -122,6 +127,10 @@ def rate_scale(values: Sequence[float], most: int = 5) -> Scale:
     while True:
         first = math.floor(low / step + 1e-9)
         last = math.ceil(high / step - 1e-9)
+        if any(abs(m - first * step) < 1e-9 for m in marks) and first > 0:
+            first -= 1
+        if any(abs(m - last * step) < 1e-9 for m in marks) and last * step < 1 - 1e-9:
+            last += 1
         if last - first <= most:
             break
         step = nice_step(step * 1.01, 1, (1, 2, 5))  # rounding out added a step: the next
