@@ -761,9 +761,12 @@ def test_given_an_empty_store_when_viewed_then_the_summary_says_no_data_not_zero
 def test_given_the_functions_address_when_a_browser_opens_it_then_it_lands_on_the_dashboard(
     pinned: None, scf_env: Any
 ) -> None:
-    answer = get("/", headers={"accept": "text/html"})
+    answer = get("/", headers={"accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
     assert answer["statusCode"] == 303
     assert answer["headers"]["Location"] == "/dashboard"
+    script = get("/", headers={})  # a script still learns the paths there are
+    assert script["statusCode"] == 404
+    assert "the paths are" in json.loads(script["body"])["error"]["message"]
 
 
 def test_given_a_month_when_viewed_for_31_days_then_each_chart_draws_days_not_hours(

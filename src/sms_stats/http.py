@@ -47,7 +47,6 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "/dashboard": ("GET",),
     "/login": ("GET", "POST"),
     "/logout": ("POST",),
-    "/": ("GET",),  # 303 to /dashboard
 }
 PAGES = ("/dashboard", "/login", "/logout", "/")  # HTML, answered by sms_stats.dashboard.web
 QUERY_KINDS = ("send", "callback")  # /stats?kind=; the balance has a path of its own
@@ -161,6 +160,8 @@ def route(request: HttpRequest, base_path: str = "") -> str:
                     allow=methods,
                 )
             return name
+    if path == "/" and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+        return "/"  # a person opening the function's address: sent on to /dashboard
     hint = ""
     if any(request.path.endswith(name) for name in ROUTES):
         hint = " (if a gateway mounts the function under a prefix, set SMS_STATS_HTTP_BASE_PATH)"
