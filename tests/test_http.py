@@ -148,7 +148,7 @@ class TestRoute:
 
     def test_given_other_path_when_routed_then_404(self) -> None:
         with pytest.raises(NotFoundError):
-            route(normalize(event(path="/nope"), 1024))  # `/` sends a browser to /dashboard
+            route(normalize(event(path="/"), 1024))
 
 
 class TestAuthorize:
