@@ -423,11 +423,12 @@ def kinds_bench(apps: int) -> dict[str, float]:
     return times
 
 
-def dashboard_bench(apps: int = 5, days: int = 7) -> dict[str, float]:
+def dashboard_bench(apps: int = 5, days: int = 31) -> dict[str, float]:
     """`GET /dashboard` for `apps` x `days` through `main_handler`, the store on the COS
-    stand-in adding 20 ms to every request: the first view ever (every hour read, settled days
-    folded into rollups), a new container's view (rollups in the store, nothing in memory), and
-    a warm container's view."""
+    stand-in adding 20 ms to every request: the first view ever (every hour read and folded
+    into rollups; for a month that takes more than one view's read budget, so the reloads it
+    takes are counted in), a new container's view (rollups in the store, nothing in memory),
+    and a warm container's view."""
     from datetime import datetime, timedelta, timezone
 
     from index import main_handler
@@ -485,8 +486,18 @@ def dashboard_bench(apps: int = 5, days: int = 7) -> dict[str, float]:
             "queryString": {"days": str(days)},
             "body": "",
         }
-        times: dict[str, float] = {}
-        for name in ("first", "new_container", "warm"):
+        times: dict[str, float] = {"first": 0.0, "first_views": 0}
+        data.clear_cache()
+        while True:  # a month's first view may not read it all in time: a reload goes on
+            started = time.perf_counter()
+            answer = main_handler(event, {"request_id": "bench", "time_limit_in_ms": 60_000})
+            times["first"] += time.perf_counter() - started
+            times["first_views"] += 1
+            assert answer["statusCode"] == 200
+            if "Not shown" not in answer["body"]:
+                break
+            assert times["first_views"] < 10, "the first views do not converge"
+        for name in ("new_container", "warm"):
             if name != "warm":
                 data.clear_cache()
             started = time.perf_counter()
@@ -783,14 +794,15 @@ def main() -> int:
                 f"{h['took']:.1f} s vs {h['floor']:.0f} s for {h['calls']:.0f} receipt calls at "
                 f"{rate:g} a second; the process's CPU {h['cpu']:.1f} s",
             )
-    report.start("GET /dashboard, 5 apps x 7 days, COS stand-in at +20 ms a request")
+    report.start("GET /dashboard, 5 apps x 31 days, COS stand-in at +20 ms a request")
     d = dashboard_bench()
     report.add(
         Figure(
-            "dashboard 5x7 d, COS +20 ms, new container (rollups stored)",
+            "dashboard 5x31 d, COS +20 ms, new container (rollups stored)",
             f"{d['new_container']:.2f} s",
             f"<= {DASHBOARD_TARGET_S:.1f} s",
-            f"first view ever {d['first']:.1f} s (reads every hour, writes the rollups); "
+            f"first view ever {d['first']:.1f} s in {d['first_views']:.0f} view(s) (reads every "
+            "hour, writes the rollups; one that runs out of time keeps what it read); "
             f"warm container {d['warm']:.2f} s",
             d["new_container"] <= DASHBOARD_TARGET_S,
         )

@@ -520,7 +520,7 @@ def test_given_a_rollup_with_a_string_count_when_the_dashboard_shows_then_it_is_
     filled: None, store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert call("GET", "/dashboard", bearer(), days="2")["statusCode"] == 200  # writes rollups
-    rollup = store / f"dashboard/app={APP_A}/dt=2021-05-02.json"
+    rollup = store / f"dashboard/app={APP_A}/month=2021-05.json"
     payload = json.loads(rollup.read_text(encoding="utf-8"))
     point = next(p for p in payload["points"].values() if p["kind"] == "send")
     point["requests"] = str(point["requests"])

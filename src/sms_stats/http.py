@@ -53,7 +53,7 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "/login": ("GET", "POST"),
     "/logout": ("POST",),
 }
-PAGES = ("/dashboard", "/login", "/logout")  # HTML, answered by sms_stats.dashboard.web
+PAGES = ("/dashboard", "/login", "/logout", "/")  # HTML, answered by sms_stats.dashboard.web
 QUERY_KINDS = ("send", "callback")  # /stats?kind=; the balance has a path of its own
 # Query names, with the seed's names as aliases.
 _QUERY_ALIASES = {
@@ -165,6 +165,8 @@ def route(request: HttpRequest, base_path: str = "") -> str:
                     allow=methods,
                 )
             return name
+    if path == "/" and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+        return "/"  # a person opening the function's address: sent on to /dashboard
     hint = ""
     if any(request.path.endswith(name) for name in ROUTES):
         hint = " (if a gateway mounts the function under a prefix, set SMS_STATS_HTTP_BASE_PATH)"

@@ -56,6 +56,8 @@ def answer(
     now: datetime,
 ) -> dict[str, Any]:
     base = settings.http_base_path
+    if path == "/":  # a person who opens the function's address lands on the dashboard
+        return html(303, "", {"Location": f"{base}/dashboard"})
     if request.method == "POST":
         refused = cross_site(request.headers)
         if refused is not None:
@@ -286,6 +288,7 @@ def parse_apps(values: Sequence[str | bool], settings: Settings) -> tuple[str, .
 def _dashboard(
     request: http.HttpRequest, settings: Settings, invocation: Invocation, now: datetime
 ) -> dict[str, Any]:
+    from ..alerts.rules import rules_in_force  # noqa: PLC0415 - their thresholds are drawn
     from ..handler import _built  # noqa: PLC0415 - the handler's cached sinks
 
     days = parse_days(request.query.get("days", []))
@@ -309,6 +312,7 @@ def _dashboard(
         timezone=settings.timezone,
         base=settings.http_base_path,
         now=now,
+        rules=rules_in_force(settings.alerts),
     )
     if store is None:
         view.notes.append(
@@ -328,8 +332,6 @@ def _dashboard(
         start,
         end,
         tz,
-        settle_hours=settings.settle_hours,
-        now=now,
         deadline=deadline,
         stats=stats,
     )
