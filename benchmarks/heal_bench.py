@@ -57,7 +57,10 @@ def _env(endpoint: str, apps: list[str], sinks: str, rate: float | None) -> dict
 
 @contextlib.contextmanager
 def environment(values: dict[str, str]) -> Iterator[None]:
-    from sms_stats import client, handler, layout, pipeline
+    from sms_stats import handler
+    from sms_stats.collect import client
+    from sms_stats.run import pipeline
+    from sms_stats.store import layout
 
     saved = {k: v for k, v in os.environ.items() if k.startswith(("SMS_STATS_", "TENCENTCLOUD_"))}
     for name in saved:
@@ -214,11 +217,11 @@ def fill(store: Path, apps: list[str], hours: list[datetime], fetched: datetime)
     settled), and each app's ledger as the last run would have left it (`heal.ledger_bytes`,
     the versions from the store's own listing): the state a deployment's store is in after
     its first days. Straight to files: a run would take an hour of calls per 1,000 apps."""
+    from sms_stats.core.records import CallbackRecord, Counts, Receipts, Record, figures
+    from sms_stats.core.windows import Window, zone
     from sms_stats.emulator import counts
-    from sms_stats.heal import ledger_bytes, ledger_key
-    from sms_stats.records import CallbackRecord, Counts, Receipts, Record, figures
-    from sms_stats.sinks.file import FileSink, encode
-    from sms_stats.windows import Window, zone
+    from sms_stats.run.heal import ledger_bytes, ledger_key
+    from sms_stats.store.file import FileSink, encode
 
     tz = zone("Asia/Shanghai")
     (store / "_store.json").write_text(json.dumps({"timezone": "Asia/Shanghai", "layout": 2}))

@@ -283,7 +283,7 @@ def warm(emulator: Emulator, calls: int) -> dict[str, float]:
     os.environ["SMS_STATS_RATE_LIMIT"] = "1000"
     from index import main_handler
 
-    from sms_stats.log import logger
+    from sms_stats.core.log import logger
 
     logger.set_stream(open(os.devnull, "w"))  # noqa: SIM115 - lives for the benchmark
     event = {
@@ -332,9 +332,9 @@ def warm(emulator: Emulator, calls: int) -> dict[str, float]:
 def backfill_bench(hours: int) -> dict[str, float]:
     from datetime import datetime, timezone
 
-    from sms_stats import backfill
+    from sms_stats.deliver.sinks import build_sinks
     from sms_stats.handler import current_settings
-    from sms_stats.sinks import build_sinks
+    from sms_stats.run import backfill
 
     with Emulator(rate_limit=10, latency_s=0.15) as emulator, tempfile.TemporaryDirectory() as tmp:
         os.environ.update(env_for(emulator, f"file://{tmp}"))
@@ -389,7 +389,9 @@ def kinds_bench(apps: int) -> dict[str, float]:
     bench (`heal_bench.py`) measures that on its own."""
     from index import main_handler
 
-    from sms_stats import handler, layout, pipeline
+    from sms_stats import handler
+    from sms_stats.run import pipeline
+    from sms_stats.store import layout
 
     ids = ",".join(f"14001{n:05d}" for n in range(apps))  # 1400000000 is the unauthorized one
     times: dict[str, float] = {}
@@ -434,10 +436,18 @@ def dashboard_bench(apps: int = 5, days: int = 31) -> dict[str, float]:
     from index import main_handler
     from tests.standins.cos import CosStandIn, StoredObject
 
-    from sms_stats import handler, layout
-    from sms_stats.dashboard import data
-    from sms_stats.records import AnyRecord, BalanceRecord, CallbackRecord, Counts, Receipts, Record
-    from sms_stats.windows import Window, zone
+    from sms_stats import handler
+    from sms_stats.core.records import (
+        AnyRecord,
+        BalanceRecord,
+        CallbackRecord,
+        Counts,
+        Receipts,
+        Record,
+    )
+    from sms_stats.core.windows import Window, zone
+    from sms_stats.store import layout
+    from sms_stats.web.dashboard import data
 
     tz = zone("Asia/Shanghai")
     bucket = "bench-1250000000"

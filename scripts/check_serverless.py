@@ -270,7 +270,7 @@ def check_package(inputs: dict[str, Any], base: Path) -> Iterator[tuple[str, str
 
 def _known_variables() -> set[str] | None:
     try:
-        from sms_stats.settings import CONFIG_FILE_ENV, ENV_FIELDS  # noqa: PLC0415
+        from sms_stats.core.settings import CONFIG_FILE_ENV, ENV_FIELDS  # noqa: PLC0415
     except ImportError:
         return None
     return {*ENV_FIELDS, CONFIG_FILE_ENV}
@@ -323,9 +323,9 @@ def check_environment(
             f"{total} bytes of names and values; SCF allows {ENV_TOTAL_BYTES} in all",
         )
     try:
-        from sms_stats import preflight  # noqa: PLC0415
-        from sms_stats.errors import ConfigError  # noqa: PLC0415
-        from sms_stats.settings import load_settings  # noqa: PLC0415
+        from sms_stats.core.errors import ConfigError  # noqa: PLC0415
+        from sms_stats.core.settings import load_settings  # noqa: PLC0415
+        from sms_stats.run import preflight  # noqa: PLC0415
     except ImportError:
         return
     # The function's own checks, as its first timer run would make them (the timer is a
@@ -367,8 +367,8 @@ def _job_problem(argument: str) -> str | None:
     if not message.startswith(("{", "[")):
         return None  # plain text: the timer runs the job from the settings
     try:
-        from sms_stats.errors import InputError  # noqa: PLC0415
-        from sms_stats.events import parse_direct, parse_json_object  # noqa: PLC0415
+        from sms_stats.core.errors import InputError  # noqa: PLC0415
+        from sms_stats.events.parse import parse_direct, parse_json_object  # noqa: PLC0415
     except ImportError:
         return None
     try:

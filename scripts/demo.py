@@ -31,9 +31,9 @@ from tests.standins.bots import BotReceiver
 from tests.standins.webhook import WebhookReceiver
 
 from sms_stats.cli import table
+from sms_stats.core.log import logger
+from sms_stats.core.windows import format_hour, last_full, zone
 from sms_stats.emulator import DEFAULT_CREDENTIALS, Emulator, Fault
-from sms_stats.log import logger
-from sms_stats.windows import format_hour, last_full, zone
 
 APPS = ["1400006874", "1400006875"]
 TOKEN = "demo-token-5e0b3a9c71"

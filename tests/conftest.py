@@ -13,11 +13,15 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from sms_stats import client, handler, layout, pipeline, redact
-from sms_stats.chat import repeats
+from sms_stats import handler
+from sms_stats.collect import client
+from sms_stats.core import redact
+from sms_stats.core.records import Counts, Record
+from sms_stats.core.windows import Window, zone
+from sms_stats.deliver.chat import repeats
 from sms_stats.emulator import Emulator
-from sms_stats.records import Counts, Record
-from sms_stats.windows import Window, zone
+from sms_stats.run import pipeline
+from sms_stats.store import layout
 
 EVENTS = Path(__file__).parent / "events"
 SECRET_ID = "AKIDtestsecretid0000000000000000"

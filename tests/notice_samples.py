@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sms_stats.notices import Notice
+from sms_stats.core.notices import Notice
 
 from .conftest import APP_A, APP_B
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from index import main_handler
 
+from sms_stats.core.errors import SmsStatsError
 from sms_stats.emulator import Emulator, Fault
 from sms_stats.emulator.counts import range_callback_counts, range_counts
-from sms_stats.errors import SmsStatsError
 
 from .conftest import APP_A, APP_B
 from .standins.webhook import Fault as WebhookFault

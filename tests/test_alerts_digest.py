@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 from sms_stats.alerts.digest import BACKLOG_DAYS, due, late
 from sms_stats.alerts.run import after_run
 from sms_stats.alerts.state import KEY, State
-from sms_stats.client import StatsClient
+from sms_stats.collect.client import StatsClient
+from sms_stats.core.settings import Settings
+from sms_stats.core.windows import zone
+from sms_stats.deliver.sinks import build_sinks
 from sms_stats.emulator import Emulator, Fault
-from sms_stats.settings import Settings
-from sms_stats.sinks import build_sinks
-from sms_stats.windows import zone
 
 from .conftest import APP_A, SECRET_ID, SECRET_KEY
 from .standins.webhook import WebhookReceiver

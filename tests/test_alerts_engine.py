@@ -10,11 +10,11 @@ import pytest
 
 from sms_stats.alerts.engine import judge, reconcile
 from sms_stats.alerts.metrics import figure
-from sms_stats.alerts.rules import Rule, parse_rules, rules_in_force
 from sms_stats.alerts.state import Pending, State
-from sms_stats.notices import Notice
-from sms_stats.records import BalanceRecord, CallbackRecord, Counts, Package, Receipts, Record
-from sms_stats.windows import Window, zone
+from sms_stats.core.notices import Notice
+from sms_stats.core.records import BalanceRecord, CallbackRecord, Counts, Package, Receipts, Record
+from sms_stats.core.rules import Rule, parse_rules, rules_in_force
+from sms_stats.core.windows import Window, zone
 
 TZ = zone("Asia/Shanghai")
 APP = "1400006874"
@@ -285,7 +285,7 @@ class TestReconcile:
 
 
 def test_given_for_hours_when_it_first_fires_then_the_chat_does_not_say_still_firing() -> None:
-    from sms_stats.chat.notices import summary
+    from sms_stats.deliver.chat.notices import summary
 
     rule = Rule(metric="delivery_rate", below=0.9, for_hours=2, repeat_hours=1)
     state = State()

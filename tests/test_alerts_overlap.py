@@ -27,12 +27,12 @@ import pytest
 
 from sms_stats.alerts.run import after_run
 from sms_stats.alerts.state import KEY, State, latest
-from sms_stats.client import StatsClient
-from sms_stats.records import AnyRecord, CallbackRecord, Receipts
-from sms_stats.settings import Settings
-from sms_stats.sinks import Sink, build_sinks
-from sms_stats.sinks.base import Store, find_store
-from sms_stats.windows import Window, zone
+from sms_stats.collect.client import StatsClient
+from sms_stats.core.records import AnyRecord, CallbackRecord, Receipts
+from sms_stats.core.settings import Settings
+from sms_stats.core.windows import Window, zone
+from sms_stats.deliver.sinks import Sink, build_sinks
+from sms_stats.store.base import Store, find_store
 
 from .conftest import APP_A, SECRET_ID, SECRET_KEY, SESSION_TOKEN
 from .standins.cos import CosStandIn

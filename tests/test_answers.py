@@ -9,16 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sms_stats.answers import (
+from sms_stats.collect.answers import (
     MAX_COUNT,
     BadAnswer,
     ErrorAnswer,
     SendStatusStatisticsAnswer,
     read,
 )
-from sms_stats.apis.callback import CallbackStatusStatisticsAnswer
-from sms_stats.apis.packages import SmsPackagesStatisticsAnswer
-from sms_stats.errors import BAD_RESPONSE, UpstreamError
+from sms_stats.collect.apis.callback import CallbackStatusStatisticsAnswer
+from sms_stats.collect.apis.packages import SmsPackagesStatisticsAnswer
+from sms_stats.core.errors import BAD_RESPONSE, UpstreamError
 
 ACTION = "SendStatusStatistics"
 

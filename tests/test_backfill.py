@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from sms_stats import backfill
 from sms_stats.cli import main
+from sms_stats.core.errors import InputError
+from sms_stats.core.settings import load_settings
+from sms_stats.deliver.sinks import build_sinks
 from sms_stats.emulator import Emulator
-from sms_stats.errors import InputError
-from sms_stats.settings import load_settings
-from sms_stats.sinks import build_sinks
-from sms_stats.sinks.base import find_store
+from sms_stats.run import backfill
+from sms_stats.store.base import find_store
 
 from .conftest import APP_A, APP_B, SECRET_ID, SECRET_KEY, SESSION_TOKEN, record_files
 from .standins.bots import BotReceiver

@@ -10,11 +10,17 @@ import pytest
 from pytest_mock import MockerFixture
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
-from sms_stats.client import OUT_OF_TIME, RetryPolicy, StatsClient, is_transient, map_sdk_error
+from sms_stats.collect.client import (
+    OUT_OF_TIME,
+    RetryPolicy,
+    StatsClient,
+    is_transient,
+    map_sdk_error,
+)
+from sms_stats.core.errors import UpstreamError
+from sms_stats.core.settings import load_settings
+from sms_stats.core.windows import Window, zone
 from sms_stats.emulator import Emulator, Fault
-from sms_stats.errors import UpstreamError
-from sms_stats.settings import load_settings
-from sms_stats.windows import Window, zone
 
 from .conftest import APP_A, FakeClock
 
@@ -296,9 +302,9 @@ class TestAnswersReadByUs:
         """Only tencentcloud-sdk-python-common runs: its generated models never see an answer."""
         probe = (
             "import sys\n"
-            "from sms_stats.client import StatsClient\n"
-            "from sms_stats.settings import load_settings\n"
-            "from sms_stats.windows import Window, zone\n"
+            "from sms_stats.collect.client import StatsClient\n"
+            "from sms_stats.core.settings import load_settings\n"
+            "from sms_stats.core.windows import Window, zone\n"
             "w = Window.from_api('2021050113', '2021050113', zone('Asia/Shanghai'))\n"
             f"print(StatsClient(load_settings()).fetch('{APP_A}', w).request_count)\n"
             "print(sorted(m for m in sys.modules if m.startswith('tencentcloud.sms')))\n"
@@ -316,8 +322,8 @@ class TestAnswersReadByUs:
     def test_given_sdk_client_when_built_then_its_session_is_bounded(
         self, scf_env: dict[str, str]
     ) -> None:
-        from sms_stats import net
-        from sms_stats.client import sdk_client
+        from sms_stats.collect.client import sdk_client
+        from sms_stats.core import net
 
         session = sdk_client(load_settings()).request.conn._session
 
@@ -379,7 +385,7 @@ class TestProxyFromTheEnvironment:
 
     @pytest.fixture(autouse=True)
     def fresh_clients(self, mocker: MockerFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-        mocker.patch.dict("sms_stats.client._sdk_clients", clear=True)
+        mocker.patch.dict("sms_stats.collect.client._sdk_clients", clear=True)
         for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
             monkeypatch.delenv(name, raising=False)
             monkeypatch.delenv(name.lower(), raising=False)

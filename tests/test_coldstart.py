@@ -52,7 +52,7 @@ def test_given_one_fetch_when_a_timer_runs_then_no_thread_pool_or_request_model_
         "event = {'Type': 'Timer', 'TriggerName': 'hourly', 'Time': '2021-05-01T05:05:00Z', "
         "'Message': ''}\n"
         "index.main_handler(event, {'request_id': 'r', 'time_limit_in_ms': 60000})\n"
-        "names = ('concurrent.futures.thread', 'sms_stats.direct', 'sms_stats.http')\n"
+        "names = ('concurrent.futures.thread', 'sms_stats.events.direct', 'sms_stats.web.http')\n"
         "print(json.dumps([m for m in names if m in sys.modules]))\n"
     )
     assert run_fresh(code) == []

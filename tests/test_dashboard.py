@@ -23,15 +23,19 @@ from hypothesis import strategies as st
 from index import main_handler
 from pytest_mock import MockerFixture
 
-from sms_stats import backfill, client, handler, layout, pipeline, redact
-from sms_stats.dashboard import charts, daily, data, page, session, ticks
-from sms_stats.dashboard.data import AppSeries, SendPoint
+from sms_stats import handler
+from sms_stats.collect import client
+from sms_stats.core import redact
+from sms_stats.core.log import logger
+from sms_stats.core.settings import load_settings
+from sms_stats.deliver.sinks import build_sinks
 from sms_stats.emulator import Emulator
-from sms_stats.log import logger
-from sms_stats.settings import load_settings
-from sms_stats.sinks import build_sinks
-from sms_stats.sinks.base import find_store
-from sms_stats.sinks.file import FileSink
+from sms_stats.run import backfill, pipeline
+from sms_stats.store import layout
+from sms_stats.store.base import find_store
+from sms_stats.store.file import FileSink
+from sms_stats.web.dashboard import charts, daily, data, page, session, ticks
+from sms_stats.web.dashboard.data import AppSeries, SendPoint
 
 from .conftest import API_TOKEN, APP_A, APP_B, SECRET_ID, SECRET_KEY, SESSION_TOKEN
 from .probe import run_fresh
@@ -706,7 +710,7 @@ def test_given_a_timer_run_when_it_ends_then_the_dashboard_was_not_imported(fill
     program = (
         "import json, sys, index\n"
         f"index.main_handler({TIMER!r}, {{'request_id': 'r', 'time_limit_in_ms': 60000}})\n"
-        "print(json.dumps([m for m in sys.modules if m.startswith('sms_stats.dashboard')]))\n"
+        "print(json.dumps([m for m in sys.modules if m.startswith('sms_stats.web.dashboard')]))\n"
     )
     assert run_fresh(program) == []
 

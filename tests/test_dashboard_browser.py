@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from sms_stats import serve
+from sms_stats.web import serve
 
 from .conftest import API_TOKEN, APP_A, APP_B
 from .test_dashboard import day_store, filled, month, month_store, pinned

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from index import main_handler
 
-from sms_stats.errors import SmsStatsError
+from sms_stats.core.errors import SmsStatsError
 
 from .conftest import APP_A, load_event
 from .standins.slow import FRAMINGS, SlowServer

@@ -242,7 +242,7 @@ out["foreign_modules"] = sorted(
     f for f in files if f and not f.startswith((package, *stdlib)))
 out["site_packages_on_path"] = [p for p in sys.path if "site-packages" in p]
 out["emulator_found"] = importlib.util.find_spec("sms_stats.emulator") is not None
-out["serve_found"] = importlib.util.find_spec("sms_stats.serve") is not None
+out["serve_found"] = importlib.util.find_spec("sms_stats.web.serve") is not None
 out["waitress_found"] = importlib.util.find_spec("waitress") is not None
 import contextlib, io
 from sms_stats import cli

@@ -10,10 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from index import main_handler
 
-from sms_stats.direct import JobRequest, StatsRequest
-from sms_stats.errors import InputError
-from sms_stats.events import TimerEvent, parse_direct, parse_event
-from sms_stats.http import HttpEvent
+from sms_stats.core.errors import InputError
+from sms_stats.events.direct import JobRequest, StatsRequest
+from sms_stats.events.parse import TimerEvent, parse_direct, parse_event
+from sms_stats.web.http import HttpEvent
 
 from .conftest import APP_A, APP_B, load_event, record_files
 

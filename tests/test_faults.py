@@ -151,7 +151,7 @@ def test_given_upstream_fault_when_http_get_then_documented_outcome(
     clock: bool,
     bad_answer: bool,
 ) -> None:
-    sleep = mocker.patch("sms_stats.client.time.sleep")
+    sleep = mocker.patch("sms_stats.collect.client.time.sleep")
     inject(fault, emulator, monkeypatch)
 
     answer = main_handler(load_event("function_url_get.json"), context)
@@ -205,9 +205,9 @@ def test_given_upstream_fault_when_timer_then_raises_with_the_code(
     clock: bool,
     bad_answer: bool,
 ) -> None:
-    from sms_stats.errors import SmsStatsError
+    from sms_stats.core.errors import SmsStatsError
 
-    mocker.patch("sms_stats.client.time.sleep")
+    mocker.patch("sms_stats.collect.client.time.sleep")
     monkeypatch.setenv("SMS_STATS_APP_IDS", APP_A)
     inject(fault, emulator, monkeypatch)
     with pytest.raises(SmsStatsError) as caught:

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from index import main_handler
 
-from sms_stats.errors import SmsStatsError
+from sms_stats.core.errors import SmsStatsError
 
 from .conftest import API_TOKEN, APP_A, APP_B
 

@@ -19,8 +19,8 @@ from index import main_handler
 from pytest_mock import MockerFixture
 
 from sms_stats.cli import main as cli
+from sms_stats.core.errors import SmsStatsError
 from sms_stats.emulator import Emulator, Fault
-from sms_stats.errors import SmsStatsError
 
 from .conftest import APP_A, APP_B, SECRET_ID, SECRET_KEY, record_files
 from .standins.webhook import WebhookReceiver
@@ -187,7 +187,7 @@ class TestSteady:
         mocker: MockerFixture,
     ) -> None:
         """The ledger: a run reads the objects the last run wrote, not 144 of them an app."""
-        from sms_stats.sinks.file import FileSink
+        from sms_stats.store.file import FileSink
 
         run(clock, context)
         run(clock, context, START + timedelta(hours=1))  # reads what the first run wrote

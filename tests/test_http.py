@@ -9,8 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from index import main_handler
 
-from sms_stats.emulator import Emulator
-from sms_stats.errors import (
+from sms_stats.core.errors import (
     AccessError,
     ConfigError,
     InputError,
@@ -19,8 +18,9 @@ from sms_stats.errors import (
     PayloadTooLargeError,
     upstream_status,
 )
-from sms_stats.http import HttpEvent, authorize, normalize, route
-from sms_stats.settings import load_settings
+from sms_stats.core.settings import load_settings
+from sms_stats.emulator import Emulator
+from sms_stats.web.http import HttpEvent, authorize, normalize, route
 
 from .conftest import APP_A, APP_B, load_event
 

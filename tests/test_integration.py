@@ -12,8 +12,8 @@ from index import main_handler
 from pytest_mock import MockerFixture
 
 from sms_stats import handler
+from sms_stats.core.errors import ConfigError, InputError, SmsStatsError, UpstreamError
 from sms_stats.emulator import Emulator, Fault
-from sms_stats.errors import ConfigError, InputError, SmsStatsError, UpstreamError
 
 from .conftest import APP_A, APP_B, load_event, record_files
 
@@ -132,7 +132,7 @@ class TestTimer:
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """An answer Python cannot hold (1e400 overflowed `int()`) fails its own app only."""
-        mocker.patch("sms_stats.client.time.sleep")
+        mocker.patch("sms_stats.collect.client.time.sleep")
         emulator.set_fault(Fault(fields={"RequestCount": "1e400"}), APP_A)
 
         with pytest.raises(SmsStatsError) as caught:
@@ -355,7 +355,9 @@ class TestHttp:
         upstream: str,
         status: int,
     ) -> None:
-        mocker.patch("sms_stats.client.time.sleep")  # retries of transient codes, without waiting
+        mocker.patch(
+            "sms_stats.collect.client.time.sleep"
+        )  # retries of transient codes, without waiting
         emulator.set_fault(Fault(error_code=upstream), APP_A)
         answer = main_handler(load_event("function_url_get.json"), context)
         assert answer["statusCode"] == status

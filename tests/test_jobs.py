@@ -6,12 +6,12 @@ from datetime import datetime, timezone
 
 import pytest
 
-from sms_stats import backfill
-from sms_stats.direct import JobRequest
-from sms_stats.errors import InputError
-from sms_stats.jobs import check_app_ids, from_job_request, window_between
-from sms_stats.settings import load_settings
-from sms_stats.windows import zone
+from sms_stats.core.errors import InputError
+from sms_stats.core.settings import load_settings
+from sms_stats.core.windows import zone
+from sms_stats.events.direct import JobRequest
+from sms_stats.events.jobs import check_app_ids, from_job_request, window_between
+from sms_stats.run import backfill
 
 from .conftest import APP_A, APP_B
 

@@ -18,14 +18,14 @@ import pytest
 from index import main_handler
 from pytest_mock import MockerFixture
 
+from sms_stats.core.errors import ConfigError, SmsStatsError
+from sms_stats.core.records import BalanceRecord, CallbackRecord, Package, Receipts, from_dict
+from sms_stats.core.settings import load_settings
+from sms_stats.core.windows import Window, zone
+from sms_stats.deliver.sinks import build_sinks
+from sms_stats.deliver.webhook import message_id
 from sms_stats.emulator import Emulator, Fault
-from sms_stats.errors import ConfigError, SmsStatsError
-from sms_stats.pipeline import Courier
-from sms_stats.records import BalanceRecord, CallbackRecord, Package, Receipts, from_dict
-from sms_stats.settings import load_settings
-from sms_stats.sinks import build_sinks
-from sms_stats.sinks.webhook import message_id
-from sms_stats.windows import Window, zone
+from sms_stats.run.pipeline import Courier
 
 from .conftest import API_TOKEN, APP_A, APP_B, SECRET_ID, SECRET_KEY, load_event, record_files
 from .standins.bots import BotFault, BotReceiver
@@ -532,7 +532,7 @@ def receipts(app: str, received: int, fetched_hour: int) -> CallbackRecord:
 
 @pytest.fixture(autouse=True)
 def _no_backoff(mocker: MockerFixture) -> None:
-    mocker.patch("sms_stats.sinks.transport.time.sleep")
+    mocker.patch("sms_stats.deliver.transport.time.sleep")
 
 
 class TestOutbox:

@@ -12,17 +12,18 @@ import duckdb
 import pytest
 from index import main_handler
 
-from sms_stats import backfill, layout
 from sms_stats.cli import main
+from sms_stats.core.errors import ConfigError
+from sms_stats.core.records import Counts, Record
+from sms_stats.core.settings import load_settings
+from sms_stats.core.windows import Window, zone
+from sms_stats.deliver.outbox import Entry, Outbox, entry_key
+from sms_stats.deliver.sinks import build_sinks
 from sms_stats.emulator import Emulator
-from sms_stats.errors import ConfigError
-from sms_stats.outbox import Entry, Outbox, entry_key
-from sms_stats.records import Counts, Record
-from sms_stats.settings import load_settings
-from sms_stats.sinks import build_sinks
-from sms_stats.sinks.base import Store, label
-from sms_stats.sinks.file import FileSink
-from sms_stats.windows import Window, zone
+from sms_stats.run import backfill
+from sms_stats.store import layout
+from sms_stats.store.base import Store, label
+from sms_stats.store.file import FileSink
 
 from .conftest import (
     APP_A,

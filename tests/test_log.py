@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from sms_stats.context import Invocation
-from sms_stats.log import Logger, correlation
+from sms_stats.core.context import Invocation
+from sms_stats.core.log import Logger, correlation
 
 from .conftest import APP_A
 
@@ -43,7 +43,7 @@ class TestLinesAreScrubbed:
         return [json.loads(line) for line in stream.getvalue().splitlines()]
 
     def test_given_a_secret_in_a_text_field_then_it_is_masked(self) -> None:
-        from sms_stats import redact
+        from sms_stats.core import redact
 
         redact.register(self.SECRET)
         stream = io.StringIO()
@@ -60,7 +60,7 @@ class TestLinesAreScrubbed:
     def test_given_a_value_logged_before_a_secret_is_registered_then_masked_after(
         self,
     ) -> None:
-        from sms_stats import redact
+        from sms_stats.core import redact
 
         stream = io.StringIO()
         logger = Logger(stream)

@@ -21,11 +21,11 @@ from index import main_handler
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_mock import MockerFixture
 
+from sms_stats.core.records import Counts, Record, store_key
+from sms_stats.core.windows import Window, last_full, zone
 from sms_stats.emulator import Emulator
-from sms_stats.exposition import GAUGES, render
-from sms_stats.reading import Newest, Reading
-from sms_stats.records import Counts, Record, store_key
-from sms_stats.windows import Window, last_full, zone
+from sms_stats.store.reading import Newest, Reading
+from sms_stats.web.exposition import GAUGES, render
 
 from .conftest import API_TOKEN, APP_A, APP_B, SECRET_ID, SECRET_KEY, SESSION_TOKEN
 from .probe import run_fresh
@@ -400,8 +400,9 @@ def test_given_a_timer_run_then_the_reading_modules_are_not_loaded(
         "event = {'Type': 'Timer', 'TriggerName': 'hourly', 'Time': '2021-05-01T05:05:00Z', "
         "'Message': ''}\n"
         "index.main_handler(event, {'request_id': 'r', 'time_limit_in_ms': 60000})\n"
-        "loaded = [m for m in ('sms_stats.exposition', 'sms_stats.reading', "
-        "'sms_stats.readthrough', 'sms_stats.http', 'sms_stats.direct') if m in sys.modules]\n"
+        "loaded = [m for m in ('sms_stats.web.exposition', 'sms_stats.store.reading', "
+        "'sms_stats.web.readthrough', 'sms_stats.web.http', 'sms_stats.events.direct') "
+        "if m in sys.modules]\n"
         "print(json.dumps(loaded))\n"
     )
     assert run_fresh(code) == []

@@ -17,7 +17,7 @@ import pytest
 import requests
 import urllib3.util.connection
 
-from sms_stats import net
+from sms_stats.core import net
 
 from .standins.slow import FRAMINGS, SlowServer
 

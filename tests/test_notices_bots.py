@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from pytest_mock import MockerFixture
 
-from sms_stats.chat.notices import summary
-from sms_stats.chat.sink import ChatSink
-from sms_stats.notices import CHAT_TOPICS
-from sms_stats.settings import Settings
-from sms_stats.sinks import SinkError, build_sinks
-from sms_stats.sinks.transport import Transport
+from sms_stats.core.notices import CHAT_TOPICS
+from sms_stats.core.settings import Settings
+from sms_stats.deliver.chat.notices import summary
+from sms_stats.deliver.chat.sink import ChatSink
+from sms_stats.deliver.sinks import SinkError, build_sinks
+from sms_stats.deliver.transport import Transport
 
 from .conftest import APP_A, APP_B
 from .notice_samples import APP_C, RULE, SINCE, app_day, digest, firing, resolved

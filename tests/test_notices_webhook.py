@@ -12,11 +12,11 @@ import pytest
 from pytest_mock import MockerFixture
 from standardwebhooks.webhooks import Webhook
 
-from sms_stats.notices import WEBHOOK_TOPICS
-from sms_stats.settings import Settings
-from sms_stats.sinks import SinkError, build_sinks
-from sms_stats.sinks.transport import Transport
-from sms_stats.sinks.webhook import WebhookSink
+from sms_stats.core.notices import WEBHOOK_TOPICS
+from sms_stats.core.settings import Settings
+from sms_stats.deliver.sinks import SinkError, build_sinks
+from sms_stats.deliver.transport import Transport
+from sms_stats.deliver.webhook import WebhookSink
 
 from .notice_samples import digest, firing, resolved
 from .standins.webhook import Fault, WebhookReceiver

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from sms_stats.chat.messages import Row
-from sms_stats.chat.notices import duration, figure, summary
-from sms_stats.notices import Notice
+from sms_stats.core.notices import Notice
+from sms_stats.deliver.chat.messages import Row
+from sms_stats.deliver.chat.notices import duration, figure, summary
 
 from .conftest import APP_A, APP_B
 from .notice_samples import APP_C, RULE, SINCE, alert_data, digest, firing, resolved

@@ -13,20 +13,20 @@ from typing import Any
 import pytest
 from pytest_mock import MockerFixture
 
-from sms_stats.notices import CHAT_TOPICS, STORE_TOPICS, WEBHOOK_TOPICS, Notice
-from sms_stats.records import AnyRecord
-from sms_stats.settings import Settings
-from sms_stats.sinks import Delivery, Sink, build_sinks, deliver_all
-from sms_stats.sinks.cos import CosSink
-from sms_stats.sinks.cos import build as build_cos
-from sms_stats.sinks.dingtalk import DingTalkSink
-from sms_stats.sinks.feishu import FeishuSink
-from sms_stats.sinks.file import FileSink
-from sms_stats.sinks.notify import notify_all
-from sms_stats.sinks.slack import SlackSink
-from sms_stats.sinks.transport import Transport
-from sms_stats.sinks.webhook import WebhookSink
-from sms_stats.sinks.wecom import WeComSink
+from sms_stats.core.notices import CHAT_TOPICS, STORE_TOPICS, WEBHOOK_TOPICS, Notice
+from sms_stats.core.records import AnyRecord
+from sms_stats.core.settings import Settings
+from sms_stats.deliver.chat.dingtalk import DingTalkSink
+from sms_stats.deliver.chat.feishu import FeishuSink
+from sms_stats.deliver.chat.slack import SlackSink
+from sms_stats.deliver.chat.wecom import WeComSink
+from sms_stats.deliver.notify import notify_all
+from sms_stats.deliver.sinks import Delivery, Sink, build_sinks, deliver_all
+from sms_stats.deliver.transport import Transport
+from sms_stats.deliver.webhook import WebhookSink
+from sms_stats.store.cos import CosSink
+from sms_stats.store.cos import build as build_cos
+from sms_stats.store.file import FileSink
 
 from .conftest import APP_A, SECRET_ID, SECRET_KEY, SESSION_TOKEN, seed_record
 from .notice_samples import digest, firing, resolved

@@ -15,14 +15,14 @@ import pytest
 from index import main_handler
 from pytest_mock import MockerFixture
 
-from sms_stats import outbox
 from sms_stats.cli import main
-from sms_stats.errors import DeliveryError
-from sms_stats.outbox import Entry, Outbox, decode
-from sms_stats.settings import load_settings
-from sms_stats.sinks import Delivery, build_sinks
-from sms_stats.sinks.base import label
-from sms_stats.sinks.file import FileSink
+from sms_stats.core.errors import DeliveryError
+from sms_stats.core.settings import load_settings
+from sms_stats.deliver import outbox
+from sms_stats.deliver.outbox import Entry, Outbox, decode
+from sms_stats.deliver.sinks import Delivery, build_sinks
+from sms_stats.store.base import label
+from sms_stats.store.file import FileSink
 
 from .conftest import APP_A, APP_B, SECRET_ID, SECRET_KEY, SESSION_TOKEN, load_event, seed_record
 from .standins.bots import BotReceiver
@@ -41,7 +41,7 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 @pytest.fixture(autouse=True)
 def _no_backoff(mocker: MockerFixture) -> None:
-    mocker.patch("sms_stats.sinks.transport.time.sleep")
+    mocker.patch("sms_stats.deliver.transport.time.sleep")
 
 
 def entries(store: Path) -> list[dict[str, Any]]:

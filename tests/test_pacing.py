@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sms_stats.pacing import Pace, RateLimiter, pace_for
+from sms_stats.core.pacing import Pace, RateLimiter, pace_for
 
 from .conftest import FakeClock
 

@@ -10,16 +10,16 @@ from typing import Any
 import pytest
 from index import main_handler
 
-from sms_stats.client import limiter_for
-from sms_stats.context import Invocation
+from sms_stats.collect.client import limiter_for
+from sms_stats.core.context import Invocation
+from sms_stats.core.errors import detached
+from sms_stats.core.log import correlation
+from sms_stats.core.settings import load_settings
+from sms_stats.core.windows import Window, zone
+from sms_stats.deliver.sinks import build_sinks
 from sms_stats.emulator import Emulator, Fault
-from sms_stats.errors import detached
-from sms_stats.jobs import Job
-from sms_stats.log import correlation
-from sms_stats.pipeline import run_job
-from sms_stats.settings import load_settings
-from sms_stats.sinks import build_sinks
-from sms_stats.windows import Window, zone
+from sms_stats.events.jobs import Job
+from sms_stats.run.pipeline import run_job
 
 from .conftest import APP_A, APP_B, load_event, record_files
 

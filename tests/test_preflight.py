@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from index import main_handler
 
-from sms_stats.errors import ConfigError
-from sms_stats.settings import load_settings
-from sms_stats.sinks import build_sinks
+from sms_stats.core.errors import ConfigError
+from sms_stats.core.settings import load_settings
+from sms_stats.deliver.sinks import build_sinks
 
 from .conftest import APP_A, load_event
 

@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 from pytest_mock import MockerFixture
 
+from sms_stats.core.records import store_key
+from sms_stats.core.windows import last_full, zone
 from sms_stats.emulator import Emulator
-from sms_stats.records import store_key
-from sms_stats.windows import last_full, zone
 
 from .conftest import API_TOKEN, APP_A, APP_B, SECRET_ID, SECRET_KEY
 from .serving import serving

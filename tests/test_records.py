@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sms_stats.records import (
+from sms_stats.core.records import (
     SCHEMA,
     BalanceRecord,
     Counts,
@@ -20,7 +20,7 @@ from sms_stats.records import (
     key_tail,
     store_key,
 )
-from sms_stats.windows import Window, zone
+from sms_stats.core.windows import Window, zone
 
 from .conftest import APP_A
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sms_stats import redact
-from sms_stats.log import Logger, hold_third_party_loggers
+from sms_stats.core import redact
+from sms_stats.core.log import Logger, hold_third_party_loggers
 
 TOKEN = "9f3a1c7e5b2d4f6a8c0e1b3d5f7a9c2e4b6d8f0a1c3e5b7d9f2a4c6e8b0d1f3a"  # 64 characters
 
@@ -230,7 +230,7 @@ class TestWhereBodiesAreQuoted:
     def test_given_a_bot_error_quoting_its_key_at_the_cut_then_no_piece_in_the_verdict(
         self,
     ) -> None:
-        from sms_stats.chat.answers import code_check, one_line
+        from sms_stats.deliver.chat.answers import code_check, one_line
 
         redact.register(TOKEN)
         message = "." * 170 + f" key={TOKEN}"
@@ -253,7 +253,7 @@ class TestWhereBodiesAreQuoted:
             TencentCloudSDKException,
         )
 
-        from sms_stats.client import map_sdk_error
+        from sms_stats.collect.client import map_sdk_error
 
         secret_id, token = "AKID" + "Zq7" * 10 + "xy", "session-" + TOKEN
         redact.register(secret_id, token)
@@ -278,7 +278,7 @@ class TestWhereBodiesAreQuoted:
     ) -> None:
         from qcloud_cos.cos_exception import CosServiceError
 
-        from sms_stats.sinks.cos import CosSink, CosTarget
+        from sms_stats.store.cos import CosSink, CosTarget
 
         # a SecretId not shaped like AKID...: only the sink's list can mask it
         secret_id, key, token = "subaccount-id-7f3e9a1c2b", "cos-secret-key-value", "cos-" + TOKEN

@@ -18,8 +18,8 @@ import pytest
 from index import main_handler
 from pytest_mock import MockerFixture
 
+from sms_stats.core.errors import SmsStatsError
 from sms_stats.emulator import Emulator, Fault
-from sms_stats.errors import SmsStatsError
 
 from .conftest import API_TOKEN, APP_A, SECRET_ID, SECRET_KEY, SESSION_TOKEN, load_event
 from .standins.bots import BotFault, BotReceiver
@@ -52,8 +52,8 @@ SECRETS = [
 def world(
     scf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, mocker: MockerFixture
 ) -> Iterator[dict[str, Any]]:
-    mocker.patch("sms_stats.client.time.sleep")
-    mocker.patch("sms_stats.sinks.transport.time.sleep")
+    mocker.patch("sms_stats.collect.client.time.sleep")
+    mocker.patch("sms_stats.deliver.transport.time.sleep")
     with (
         WebhookReceiver(secret=WEBHOOK_SECRET) as hook,
         BotReceiver(**BOT_SECRETS) as bots,  # type: ignore[arg-type]

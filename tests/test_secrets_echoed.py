@@ -23,7 +23,7 @@ import pytest
 from index import main_handler
 from pytest_mock import MockerFixture
 
-from sms_stats.errors import SmsStatsError
+from sms_stats.core.errors import SmsStatsError
 
 from .conftest import API_TOKEN, SECRET_ID, SECRET_KEY, SESSION_TOKEN, load_event
 from .standins.bots import BotFault, BotReceiver
@@ -93,7 +93,7 @@ def world(
     mocker: MockerFixture,
     debug_logging: None,
 ) -> Iterator[dict[str, Any]]:
-    mocker.patch("sms_stats.client.time.sleep")
+    mocker.patch("sms_stats.collect.client.time.sleep")
     with (
         WebhookReceiver(secret=WEBHOOK_SECRET) as hook,
         BotReceiver(**BOTS) as bots,  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from sms_stats.serve import make_server, start_in_thread, to_event
+from sms_stats.web.serve import make_server, start_in_thread, to_event
 
 from .conftest import API_TOKEN, APP_A
 from .serving import SMS_STATS, Served, serve_env, serving

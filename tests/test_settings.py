@@ -6,9 +6,9 @@ from typing import Any
 import pytest
 from index import main_handler
 
-from sms_stats import settings as settings_module
-from sms_stats.errors import ConfigError
-from sms_stats.settings import load_settings
+from sms_stats.core import settings as settings_module
+from sms_stats.core.errors import ConfigError
+from sms_stats.core.settings import load_settings
 
 from .conftest import SECRET_KEY, load_event
 

@@ -19,16 +19,17 @@ from index import main_handler
 from pytest_mock import MockerFixture
 
 from sms_stats import handler
-from sms_stats.chat.markup import escape_lark, escape_markdown, escape_slack
-from sms_stats.chat.messages import Row, by_window, percent, summarize, window_text
-from sms_stats.chat.packing import Part, pack
-from sms_stats.chat.repeats import Posted
-from sms_stats.errors import ConfigError, DeliveryError
-from sms_stats.records import BalanceRecord, CallbackRecord, Counts, Package, Receipts, Record
-from sms_stats.settings import Settings
-from sms_stats.sinks import Sink, SinkError, build_sinks, deliver_all, sink_kind, slack, wecom
-from sms_stats.sinks.transport import Transport
-from sms_stats.windows import Window, zone
+from sms_stats.core.errors import ConfigError, DeliveryError
+from sms_stats.core.records import BalanceRecord, CallbackRecord, Counts, Package, Receipts, Record
+from sms_stats.core.settings import Settings
+from sms_stats.core.windows import Window, zone
+from sms_stats.deliver.chat import slack, wecom
+from sms_stats.deliver.chat.markup import escape_lark, escape_markdown, escape_slack
+from sms_stats.deliver.chat.messages import Row, by_window, percent, summarize, window_text
+from sms_stats.deliver.chat.packing import Part, pack
+from sms_stats.deliver.chat.repeats import Posted
+from sms_stats.deliver.sinks import Sink, SinkError, build_sinks, deliver_all, sink_kind
+from sms_stats.deliver.transport import Transport
 
 from .conftest import APP_A, APP_B, load_event, seed_record
 from .standins.bots import (
@@ -779,7 +780,7 @@ class TestRepeats:
         context: dict[str, Any],
         mocker: MockerFixture,
     ) -> None:
-        mocker.patch("sms_stats.sinks.transport.time.sleep")
+        mocker.patch("sms_stats.deliver.transport.time.sleep")
         down = "webhook+http://127.0.0.1:9/hooks"  # the discard port: connection refused
         bot = bots.url("dingtalk", notify="records")
         monkeypatch.setenv("SMS_STATS_SINKS", f"{bot},{down}")

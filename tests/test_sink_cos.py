@@ -26,17 +26,17 @@ import pytest
 from index import main_handler
 from pytest_mock import MockerFixture
 
-from sms_stats import backfill
+from sms_stats.core.errors import ConfigError, DeliveryError
+from sms_stats.core.records import Counts, Record
+from sms_stats.core.settings import Settings, load_settings
+from sms_stats.core.windows import Window, zone
+from sms_stats.deliver.sinks import build_sinks
+from sms_stats.deliver.transport import Transport
 from sms_stats.emulator import Emulator
-from sms_stats.errors import ConfigError, DeliveryError
-from sms_stats.records import Counts, Record
-from sms_stats.settings import Settings, load_settings
-from sms_stats.sinks import build_sinks
-from sms_stats.sinks.base import SinkError, Store
-from sms_stats.sinks.cos import CosSink, build, parse_url
-from sms_stats.sinks.file import encode
-from sms_stats.sinks.transport import Transport
-from sms_stats.windows import Window, zone
+from sms_stats.run import backfill
+from sms_stats.store.base import SinkError, Store
+from sms_stats.store.cos import CosSink, build, parse_url
+from sms_stats.store.file import encode
 
 from .conftest import APP_A, APP_B, SECRET_ID, SECRET_KEY, SESSION_TOKEN, load_event, seed_record
 from .probe import run_fresh
@@ -728,7 +728,7 @@ class TestStandIn:
 
 def test_given_cold_start_when_index_imported_then_cos_sdk_is_not_loaded() -> None:
     code = (
-        "import index, sms_stats.sinks, sms_stats.sinks.cos, sys; "
+        "import index, sms_stats.deliver.sinks, sms_stats.store.cos, sys; "
         "assert 'qcloud_cos' not in sys.modules, 'qcloud_cos imported'"
     )
     run_fresh(code, timeout=60)

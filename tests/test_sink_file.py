@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from sms_stats.errors import ConfigError
-from sms_stats.records import Counts, Record
-from sms_stats.settings import Settings
-from sms_stats.sinks import SinkError, build_sinks, deliver_all
-from sms_stats.sinks.file import FileSink
-from sms_stats.windows import Window, zone
+from sms_stats.core.errors import ConfigError
+from sms_stats.core.records import Counts, Record
+from sms_stats.core.settings import Settings
+from sms_stats.core.windows import Window, zone
+from sms_stats.deliver.sinks import SinkError, build_sinks, deliver_all
+from sms_stats.store.file import FileSink
 
 from .conftest import APP_A
 
@@ -139,7 +139,7 @@ class TestStore:
     def test_given_object_far_larger_than_ours_when_read_then_refused_not_loaded(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr("sms_stats.sinks.file.MAX_OBJECT_BYTES", 10)
+        monkeypatch.setattr("sms_stats.store.file.MAX_OBJECT_BYTES", 10)
         sink = file_sink(tmp_path)
         sink.put("big.json", b"x" * 11)
         with pytest.raises(SinkError, match="larger than 10 bytes"):

@@ -13,14 +13,14 @@ from hypothesis import strategies as st
 from index import main_handler
 from pytest_mock import MockerFixture
 
-from sms_stats import preflight
-from sms_stats.errors import ConfigError, DeliveryError
-from sms_stats.notices import CHAT_TOPICS, STORE_TOPICS, WEBHOOK_TOPICS
-from sms_stats.outbox import Outbox
-from sms_stats.settings import Settings, load_settings
-from sms_stats.sinks import Sink, build_each, build_sinks
-from sms_stats.sinks.file import FileSink
-from sms_stats.sinks.topics import rejoin, split_notify
+from sms_stats.core.errors import ConfigError, DeliveryError
+from sms_stats.core.notices import CHAT_TOPICS, STORE_TOPICS, WEBHOOK_TOPICS
+from sms_stats.core.settings import Settings, load_settings
+from sms_stats.deliver.outbox import Outbox
+from sms_stats.deliver.sinks import Sink, build_each, build_sinks
+from sms_stats.deliver.topics import rejoin, split_notify
+from sms_stats.run import preflight
+from sms_stats.store.file import FileSink
 
 from .conftest import APP_A, APP_B, SECRET_ID, SECRET_KEY, load_event, record_files, seed_record
 from .standins.bots import BotReceiver
@@ -334,7 +334,7 @@ class TestStoreWithoutRecords:
     ) -> None:
         """The first store keeps the outbox: with the webhook down, the entry stays, owing the
         webhook; the second store took the records; the alerts-only store is owed nothing."""
-        mocker.patch("sms_stats.sinks.transport.time.sleep")
+        mocker.patch("sms_stats.deliver.transport.time.sleep")
         alerts_only = tmp_path / "alerts-only"
         sinks = f"file://{alerts_only}?notify=alerts,file://{store},{DOWN}"
         monkeypatch.setenv("SMS_STATS_SINKS", sinks)
@@ -366,7 +366,7 @@ class TestStoreWithoutRecords:
     def test_given_no_sink_takes_records_when_a_window_is_delivered_then_no_outbox_entry(
         self, scf_env: dict[str, str], store: Path, bots: BotReceiver
     ) -> None:
-        from sms_stats.pipeline import Courier
+        from sms_stats.run.pipeline import Courier
 
         sinks = built(f"file://{store}?notify=alerts", bots.url("slack"))
         assert Courier(sinks, None).deliver([seed_record()]) == []
@@ -462,8 +462,8 @@ class TestBackfill:
     def test_given_nothing_stored_when_gaps_checked_with_a_default_bot_then_only_the_store_lacks(
         self, scf_env: dict[str, str], store: Path, bots: BotReceiver
     ) -> None:
-        from sms_stats import backfill
         from sms_stats.handler import utcnow
+        from sms_stats.run import backfill
 
         settings = load_settings()
         file_sink, bot = built(f"file://{store}", bots.url("wecom"))

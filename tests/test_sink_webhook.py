@@ -17,15 +17,15 @@ import pytest
 from index import main_handler
 from pytest_mock import MockerFixture
 
-from sms_stats.errors import ConfigError, DeliveryError
-from sms_stats.records import Counts, Record
-from sms_stats.settings import Settings, load_settings
-from sms_stats.signing import decode_whsec
-from sms_stats.sinks import SinkError, build_sinks, deliver_all, sink_kind
-from sms_stats.sinks.base import label
-from sms_stats.sinks.transport import Transport, parse_retry_after
-from sms_stats.sinks.webhook import WebhookSink, message_id
-from sms_stats.windows import Window, zone
+from sms_stats.core.errors import ConfigError, DeliveryError
+from sms_stats.core.records import Counts, Record
+from sms_stats.core.settings import Settings, load_settings
+from sms_stats.core.signing import decode_whsec
+from sms_stats.core.windows import Window, zone
+from sms_stats.deliver.sinks import SinkError, build_sinks, deliver_all, sink_kind
+from sms_stats.deliver.transport import Transport, parse_retry_after
+from sms_stats.deliver.webhook import WebhookSink, message_id
+from sms_stats.store.base import label
 
 from .conftest import APP_A, APP_B, load_event, seed_record
 from .standins.webhook import Fault, WebhookReceiver
@@ -360,7 +360,7 @@ class TestThroughHandler:
         store: Path,
         context: dict[str, Any],
     ) -> None:
-        mocker.patch("sms_stats.sinks.transport.time.sleep")
+        mocker.patch("sms_stats.deliver.transport.time.sleep")
         monkeypatch.setenv("SMS_STATS_SINKS", f"{scf_env['SMS_STATS_SINKS']},{receiver.url}")
         monkeypatch.setenv("SMS_STATS_WEBHOOK_SECRET", SECRET)
         receiver.fault = Fault(status=500)

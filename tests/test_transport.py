@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from pytest_mock import MockerFixture
 
-from sms_stats.pacing import Pace
-from sms_stats.records import Counts, Record
-from sms_stats.redact import scrub, url_secrets
-from sms_stats.sinks import SinkError
-from sms_stats.sinks.transport import Transport, parse_retry_after
-from sms_stats.sinks.webhook import WebhookSink
-from sms_stats.windows import Window, zone
+from sms_stats.core.pacing import Pace
+from sms_stats.core.records import Counts, Record
+from sms_stats.core.redact import scrub, url_secrets
+from sms_stats.core.windows import Window, zone
+from sms_stats.deliver.sinks import SinkError
+from sms_stats.deliver.transport import Transport, parse_retry_after
+from sms_stats.deliver.webhook import WebhookSink
 
 from .conftest import APP_A, FakeClock
 from .standins.webhook import Fault, WebhookReceiver

@@ -28,13 +28,14 @@ from hypothesis import strategies as st
 from index import main_handler
 from pytest_mock import MockerFixture
 
-from sms_stats import handler, redact
-from sms_stats.dashboard import data, session
+from sms_stats import handler
+from sms_stats.core import redact
+from sms_stats.core.errors import ConfigError
+from sms_stats.core.records import MAX_COUNT, RECEIPT_FIELDS, from_dict, read_back, store_key
+from sms_stats.core.settings import MIN_TOKEN_LENGTH, load_settings
+from sms_stats.core.windows import Window, zone
 from sms_stats.emulator import Emulator, Fault
-from sms_stats.errors import ConfigError
-from sms_stats.records import MAX_COUNT, RECEIPT_FIELDS, from_dict, read_back, store_key
-from sms_stats.settings import MIN_TOKEN_LENGTH, load_settings
-from sms_stats.windows import Window, zone
+from sms_stats.web.dashboard import data, session
 
 from .conftest import API_TOKEN, APP_A, APP_B, SECRET_ID, SECRET_KEY, SESSION_TOKEN, seed_record
 from .serving import Served, serving

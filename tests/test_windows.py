@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sms_stats.windows import Window, format_hour, last_full, parse_hour, zone
+from sms_stats.core.windows import Window, format_hour, last_full, parse_hour, zone
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 

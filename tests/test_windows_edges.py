@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from index import main_handler
 
+from sms_stats.core.errors import InputError, UpstreamError
 from sms_stats.emulator import Emulator
-from sms_stats.errors import InputError, UpstreamError
 
 from .conftest import API_TOKEN, APP_A, APP_B, load_event, record_files
 from .standins.webhook import WebhookReceiver

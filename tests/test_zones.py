@@ -27,10 +27,8 @@ from hypothesis import strategies as st
 from index import main_handler
 
 from sms_stats.cli import main
-from sms_stats.emulator import Emulator
-from sms_stats.errors import ConfigError
-from sms_stats.sinks.file import FileSink
-from sms_stats.windows import (
+from sms_stats.core.errors import ConfigError
+from sms_stats.core.windows import (
     HOUR,
     Window,
     api_zone,
@@ -39,6 +37,8 @@ from sms_stats.windows import (
     offset_change,
     parse_hour,
 )
+from sms_stats.emulator import Emulator
+from sms_stats.store.file import FileSink
 
 from .conftest import APP_A, load_event, record_files
 

@@ -11,9 +11,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from . import first_invocation_over
-from .errors import InputError, SmsStatsError
-from .sinks.base import SinkError
+from sms_stats import first_invocation_over
+from sms_stats.core.errors import InputError, SmsStatsError
+from sms_stats.store.base import SinkError
 
 
 def _fail(exc: Exception) -> None:
@@ -32,8 +32,8 @@ def _sample_event(name: str) -> dict[str, Any]:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     if name == "timer":
         return {"Type": "Timer", "TriggerName": "sms-stats-hourly", "Time": now, "Message": ""}
-    from .handler import current_settings, utcnow  # noqa: PLC0415
-    from .windows import format_hour, last_full  # noqa: PLC0415
+    from sms_stats.core.windows import format_hour, last_full  # noqa: PLC0415
+    from sms_stats.handler import current_settings, utcnow  # noqa: PLC0415
 
     settings = current_settings()
     hour = format_hour(last_full(utcnow(), settings.zone)[0].start)
@@ -63,7 +63,7 @@ def _read_event(path: Path) -> Any:
 
 
 def _invoke(args: argparse.Namespace) -> int:
-    from .handler import main_handler  # noqa: PLC0415
+    from sms_stats.handler import main_handler  # noqa: PLC0415
 
     context = {"request_id": "cli", "function_name": "sms-stats", "time_limit_in_ms": 900_000}
     try:
@@ -82,11 +82,11 @@ def _invoke(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from .context import Invocation  # noqa: PLC0415
-    from .handler import current_settings, utcnow  # noqa: PLC0415
-    from .jobs import Job, check_app_ids, collected, window_between  # noqa: PLC0415
-    from .pipeline import run_job  # noqa: PLC0415
-    from .windows import last_full  # noqa: PLC0415
+    from sms_stats.core.context import Invocation  # noqa: PLC0415
+    from sms_stats.core.windows import last_full  # noqa: PLC0415
+    from sms_stats.events.jobs import Job, check_app_ids, collected, window_between  # noqa: PLC0415
+    from sms_stats.handler import current_settings, utcnow  # noqa: PLC0415
+    from sms_stats.run.pipeline import run_job  # noqa: PLC0415
 
     kinds = collected(args.kind or ["send"])
     try:
@@ -119,8 +119,8 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _backfill_settings(args: argparse.Namespace) -> tuple[Any, list[Any], list[str]]:
-    from .handler import current_settings  # noqa: PLC0415
-    from .sinks import build_sinks  # noqa: PLC0415
+    from sms_stats.deliver.sinks import build_sinks  # noqa: PLC0415
+    from sms_stats.handler import current_settings  # noqa: PLC0415
 
     settings = current_settings()
     if args.sink:
@@ -131,9 +131,9 @@ def _backfill_settings(args: argparse.Namespace) -> tuple[Any, list[Any], list[s
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    from . import backfill  # noqa: PLC0415
-    from .handler import utcnow  # noqa: PLC0415
-    from .sinks.topics import record_sinks  # noqa: PLC0415
+    from sms_stats.deliver.topics import record_sinks  # noqa: PLC0415
+    from sms_stats.handler import utcnow  # noqa: PLC0415
+    from sms_stats.run import backfill  # noqa: PLC0415
 
     try:
         settings, sinks, app_ids = _backfill_settings(args)
@@ -224,10 +224,10 @@ def _backfill(args: argparse.Namespace) -> int:
 
 
 def _gaps(args: argparse.Namespace) -> int:
-    from . import backfill  # noqa: PLC0415
-    from .handler import utcnow  # noqa: PLC0415
-    from .sinks.base import find_store  # noqa: PLC0415
-    from .sinks.topics import takes_records  # noqa: PLC0415
+    from sms_stats.deliver.topics import takes_records  # noqa: PLC0415
+    from sms_stats.handler import utcnow  # noqa: PLC0415
+    from sms_stats.run import backfill  # noqa: PLC0415
+    from sms_stats.store.base import find_store  # noqa: PLC0415
 
     try:
         settings, sinks, app_ids = _backfill_settings(args)
@@ -254,8 +254,8 @@ def _gaps(args: argparse.Namespace) -> int:
 
 
 def _store_migrate(args: argparse.Namespace) -> int:
-    from .layout import migrate  # noqa: PLC0415
-    from .sinks.base import find_store  # noqa: PLC0415
+    from sms_stats.store.base import find_store  # noqa: PLC0415
+    from sms_stats.store.layout import migrate  # noqa: PLC0415
 
     try:
         settings, sinks, _ = _backfill_settings(args)
@@ -287,8 +287,8 @@ def _store_migrate(args: argparse.Namespace) -> int:
 
 def _alerts(args: argparse.Namespace) -> int:
     """`sms-stats alerts`: the rules in force, the state, or a dry run over the store."""
-    from .alerts.rules import rules_in_force  # noqa: PLC0415
-    from .sinks.base import find_store  # noqa: PLC0415
+    from sms_stats.core.rules import rules_in_force  # noqa: PLC0415
+    from sms_stats.store.base import find_store  # noqa: PLC0415
 
     try:
         settings, sinks, app_ids = _backfill_settings(args)
@@ -339,7 +339,7 @@ def _print_rules(rules: Sequence[Any], defaults: bool) -> None:
 
 
 def _print_state(store: Any) -> int:
-    from .alerts.state import KEY, load  # noqa: PLC0415
+    from sms_stats.alerts.state import KEY, load  # noqa: PLC0415
 
     state = load(store, None)
     firing = [a for a in state.alerts.values() if a.firing]
@@ -358,9 +358,9 @@ def _print_state(store: Any) -> int:
 def _dry_run(
     args: argparse.Namespace, rules: Sequence[Any], store: Any, app_ids: list[str], zone: str
 ) -> int:
-    from .alerts.replay import USAGE_DAYS, read_days, replay  # noqa: PLC0415
-    from .windows import parse_hour  # noqa: PLC0415
-    from .windows import zone as tz  # noqa: PLC0415
+    from sms_stats.alerts.replay import USAGE_DAYS, read_days, replay  # noqa: PLC0415
+    from sms_stats.core.windows import parse_hour  # noqa: PLC0415
+    from sms_stats.core.windows import zone as tz  # noqa: PLC0415
 
     try:
         start = parse_hour(args.begin, tz(zone))
@@ -474,7 +474,7 @@ def _grid(header: tuple[str, ...], body: list[tuple[str, ...]]) -> str:
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        from .serve import serve  # noqa: PLC0415
+        from sms_stats.web.serve import serve  # noqa: PLC0415
     except ImportError:  # the function's zip carries neither the module nor waitress
         print(
             "error: sms-stats serve is not part of this installation: "
@@ -633,11 +633,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # server's first request) has none to end it, so the usual pace starts now.
         first_invocation_over()
     if args_list[:1] == ["emulator"]:
-        from .emulator import main as emulator_main  # noqa: PLC0415
+        from sms_stats.emulator import main as emulator_main  # noqa: PLC0415
 
         return emulator_main(args_list[1:])
     args = parser.parse_args(args_list)
-    from .log import logger  # noqa: PLC0415
+    from sms_stats.core.log import logger  # noqa: PLC0415
 
     if sys.stderr.isatty() and not os.environ.get("SMS_STATS_LOG_LEVEL"):
         # A person is reading: a JSON line per call would bury the progress bar and the

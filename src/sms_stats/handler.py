@@ -14,19 +14,21 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from . import first_invocation_over, imported, preflight, redact
-from .context import Invocation, RuntimeContext
-from .errors import ConfigError, InputError, SmsStatsError
-from .events import TimerEvent, parse_direct, parse_event, parse_json_object
-from .jobs import Job, from_job_request, from_stats_request
-from .log import correlation, hold_third_party_loggers, logger
-from .pipeline import RunResult, run_job
-from .settings import CONFIG_FILE_ENV, ENV_FIELDS, Settings, load_settings
-from .sinks import Delivery, Sink, build_each
+from sms_stats import first_invocation_over, imported
+from sms_stats.core import redact
+from sms_stats.core.context import Invocation, RuntimeContext
+from sms_stats.core.errors import ConfigError, InputError, SmsStatsError
+from sms_stats.core.log import correlation, hold_third_party_loggers, logger
+from sms_stats.core.settings import CONFIG_FILE_ENV, ENV_FIELDS, Settings, load_settings
+from sms_stats.deliver.sinks import Delivery, Sink, build_each
+from sms_stats.events.jobs import Job, from_job_request, from_stats_request
+from sms_stats.events.parse import TimerEvent, parse_direct, parse_event, parse_json_object
+from sms_stats.run import preflight
+from sms_stats.run.pipeline import RunResult, run_job
 
 if TYPE_CHECKING:
-    from .direct import JobRequest, StatsRequest
-    from .http import HttpRequest
+    from sms_stats.events.direct import JobRequest, StatsRequest
+    from sms_stats.web.http import HttpRequest
 
 _ENV_KEYS = (*ENV_FIELDS, CONFIG_FILE_ENV, "TENCENTCLOUD_REGION")
 # os.environ.get encodes each name and decodes each value (~1.5 us a name, 40 names a warm
@@ -144,7 +146,7 @@ def _since(invocation: Invocation) -> float:
 
 
 def handle_http(event: Any, invocation: Invocation) -> dict[str, Any]:
-    from . import http  # noqa: PLC0415 - a timer container never loads the HTTP layer
+    from sms_stats.web import http  # noqa: PLC0415 - a timer container never loads the HTTP layer
 
     request_id = invocation.request_id
     try:
@@ -158,13 +160,13 @@ def handle_http(event: Any, invocation: Invocation) -> dict[str, Any]:
             ready_sinks(settings, scheduled=False)
             return http.response(200, {"status": "ok"})
         if path in http.PAGES:
-            from .dashboard import web  # noqa: PLC0415 - loaded only for its own paths
+            from sms_stats.web.dashboard import web  # noqa: PLC0415 - loaded only for its own paths
 
             return web.answer(request, path, settings, invocation, utcnow())
         http.authorize(request, settings)
         now = utcnow()
         if path == "/metrics":
-            from . import exposition  # noqa: PLC0415 - only a scrape loads it
+            from sms_stats.web import exposition  # noqa: PLC0415 - only a scrape loads it
 
             return exposition.answer(
                 request.query, settings, sinks_for(settings), now, invocation.deadline
@@ -209,7 +211,7 @@ def _from_store(
 ) -> dict[str, Any] | None:
     """`GET /stats` answered from the store when it holds every hour settled (no API call);
     None to ask the API (`fresh=true`, an hour missing or unsettled, no store)."""
-    from . import http, readthrough  # noqa: PLC0415 - HTTP only
+    from sms_stats.web import http, readthrough  # noqa: PLC0415 - HTTP only
 
     if readthrough.wants_fresh(request.query):
         return None
@@ -249,8 +251,8 @@ def _alerts(
 ) -> list[Delivery]:
     """Alerts and the digest: a room of their own, reading the run's records and the store.
     The digest is a timer's (a hand-run job is not "the first run after 9")."""
-    from .alerts.run import after_run  # noqa: PLC0415 - loaded only after a scheduled run
-    from .pipeline import client_for  # noqa: PLC0415
+    from sms_stats.alerts.run import after_run  # noqa: PLC0415 - loaded only after a scheduled run
+    from sms_stats.run.pipeline import client_for  # noqa: PLC0415
 
     sinks = ready_sinks(settings, scheduled=True)
     return after_run(
@@ -275,13 +277,13 @@ def resolve_job(parsed: Any, settings: Settings) -> Job:
             request = parse_direct(parse_json_object(message, "Message"), "Message")
         now = parsed.Time
     else:
-        from . import direct  # noqa: PLC0415 - loaded by parse_event already
+        from sms_stats.events import direct  # noqa: PLC0415 - loaded by parse_event already
 
         if not isinstance(parsed, (direct.StatsRequest, direct.JobRequest)):
             raise InputError("an HTTP event cannot be run as a scheduled job")
         request, now = parsed, utcnow()
     if request is not None:
-        from . import direct  # noqa: PLC0415 - loaded with the request
+        from sms_stats.events import direct  # noqa: PLC0415 - loaded with the request
 
         if isinstance(request, direct.StatsRequest):
             return from_stats_request(request, settings, now)

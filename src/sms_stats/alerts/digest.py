@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from ..apis import api
-from ..client import StatsClient
-from ..notices import Notice
-from ..records import CallbackRecord, Record
-from ..windows import Window, last_full, zone
-from .state import State
+from sms_stats.alerts.state import State
+from sms_stats.collect.apis import api
+from sms_stats.collect.client import StatsClient
+from sms_stats.core.notices import Notice
+from sms_stats.core.records import CallbackRecord, Record
+from sms_stats.core.windows import Window, last_full, zone
 
 BACKLOG_DAYS = 7  # the oldest digest still sent late: a week back (fired alerts are kept 8)
 

@@ -15,12 +15,12 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..notices import Notice
-from ..records import AnyRecord, BalanceRecord, Record
-from ..windows import Window, isoformat, last_full, zone
-from .metrics import HOURS_OF_USAGE, Judged, figure
-from .rules import Rule
-from .state import FIRED_DAYS, Alert, State, Told, latest
+from sms_stats.alerts.metrics import HOURS_OF_USAGE, Judged, figure
+from sms_stats.alerts.state import FIRED_DAYS, Alert, State, Told, latest
+from sms_stats.core.notices import Notice
+from sms_stats.core.records import AnyRecord, BalanceRecord, Record
+from sms_stats.core.rules import Rule
+from sms_stats.core.windows import Window, isoformat, last_full, zone
 
 
 def newest(records: Iterable[AnyRecord]) -> dict[tuple[str, str], AnyRecord]:

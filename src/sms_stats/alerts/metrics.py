@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ..records import AnyRecord, BalanceRecord, CallbackRecord, Record
-from .rules import METRICS, Rule
+from sms_stats.core.records import AnyRecord, BalanceRecord, CallbackRecord, Record
+from sms_stats.core.rules import METRICS, Rule
 
 HOURS_OF_USAGE = 24 * 7  # package_runway_days: remaining / average daily fee over 7 days
 MIN_USAGE_HOURS = 24  # fewer hours of usage known: the runway is not judged yet

@@ -12,13 +12,13 @@ import json
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
-from ..notices import Notice
-from ..records import KINDS, AnyRecord, day_folder, from_dict
-from ..sinks.base import SinkError, Store
-from .engine import judge, note_usage
-from .metrics import HOURS_OF_USAGE
-from .rules import Rule
-from .state import State
+from sms_stats.alerts.engine import judge, note_usage
+from sms_stats.alerts.metrics import HOURS_OF_USAGE
+from sms_stats.alerts.state import State
+from sms_stats.core.notices import Notice
+from sms_stats.core.records import KINDS, AnyRecord, day_folder, from_dict
+from sms_stats.core.rules import Rule
+from sms_stats.store.base import SinkError, Store
 
 
 def read_days(

@@ -11,19 +11,19 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from ..client import StatsClient
-from ..errors import UpstreamError
-from ..log import logger
-from ..notices import Notice
-from ..records import AnyRecord
-from ..settings import Settings
-from ..sinks import Delivery, Sink
-from ..sinks.base import SinkError, Store, find_store
-from ..sinks.notify import notify_all, topics_of
-from . import digest
-from .engine import judge, note_usage, reconcile
-from .rules import rules_in_force
-from .state import Pending, State, load, owed_now, save
+from sms_stats.alerts import digest
+from sms_stats.alerts.engine import judge, note_usage, reconcile
+from sms_stats.alerts.state import Pending, State, load, owed_now, save
+from sms_stats.collect.client import StatsClient
+from sms_stats.core.errors import UpstreamError
+from sms_stats.core.log import logger
+from sms_stats.core.notices import Notice
+from sms_stats.core.records import AnyRecord
+from sms_stats.core.rules import rules_in_force
+from sms_stats.core.settings import Settings
+from sms_stats.deliver.notify import notify_all, topics_of
+from sms_stats.deliver.sinks import Delivery, Sink
+from sms_stats.store.base import SinkError, Store, find_store
 
 RECENT = timedelta(hours=3)  # a timer's newest hour ended at most an hour before its `Time`
 CORRECTION_ROUNDS = 2
@@ -36,7 +36,7 @@ def state_store(sinks: Sequence[Sink]) -> Store:
     store = find_store(sinks)
     if store is not None:
         return store
-    from ..sinks.file import FileSink  # noqa: PLC0415
+    from sms_stats.store.file import FileSink  # noqa: PLC0415
 
     local = Path(tempfile.gettempdir()) / "sms-stats"
     return FileSink(local, name=f"file:{local}")

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ..log import logger
-from ..notices import Notice
-from ..sinks.base import SinkError, Store
-from ..windows import isoformat
+from sms_stats.core.log import logger
+from sms_stats.core.notices import Notice
+from sms_stats.core.windows import isoformat
+from sms_stats.store.base import SinkError, Store
 
 KEY = "alerts/state.json"
 SCHEMA = "sms-stats-alerts/v1"

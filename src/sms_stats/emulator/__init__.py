@@ -5,8 +5,8 @@ Start it in-process (``Emulator().start()``) or as ``python -m sms_stats.emulato
 official SDK at ``HttpProfile(protocol="http", endpoint="127.0.0.1:PORT")``.
 """
 
-from .cli import main
-from .server import (
+from sms_stats.emulator.cli import main
+from sms_stats.emulator.server import (
     ACTION,
     ACTIONS,
     CALLBACK_ACTION,

@@ -1,5 +1,5 @@
 """``python -m sms_stats.emulator``: run the emulator until SIGINT/SIGTERM."""
 
-from .cli import main
+from sms_stats.emulator.cli import main
 
 raise SystemExit(main())

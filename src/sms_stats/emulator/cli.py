@@ -19,7 +19,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from types import FrameType
 
-from .server import ACTIONS, DEFAULT_CREDENTIALS, KINDS, Emulator, Fault
+from sms_stats.emulator.server import ACTIONS, DEFAULT_CREDENTIALS, KINDS, Emulator, Fault
 
 _FaultKey = str | None | tuple[str | None, str]
 

@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
-from .counts import API_ZONE, aware, hour_start
+from sms_stats.emulator.counts import API_ZONE, aware, hour_start
 
 FIELDS = (
     "PackageCreateTime",

@@ -26,10 +26,10 @@ from http import HTTPStatus
 from typing import Any, TextIO
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
-from . import counts as _counts
-from . import packages as _packages
-from . import tc3
-from .loopback import LoopbackHandler, LoopbackService, reason
+from sms_stats.emulator import counts as _counts
+from sms_stats.emulator import packages as _packages
+from sms_stats.emulator import tc3
+from sms_stats.emulator.loopback import LoopbackHandler, LoopbackService, reason
 
 SERVICE = "sms"
 ACTION = "SendStatusStatistics"
