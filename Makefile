@@ -29,6 +29,7 @@ lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/vermin --target=3.10- --no-tips --violations --eval-annotations src index.py
 
 fuzz: venv

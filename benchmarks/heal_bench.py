@@ -70,7 +70,7 @@ def environment(values: dict[str, str]) -> Iterator[None]:
         cache.clear()
     client._sdk_clients.clear()
     client._limiters.clear()
-    layout._checked.clear()
+    layout.clear_cache()
     try:
         yield
     finally:

@@ -414,7 +414,7 @@ def kinds_bench(apps: int) -> dict[str, float]:
             )
             handler._settings_cache.clear()
             pipeline._clients.clear()
-            layout._checked.clear()
+            layout.clear_cache()
             now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             event = {**TIMER, "Time": now}
             started = time.perf_counter()
@@ -488,7 +488,7 @@ def dashboard_bench(apps: int = 5, days: int = 31) -> dict[str, float]:
             }
         )
         handler._settings_cache.clear()
-        layout._checked.clear()
+        layout.clear_cache()
         event = {
             "httpMethod": "GET",
             "path": "/dashboard",

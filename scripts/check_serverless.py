@@ -324,7 +324,6 @@ def check_environment(
         )
     try:
         from sms_stats.core.errors import ConfigError  # noqa: PLC0415
-        from sms_stats.core.settings import load_settings  # noqa: PLC0415
         from sms_stats.run import preflight  # noqa: PLC0415
     except ImportError:
         return
@@ -333,7 +332,7 @@ def check_environment(
     offline = {k: v for k, v in usable.items() if k.startswith("SMS_STATS_")}
     offline |= {"TENCENTCLOUD_SECRETID": "offline-check", "TENCENTCLOUD_SECRETKEY": "offline"}
     try:
-        settings = load_settings(offline)
+        settings = preflight.load(offline)
     except ConfigError as exc:
         problems = exc.problems
     else:

@@ -87,7 +87,7 @@ def _clean_state(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     client._limiters.clear()
     pipeline._clients.clear()
     repeats.posted.clear()
-    layout._checked.clear()
+    layout.clear_cache()
     redact.clear()
 
 

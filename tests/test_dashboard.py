@@ -61,7 +61,7 @@ def _reset() -> None:
     client._sdk_clients.clear()
     client._limiters.clear()
     pipeline._clients.clear()
-    layout._checked.clear()
+    layout.clear_cache()
     redact.clear()
     data.clear_cache()
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from sms_stats.handler import main_handler
 from sms_stats.web import serve
 
 from .conftest import API_TOKEN, APP_A, APP_B
@@ -63,7 +64,7 @@ def chromium() -> Iterator[Any]:
 @pytest.fixture
 def origin() -> Iterator[str]:
     """`sms-stats serve`'s server on a free loopback port, for this test's settings."""
-    server = serve.make_server("127.0.0.1", 0)
+    server = serve.make_server("127.0.0.1", 0, main_handler)
     serve.start_in_thread(server)
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"

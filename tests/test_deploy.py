@@ -118,11 +118,12 @@ class TestZip:
         names = zip_names(built)
         assert "index.py" in names
         assert "sms_stats/handler.py" in names
-        assert "sms_stats/settings.py" in names
+        assert "sms_stats/core/settings.py" in names
         assert not [n for n in names if n.startswith(("tests/", "sms_stats/emulator", "bin/"))]
         # `sms-stats serve` is for a laptop: neither its module nor its server is deployed.
-        assert not [n for n in names if n.startswith(("sms_stats/serve", "waitress"))]
+        assert not [n for n in names if n.startswith(("sms_stats/web/serve", "waitress"))]
         assert not [n for n in names if "__pycache__/serve." in n]
+        assert "sms_stats/web/http.py" in names  # the rest of its stage is deployed
         assert not [n for n in names if n.endswith(".pyo")]
         # Bytecode only where SCF's Python looks for it, for each module, and no other version's.
         pycs = [n for n in names if n.endswith(".pyc")]

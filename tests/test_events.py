@@ -12,8 +12,8 @@ from index import main_handler
 
 from sms_stats.core.errors import InputError
 from sms_stats.events.direct import JobRequest, StatsRequest
+from sms_stats.events.http_event import HttpEvent
 from sms_stats.events.parse import TimerEvent, parse_direct, parse_event
-from sms_stats.web.http import HttpEvent
 
 from .conftest import APP_A, APP_B, load_event, record_files
 

@@ -20,7 +20,8 @@ from sms_stats.core.errors import (
 )
 from sms_stats.core.settings import load_settings
 from sms_stats.emulator import Emulator
-from sms_stats.web.http import HttpEvent, authorize, normalize, route
+from sms_stats.events.http_event import HttpEvent, normalize
+from sms_stats.web.http import authorize, route
 
 from .conftest import APP_A, APP_B, load_event
 

@@ -20,7 +20,7 @@ from sms_stats.core.windows import Window, zone
 from sms_stats.deliver.outbox import Entry, Outbox, entry_key
 from sms_stats.deliver.sinks import build_sinks
 from sms_stats.emulator import Emulator
-from sms_stats.run import backfill
+from sms_stats.run import backfill, migrate
 from sms_stats.store import layout
 from sms_stats.store.base import Store, label
 from sms_stats.store.file import FileSink
@@ -182,7 +182,7 @@ class TestMigrate:
         sink, records = old_store(tmp_path)
         before = {p: (tmp_path / p).read_bytes() for p in record_files(tmp_path)}
 
-        found = layout.migrate(sink, "Asia/Shanghai")
+        found = migrate.migrate(sink, "Asia/Shanghai")
 
         assert sorted(found.moves) == sorted(
             [
@@ -201,8 +201,8 @@ class TestMigrate:
         other = record("2021050112", "2021050112", tz="UTC")
         sink.put(f"app={APP_A}/dt=2021-05-01/utc.json", json.dumps(other.to_dict()).encode())
 
-        first = layout.migrate(sink, "Asia/Shanghai", apply=True)
-        second = layout.migrate(sink, "Asia/Shanghai", apply=True)
+        first = migrate.migrate(sink, "Asia/Shanghai", apply=True)
+        second = migrate.migrate(sink, "Asia/Shanghai", apply=True)
 
         assert len(first.moves) == 2
         assert second.moves == []
@@ -220,7 +220,7 @@ class TestMigrate:
         self, tmp_path: Path
     ) -> None:
         sink, records = old_store(tmp_path)
-        layout.migrate(sink, "Asia/Shanghai", apply=True)
+        migrate.migrate(sink, "Asia/Shanghai", apply=True)
         (entry,) = Outbox(sink).entries(None)
         assert entry.owed == {"webhook:127.0.0.1:9#abcd": [records["range"].key]}
         assert entry.records_owed_to("webhook:127.0.0.1:9#abcd") == [records["range"]]
@@ -254,7 +254,7 @@ class TestMigrate:
         later = day._replace(fetched_at=datetime(2021, 6, 1, tzinfo=timezone.utc))
         sink.put(later.key, json.dumps(later.to_dict()).encode())
 
-        found = layout.migrate(sink, "Asia/Shanghai", apply=True)
+        found = migrate.migrate(sink, "Asia/Shanghai", apply=True)
 
         assert (old_key(day), day.key) in found.moves
         assert json.loads((tmp_path / day.key).read_text()) == later.to_dict()
@@ -269,7 +269,7 @@ class TestMigrate:
         copied = {**day.to_dict(), "fetched_at": "2021-05-09T00:00:00"}  # a day older
         sink.put(day.key, json.dumps(copied).encode())
 
-        layout.migrate(sink, "Asia/Shanghai", apply=True)
+        migrate.migrate(sink, "Asia/Shanghai", apply=True)
 
         assert json.loads((tmp_path / day.key).read_text()) == day.to_dict()
 
@@ -277,7 +277,7 @@ class TestMigrate:
         sink, _ = old_store(tmp_path)
         sink.put("_store.json", b'{"timezone": "UTC", "layout": 2}')
         with pytest.raises(ConfigError, match="SMS_STATS_TIMEZONE=UTC"):
-            layout.migrate(sink, "Asia/Shanghai")
+            migrate.migrate(sink, "Asia/Shanghai")
 
 
 BUCKET = "stats-1250000000"
@@ -386,7 +386,7 @@ class TestMigrateNeverStrandsADebt:
         (entry, _) = sorted(Outbox(sink).entries(None), key=lambda e: e.records[0].window.label)
         assert (entry.records, entry.resolved) == ([day], True)
         assert entry.records_owed_to(label("webhook", receiver.url)) == [day]
-        assert layout.migrate(sink, "Asia/Shanghai").outbox_entries == 2  # a dry run
+        assert migrate.migrate(sink, "Asia/Shanghai").outbox_entries == 2  # a dry run
 
         assert main_handler(TIMER, context)["ok"] is True
 

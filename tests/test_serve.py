@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from sms_stats.handler import main_handler
 from sms_stats.web.serve import make_server, start_in_thread, to_event
 
 from .conftest import API_TOKEN, APP_A
@@ -320,7 +321,7 @@ class TestInProcess:
     def test_given_make_server_in_a_thread_when_shut_down_then_the_thread_ends(
         self, scf_env: dict[str, str]
     ) -> None:
-        server = make_server("127.0.0.1", 0)
+        server = make_server("127.0.0.1", 0, main_handler)
         thread = start_in_thread(server)
         status, _, _ = get(f"http://127.0.0.1:{server.server_address[1]}{STATS}")
         assert status == 200
@@ -334,7 +335,7 @@ class TestInProcess:
     ) -> None:
         """Seen once in CI: the loop had closed its trigger (a descriptor polled as invalid), so
         the wake-up write failed with EBADF and the server kept running."""
-        server = make_server("127.0.0.1", 0)
+        server = make_server("127.0.0.1", 0, main_handler)
         thread = start_in_thread(server)
         status, _, _ = get(f"http://127.0.0.1:{server.server_address[1]}{STATS}")
         assert status == 200

@@ -25,8 +25,8 @@ from sms_stats.core.settings import Settings
 from sms_stats.core.windows import Window, zone
 from sms_stats.deliver.chat import slack, wecom
 from sms_stats.deliver.chat.markup import escape_lark, escape_markdown, escape_slack
-from sms_stats.deliver.chat.messages import Row, by_window, percent, summarize, window_text
-from sms_stats.deliver.chat.packing import Part, pack
+from sms_stats.deliver.chat.messages import Part, Row, by_window, percent, summarize, window_text
+from sms_stats.deliver.chat.packing import pack
 from sms_stats.deliver.chat.repeats import Posted
 from sms_stats.deliver.sinks import Sink, SinkError, build_sinks, deliver_all, sink_kind
 from sms_stats.deliver.transport import Transport

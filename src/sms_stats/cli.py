@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sms_stats import first_invocation_over
-from sms_stats.core.errors import InputError, SmsStatsError
+from sms_stats.core.errors import ConfigError, InputError, SmsStatsError
 from sms_stats.store.base import SinkError
 
 
@@ -254,8 +254,8 @@ def _gaps(args: argparse.Namespace) -> int:
 
 
 def _store_migrate(args: argparse.Namespace) -> int:
+    from sms_stats.run.migrate import migrate  # noqa: PLC0415
     from sms_stats.store.base import find_store  # noqa: PLC0415
-    from sms_stats.store.layout import migrate  # noqa: PLC0415
 
     try:
         settings, sinks, _ = _backfill_settings(args)
@@ -482,7 +482,34 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    return serve(args.host, args.port, threads=args.threads, idle_timeout=args.idle_timeout)
+    from sms_stats.handler import main_handler  # noqa: PLC0415
+
+    return serve(
+        args.host,
+        args.port,
+        main_handler,
+        note=_serve_note(),
+        threads=args.threads,
+        idle_timeout=args.idle_timeout,
+    )
+
+
+def _serve_note() -> str | None:
+    """What a person starting the server should know before the first request says it: that
+    no token is set (every request but /healthz is refused), or that the settings are wrong."""
+    from sms_stats.handler import current_settings  # noqa: PLC0415
+
+    try:
+        settings = current_settings()
+    except ConfigError as exc:
+        return f"warning: the function's settings are wrong, every request will say so: {exc}"
+    if not settings.api_tokens and not settings.allow_anonymous:
+        return (
+            "warning: SMS_STATS_API_TOKEN is not set: every request but /healthz is refused "
+            "(401). Export a token of 16 characters or more before starting the server (or "
+            "SMS_STATS_ALLOW_ANONYMOUS=true, on a machine only you can reach)"
+        )
+    return None
 
 
 def _bounded(kind: Callable[[str], float], low: float, high: float) -> Callable[[str], float]:

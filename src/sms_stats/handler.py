@@ -19,7 +19,7 @@ from sms_stats.core import redact
 from sms_stats.core.context import Invocation, RuntimeContext
 from sms_stats.core.errors import ConfigError, InputError, SmsStatsError
 from sms_stats.core.log import correlation, hold_third_party_loggers, logger
-from sms_stats.core.settings import CONFIG_FILE_ENV, ENV_FIELDS, Settings, load_settings
+from sms_stats.core.settings import CONFIG_FILE_ENV, ENV_FIELDS, Settings
 from sms_stats.deliver.sinks import Delivery, Sink, build_each
 from sms_stats.events.jobs import Job, from_job_request, from_stats_request
 from sms_stats.events.parse import TimerEvent, parse_direct, parse_event, parse_json_object
@@ -28,7 +28,7 @@ from sms_stats.run.pipeline import RunResult, run_job
 
 if TYPE_CHECKING:
     from sms_stats.events.direct import JobRequest, StatsRequest
-    from sms_stats.web.http import HttpRequest
+    from sms_stats.events.http_event import HttpRequest
 
 _ENV_KEYS = (*ENV_FIELDS, CONFIG_FILE_ENV, "TENCENTCLOUD_REGION")
 # os.environ.get encodes each name and decodes each value (~1.5 us a name, 40 names a warm
@@ -56,7 +56,7 @@ def current_settings() -> Settings:
         with _cache_lock:
             redact.clear()
             _sinks_cache.clear()
-        settings = load_settings()
+        settings = preflight.load()
         with _cache_lock:
             _settings_cache.clear()
             _settings_cache[key] = settings
@@ -146,15 +146,16 @@ def _since(invocation: Invocation) -> float:
 
 
 def handle_http(event: Any, invocation: Invocation) -> dict[str, Any]:
+    from sms_stats.events.http_event import HttpEvent, normalize  # noqa: PLC0415 - HTTP only
     from sms_stats.web import http  # noqa: PLC0415 - a timer container never loads the HTTP layer
 
     request_id = invocation.request_id
     try:
         parsed = parse_event(event)
-        if not isinstance(parsed, http.HttpEvent):  # pragma: no cover - trigger_kind saw httpMethod
+        if not isinstance(parsed, HttpEvent):  # pragma: no cover - trigger_kind saw httpMethod
             raise InputError("not an HTTP event")
         settings = current_settings()
-        request = http.normalize(parsed, settings.max_body_bytes)
+        request = normalize(parsed, settings.max_body_bytes)
         path = http.route(request, settings.http_base_path)
         if path == "/healthz":
             ready_sinks(settings, scheduled=False)
@@ -162,7 +163,9 @@ def handle_http(event: Any, invocation: Invocation) -> dict[str, Any]:
         if path in http.PAGES:
             from sms_stats.web.dashboard import web  # noqa: PLC0415 - loaded only for its own paths
 
-            return web.answer(request, path, settings, invocation, utcnow())
+            return web.answer(
+                request, path, settings, invocation, utcnow(), lambda: sinks_for(settings)
+            )
         http.authorize(request, settings)
         now = utcnow()
         if path == "/metrics":

@@ -15,6 +15,8 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sms_stats.core.values import APP_ID_RE, split_list
+
 Source = Literal["send", "callback", "packages"]
 
 
@@ -71,9 +73,7 @@ class Rule(BaseModel):
     @field_validator("app_ids", mode="before")
     @classmethod
     def _app_ids(cls, value: Any) -> Any:
-        from sms_stats.core.settings import APP_ID_RE, _split_list  # noqa: PLC0415 - settings imports us
-
-        value = _split_list(value)
+        value = split_list(value)
         if isinstance(value, tuple):
             for item in value:
                 if not isinstance(item, str) or not APP_ID_RE.fullmatch(item):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,9 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from sms_stats.core import redact
 from sms_stats.core.errors import ConfigError
 from sms_stats.core.records import KINDS
+from sms_stats.core.values import APP_ID_RE, split_list
 from sms_stats.core.windows import api_zone, zone
 
-APP_ID_RE = re.compile(r"1400[0-9]{6}")
 REGION_RE = re.compile(r"[a-z]+(-[a-z]+)+(-[0-9]+)?")
 MIN_TOKEN_LENGTH = 16  # SMS_STATS_API_TOKEN: shorter ones are refused
 
@@ -65,15 +65,6 @@ _LIST_FIELDS = {"app_ids", "sinks", "api_tokens", "http_app_ids", "collect"}
 _SECRET_FIELDS = {"secret_id", "secret_key", "session_token", "webhook_secret", "api_tokens"}
 CONFIG_FILE_ENV = "SMS_STATS_CONFIG"
 DEFAULT_CONFIG_FILE = "sms_stats.toml"
-
-
-def _split_list(value: Any) -> Any:
-    """Comma-separated text (the environment's form) or a TOML list -> a tuple of stripped items."""
-    if isinstance(value, str):
-        return tuple(part.strip() for part in value.split(",") if part.strip())
-    if isinstance(value, list):
-        return tuple(value)
-    return value
 
 
 class Settings(BaseModel):
@@ -126,7 +117,7 @@ class Settings(BaseModel):
     @field_validator("app_ids", "sinks", "api_tokens", "http_app_ids", "collect", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
-        return _split_list(value)
+        return split_list(value)
 
     @field_validator("api_tokens")
     @classmethod
@@ -291,8 +282,17 @@ class Settings(BaseModel):
         return self.secret_id.get_secret_value(), self.secret_key.get_secret_value(), token or None
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from the bundled TOML file (if any), overridden by the environment."""
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    *,
+    more_checks: Callable[[Settings], list[str]] | None = None,
+) -> Settings:
+    """Settings from the bundled TOML file (if any), overridden by the environment.
+
+    `more_checks` finds what else is wrong with the fields that did validate (the sinks and
+    credentials: `run.preflight.load` passes its own check), so that every problem is in the
+    first message, not one per redeploy. It is passed in, not imported: the sinks stand above
+    the settings they read."""
     env = os.environ if environ is None else environ
     raw: dict[str, Any] = {}
     for key, value in _read_config_file(env).items():
@@ -305,27 +305,24 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raw["region"] = env["TENCENTCLOUD_REGION"].strip()
     raw = {k: v for k, v in raw.items() if v != "" or k in _SECRET_FIELDS}
     # Registered before validation: a setting that fails still must not be echoed anywhere.
-    tokens = _split_list(raw.get("api_tokens")) or ()
+    tokens = split_list(raw.get("api_tokens")) or ()
     redact.register(*(raw.get(k) for k in _SECRET_FIELDS), *tokens)
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
         problems = _describe(exc, raw)
         bad = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
-        problems += _more_problems({k: v for k, v in raw.items() if k not in bad})
+        if more_checks is not None:
+            problems += _more_problems({k: v for k, v in raw.items() if k not in bad}, more_checks)
         raise ConfigError.of(problems, head="invalid settings: ") from None
 
 
-def _more_problems(valid: dict[str, Any]) -> list[str]:
-    """With the fields that did validate: the sinks and credentials checks too, so every
-    problem is in the first message, not one per redeploy."""
-    from sms_stats.run.preflight import check  # noqa: PLC0415 - the sinks package imports this module
-
+def _more_problems(valid: dict[str, Any], checks: Callable[[Settings], list[str]]) -> list[str]:
     try:
         partial = Settings.model_validate(valid)
     except ValidationError:  # pragma: no cover - every failing field was left out
         return []
-    return check(partial)[1]
+    return checks(partial)
 
 
 def bundled_config_file() -> Path:
@@ -370,7 +367,7 @@ def _shown(field: str, value: Any) -> str:
     if field in _SECRET_FIELDS:
         return "<redacted>"
     if field in _URL_FIELDS:
-        items = _split_list(value) if field == "sinks" else (value,)
+        items = split_list(value) if field == "sinks" else (value,)
         if isinstance(items, tuple):
             return repr([_cut(item) for item in items])
         return f"<a {type(value).__name__}>"

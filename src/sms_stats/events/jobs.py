@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from sms_stats.core.errors import ConfigError, InputError
 from sms_stats.core.records import KINDS, Kind
 from sms_stats.core.redact import short
-from sms_stats.core.settings import APP_ID_RE, Settings
+from sms_stats.core.settings import Settings
+from sms_stats.core.values import APP_ID_RE
 from sms_stats.core.windows import HOUR, Window, last_full, parse_hour
 from sms_stats.events.parse import FIELD_CODES
 

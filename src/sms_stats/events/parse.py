@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from typing import TypeAlias
 
     from sms_stats.events.direct import JobRequest, StatsRequest
-    from sms_stats.web.http import HttpEvent
+    from sms_stats.events.http_event import HttpEvent
 
     Event: TypeAlias = TimerEvent | HttpEvent | StatsRequest | JobRequest
     DirectRequest: TypeAlias = StatsRequest | JobRequest
@@ -83,7 +83,7 @@ def _model(kind: str) -> type[BaseModel]:
     if kind == "timer":
         return TimerEvent
     if kind == "http":
-        from sms_stats.web.http import HttpEvent  # noqa: PLC0415 - the HTTP path's own
+        from sms_stats.events.http_event import HttpEvent  # noqa: PLC0415 - the HTTP path's own
 
         return HttpEvent
     from sms_stats.events.direct import JobRequest, StatsRequest  # noqa: PLC0415 - a direct request's own

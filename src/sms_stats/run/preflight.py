@@ -7,8 +7,10 @@ one message, not three deployments in a row.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sms_stats.core.errors import ConfigError
-from sms_stats.core.settings import Settings
+from sms_stats.core.settings import Settings, load_settings
 from sms_stats.deliver.sinks import Sink, build_each
 
 NO_SINKS = (
@@ -42,3 +44,9 @@ def check(
         if not credentials:  # a COS sink reports them missing too: not a problem offline
             problems = [p for p in problems if p != exc.message]
     return sinks, problems
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings, or a ConfigError that also names every sink and credentials problem of
+    the fields that did validate: a function set up wrong says it all in its first run."""
+    return load_settings(environ, more_checks=lambda settings: check(settings)[1])

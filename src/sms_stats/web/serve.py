@@ -16,9 +16,9 @@ thread with no idle timeout (800 half-sent requests held 801 threads) and announ
 slow clients, closes idle ones, and is pure Python (no C build). It is an optional dependency
 (`pip install 'sms-stats[serve]'`): the function's zip never carries it nor this module.
 
-The handler is imported from the package (`sms_stats.handler`), never from `index.py`, which
-exists only at the root of a checkout or of the zip: the console script starts from any
-directory.
+The handler is given by the caller (`sms-stats serve` passes `sms_stats.handler.main_handler`,
+never `index.py`, which exists only at the root of a checkout or of the zip, so the console
+script starts from any directory): the web stage does not import the handler above it.
 """
 
 from __future__ import annotations
@@ -88,13 +88,9 @@ def request_headers(environ: Mapping[str, Any]) -> dict[str, str]:
     return headers
 
 
-def wsgi_app(handler: Handler | None = None) -> WsgiApp:
-    """A WSGI application that answers each request with `handler` (default: the function's
+def wsgi_app(handler: Handler) -> WsgiApp:
+    """A WSGI application that answers each request with `handler` (the function's
     `main_handler`) as SCF would call it."""
-    if handler is None:
-        from sms_stats.handler import main_handler  # noqa: PLC0415 - the function's own entry
-
-        handler = main_handler
     call: Handler = handler
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -183,7 +179,7 @@ class Server:
 def make_server(
     host: str,
     port: int,
-    handler: Handler | None = None,
+    handler: Handler,
     *,
     threads: int = THREADS,
     idle_timeout: float = IDLE_TIMEOUT_S,
@@ -211,11 +207,18 @@ def make_server(
 
 
 def serve(
-    host: str, port: int, *, threads: int = THREADS, idle_timeout: float = IDLE_TIMEOUT_S
+    host: str,
+    port: int,
+    handler: Handler,
+    *,
+    note: str | None = None,
+    threads: int = THREADS,
+    idle_timeout: float = IDLE_TIMEOUT_S,
 ) -> int:
-    """Serve until interrupted; 1 with a one-line reason when it cannot start."""
+    """Serve until interrupted; 1 with a one-line reason when it cannot start. `note` is
+    printed once the server listens: what a person starting it should know first."""
     try:
-        server = make_server(host, port, threads=threads, idle_timeout=idle_timeout)
+        server = make_server(host, port, handler, threads=threads, idle_timeout=idle_timeout)
     except ImportError:
         print(f"error: {INSTALL_HINT}", file=sys.stderr)
         return 1
@@ -229,31 +232,11 @@ def serve(
         file=sys.stderr,
         flush=True,
     )
-    note = _settings_note()
     if note:
         print(note, file=sys.stderr, flush=True)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the usual way to stop it
         server.serve_forever()
     return 0
-
-
-def _settings_note() -> str | None:
-    """What a person starting the server should know before the first request says it: that
-    no token is set (every request but /healthz is refused), or that the settings are wrong."""
-    from sms_stats.core.errors import ConfigError  # noqa: PLC0415
-    from sms_stats.handler import current_settings  # noqa: PLC0415
-
-    try:
-        settings = current_settings()
-    except ConfigError as exc:
-        return f"warning: the function's settings are wrong, every request will say so: {exc}"
-    if not settings.api_tokens and not settings.allow_anonymous:
-        return (
-            "warning: SMS_STATS_API_TOKEN is not set: every request but /healthz is refused "
-            "(401). Export a token of 16 characters or more before starting the server (or "
-            "SMS_STATS_ALLOW_ANONYMOUS=true, on a machine only you can reach)"
-        )
-    return None
 
 
 def start_in_thread(server: Server) -> threading.Thread:

@@ -20,8 +20,8 @@ from urllib.parse import quote_plus, urlunsplit
 from sms_stats.core.settings import Settings
 from sms_stats.deliver.chat.answers import code_check
 from sms_stats.deliver.chat.markup import MARKDOWN, clean, head_lines, heading, row_line
-from sms_stats.deliver.chat.messages import Row, Summary
-from sms_stats.deliver.chat.packing import Part, encode, pack
+from sms_stats.deliver.chat.messages import Part, Row, Summary
+from sms_stats.deliver.chat.packing import encode, pack
 from sms_stats.deliver.chat.sink import SignedChatSink
 from sms_stats.deliver.chat.urls import one_param, query_pairs, split_url, without_params
 from sms_stats.deliver.transport import Transport, Verdict

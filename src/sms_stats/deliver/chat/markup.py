@@ -11,12 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from sms_stats.deliver.chat.messages import Row, Summary
-
-if TYPE_CHECKING:  # only a type here: `packing` needs `clean` from this module
-    from sms_stats.deliver.chat.packing import Part
+from sms_stats.deliver.chat.messages import Part, Row, Summary
 
 SEP = " \u00b7 "  # middle dot between the figures of one line
 ELLIPSIS = "\u2026"

@@ -197,3 +197,15 @@ def percent(rate: float | None) -> str:
 
 def number(value: int) -> str:
     return f"{value:,}"
+
+
+@dataclass(frozen=True)
+class Part:
+    """Which message of a window this is; `count` 1 means the window fits in one message."""
+
+    index: int
+    count: int
+
+    @property
+    def suffix(self) -> str:
+        return "" if self.count == 1 else f" ({self.index}/{self.count})"

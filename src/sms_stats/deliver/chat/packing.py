@@ -9,24 +9,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sms_stats.deliver.chat.markup import clean
-from sms_stats.deliver.chat.messages import Row
+from sms_stats.deliver.chat.messages import Part, Row
 from sms_stats.store.base import SinkError
-
-
-@dataclass(frozen=True)
-class Part:
-    """Which message of a window this is; `count` 1 means the window fits in one message."""
-
-    index: int
-    count: int
-
-    @property
-    def suffix(self) -> str:
-        return "" if self.count == 1 else f" ({self.index}/{self.count})"
 
 
 def encode(payload: Mapping[str, Any]) -> bytes:

@@ -16,8 +16,8 @@ from typing import Any
 from sms_stats.core.settings import Settings
 from sms_stats.deliver.chat.answers import snippet
 from sms_stats.deliver.chat.markup import SEP, SLACK, figures, head_lines, heading, row_line
-from sms_stats.deliver.chat.messages import Row, Summary
-from sms_stats.deliver.chat.packing import Part, chunk_lines, pack
+from sms_stats.deliver.chat.messages import Part, Row, Summary
+from sms_stats.deliver.chat.packing import chunk_lines, pack
 from sms_stats.deliver.chat.sink import ChatSink
 from sms_stats.deliver.chat.urls import split_url
 from sms_stats.deliver.transport import OK, Transport, Verdict

@@ -14,8 +14,8 @@ from typing import Any
 from sms_stats.core.settings import Settings
 from sms_stats.deliver.chat.answers import code_check
 from sms_stats.deliver.chat.markup import MARKDOWN, head_lines, heading, row_line
-from sms_stats.deliver.chat.messages import Row, Summary
-from sms_stats.deliver.chat.packing import Part, pack
+from sms_stats.deliver.chat.messages import Part, Row, Summary
+from sms_stats.deliver.chat.packing import pack
 from sms_stats.deliver.chat.sink import ChatSink
 from sms_stats.deliver.chat.urls import one_param, query_pairs, split_url
 from sms_stats.deliver.transport import Transport, Verdict

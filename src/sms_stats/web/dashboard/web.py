@@ -9,7 +9,7 @@ and /balance can call the API, and a browser session should not spend its rate b
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -19,10 +19,14 @@ from sms_stats.core.errors import AccessError, ConfigError, InputError, SmsStats
 from sms_stats.core.log import logger
 from sms_stats.core.redact import short
 from sms_stats.core.settings import Settings
+from sms_stats.events.http_event import HttpRequest
 from sms_stats.events.jobs import check_app_ids
-from sms_stats.store.base import SinkError, Store, find_store
+from sms_stats.store.base import Sink, SinkError, Store, find_store
 from sms_stats.web import http
 from sms_stats.web.dashboard import page, session
+
+# The sinks of the settings in force, built once per container; ConfigError if any is wrong.
+SinksOf = Callable[[], Sequence[Sink]]
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 HTML_HEADERS = {
@@ -49,12 +53,15 @@ def html(status: int, body: str, headers: Mapping[str, str] | None = None) -> di
 
 
 def answer(
-    request: http.HttpRequest,
+    request: HttpRequest,
     path: str,
     settings: Settings,
     invocation: Invocation,
     now: datetime,
+    sinks: SinksOf,
 ) -> dict[str, Any]:
+    """`sinks` builds (once per container, by the handler) the sinks the store is found in:
+    called only by a path that reads the store."""
     base = settings.http_base_path
     if path == "/":  # a person who opens the function's address lands on the dashboard
         return html(303, "", {"Location": f"{base}/dashboard"})
@@ -66,10 +73,10 @@ def answer(
             return html(403, page.message(title, refused, base))
     try:
         if path == "/login":
-            return _login(request, settings, base, invocation)
+            return _login(request, settings, base, invocation, sinks)
         if path == "/logout":
-            return _logout(request, settings, base, invocation)
-        allowed = _allowed(request, settings, invocation)
+            return _logout(request, settings, base, invocation, sinks)
+        allowed = _allowed(request, settings, invocation, sinks)
     except _SessionUnknown as exc:
         logger.warning("http.refused", status=503, code=SESSION_UNKNOWN, message=str(exc))
         text = f"the session cannot be checked now: {exc}; try again shortly"
@@ -79,7 +86,7 @@ def answer(
             return html(303, "", {"Location": f"{base}/login"})
         raise AccessError("send Authorization: Bearer <token>, or log in at /login")
     try:
-        return _dashboard(request, settings, invocation, now)
+        return _dashboard(request, settings, invocation, now, sinks)
     except SmsStatsError as exc:
         logger.warning("http.refused", status=exc.status, code=exc.code, message=exc.message)
         shown = exc.message
@@ -159,7 +166,9 @@ def _tokens(settings: Settings) -> list[str]:
     return [t.get_secret_value() for t in settings.api_tokens]
 
 
-def _allowed(request: http.HttpRequest, settings: Settings, invocation: Invocation) -> bool:
+def _allowed(
+    request: HttpRequest, settings: Settings, invocation: Invocation, sinks: SinksOf
+) -> bool:
     """A bearer header is judged as on /stats (a wrong one is 401, not a login page)."""
     if "authorization" in request.headers:
         http.authorize(request, settings)
@@ -169,20 +178,18 @@ def _allowed(request: http.HttpRequest, settings: Settings, invocation: Invocati
     cookie = session.from_headers(request.headers)
     if cookie is None or not session.valid(cookie, _tokens(settings)):
         return False
-    return not session.revoked(cookie, _epoch(settings, invocation))
+    return not session.revoked(cookie, _epoch(invocation, sinks))
 
 
-def _session_store(settings: Settings) -> Store | None:
+def _session_store(sinks: SinksOf) -> Store | None:
     """The store the logout epoch lives in (the first store sink), or None."""
-    from sms_stats.handler import sinks_for  # noqa: PLC0415 - the handler's cached sinks
-
-    return find_store(sinks_for(settings))
+    return find_store(sinks())
 
 
-def _epoch(settings: Settings, invocation: Invocation) -> int:
+def _epoch(invocation: Invocation, sinks: SinksOf) -> int:
     """The logout epoch (0 without a store). `_SessionUnknown` when the store does not answer:
     a revoked cookie must not pass because the store was slow."""
-    store = _session_store(settings)
+    store = _session_store(sinks)
     if store is None:
         return 0
     try:
@@ -198,7 +205,7 @@ def _deadline(invocation: Invocation, budget_s: float) -> float:
 
 
 def _login(
-    request: http.HttpRequest, settings: Settings, base: str, invocation: Invocation
+    request: HttpRequest, settings: Settings, base: str, invocation: Invocation, sinks: SinksOf
 ) -> dict[str, Any]:
     if request.method == "GET":
         return html(200, page.login_form(base))
@@ -215,7 +222,7 @@ def _login(
         return html(401, page.login_form(base, error=why))
     # The cookie is signed with the token that matched, so dropping that token ends it.
     token = next(t for t in tokens if http.token_matches(given, [t]))
-    issued = session.issue(token, not_before=_epoch(settings, invocation))
+    issued = session.issue(token, not_before=_epoch(invocation, sinks))
     return html(
         303,
         "",
@@ -224,7 +231,7 @@ def _login(
 
 
 def _logout(
-    request: http.HttpRequest, settings: Settings, base: str, invocation: Invocation
+    request: HttpRequest, settings: Settings, base: str, invocation: Invocation, sinks: SinksOf
 ) -> dict[str, Any]:
     """Clear the cookie; with a valid session and a store, void every session issued until now
     (the logout epoch), so a copy of the cookie stops working too. Without a valid session
@@ -233,7 +240,7 @@ def _logout(
     cookie = session.from_headers(request.headers)
     if cookie is None or not session.valid(cookie, _tokens(settings)):
         return html(303, "", headers)
-    store = _session_store(settings)
+    store = _session_store(sinks)
     if store is None:
         return html(303, "", headers)  # README: without a store, a session lives until it ends
     try:
@@ -286,10 +293,13 @@ def parse_apps(values: Sequence[str | bool], settings: Settings) -> tuple[str, .
 
 
 def _dashboard(
-    request: http.HttpRequest, settings: Settings, invocation: Invocation, now: datetime
+    request: HttpRequest,
+    settings: Settings,
+    invocation: Invocation,
+    now: datetime,
+    sinks: SinksOf,
 ) -> dict[str, Any]:
     from sms_stats.core.rules import rules_in_force  # noqa: PLC0415 - their thresholds are drawn
-    from sms_stats.handler import _built  # noqa: PLC0415 - the handler's cached sinks
 
     days = parse_days(request.query.get("days", []))
     app_ids = parse_apps(request.query.get("app_id", []), settings)
@@ -299,10 +309,7 @@ def _dashboard(
     local_today = now.astimezone(tz).date()
     first = local_today - timedelta(days=days - 1)
     start = datetime(first.year, first.month, first.day, tzinfo=tz)
-    sinks, problems = _built(settings)
-    if problems:
-        raise ConfigError.of(problems)
-    store = find_store(sinks)
+    store = find_store(sinks())
     view = page.View(
         app_ids=app_ids,
         days=days,
