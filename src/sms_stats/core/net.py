@@ -315,6 +315,8 @@ def _read_bounded(response: requests.Response, max_body: int) -> None:
         raise requests.exceptions.ReadTimeout(exc, request=response.request) from None
     except (HTTPError, OSError) as exc:  # ProtocolError, DecodeError, a reset
         raise requests.exceptions.ConnectionError(exc, request=response.request) from None
+    # Handed over as requests' own read would (private names, pinned by
+    # tests/test_library_pins.py): the SDK reads `.content`, never the capped stream again.
     response._content = bytes(kept)
     response._content_consumed = True  # type: ignore[attr-defined]
 
