@@ -176,8 +176,23 @@ class TestRules:
             ("delivery_rate", 0.9, 50),
             ("success_rate", 0.95, 50),
             ("package_runway_days", 7, 0),
+            ("volume_ratio", 4.0, 200),
+            ("package_unused_at_expiry", 0, 0),
         ]
         assert rules_in_force(parse_rules("[]")) == ()
+
+    def test_given_budgets_then_the_budget_rule_judges_the_apps_that_have_one(self) -> None:
+        (rule,) = [
+            r
+            for r in rules_in_force(None, (("1400006874", 900),))
+            if r.metric == "budget_forecast_ratio"
+        ]
+        assert (rule.threshold, rule.condition, rule.app_ids) == (1.0, "above", ("1400006874",))
+        (every,) = [
+            r for r in rules_in_force(None, (("*", 900),)) if r.metric == "budget_forecast_ratio"
+        ]
+        assert every.app_ids is None
+        assert not [r for r in rules_in_force(None) if r.metric == "budget_forecast_ratio"]
 
 
 class TestStateMerge:

@@ -67,5 +67,6 @@ def test_given_the_stages_when_listed_then_only_the_wiring_stands_beside_them() 
     assert flat == ["__init__.py", "cli.py", "handler.py"]
     stages = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
     assert stages == [
-        "alerts", "collect", "core", "deliver", "emulator", "events", "run", "store", "web",
+        "alerts", "collect", "core", "deliver", "emulator", "events", "money", "run", "store",
+        "web",
     ]  # fmt: skip

@@ -292,7 +292,7 @@ def _alerts(args: argparse.Namespace) -> int:
 
     try:
         settings, sinks, app_ids = _backfill_settings(args)
-        rules = rules_in_force(settings.alerts)
+        rules = rules_in_force(settings.alerts, settings.budgets)
         if args.alerts_command == "rules":
             _print_rules(rules, settings.alerts is None)
             return 0

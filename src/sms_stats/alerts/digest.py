@@ -6,12 +6,17 @@ from the digest hour to midnight) is made late by the next run, once, oldest fir
 Day totals come from one whole-day call per app and kind, not from adding up stored hours: an
 hour missing from the store (a failed run, a gap before the deployment) must not skew them.
 The balance is the newest one the alert state knows; the alerts are those that fired that day.
+
+Money: the month to date through the digest's day is one more call per app (a range from the
+month's first hour to the day's end; the day itself on the 1st), exact like the day totals; the
+forecast is the run's own (`money.update`), the budget and price the settings'.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sms_stats.alerts.state import State
@@ -19,8 +24,11 @@ from sms_stats.collect.apis import api
 from sms_stats.collect.client import StatsClient
 from sms_stats.core.notices import Notice
 from sms_stats.core.records import CallbackRecord, Record
+from sms_stats.core.settings import Settings
 from sms_stats.core.windows import Window, last_full, zone
+from sms_stats.money.update import Money
 
+CENT = Decimal("0.01")
 BACKLOG_DAYS = 7  # the oldest digest still sent late: a week back (fired alerts are kept 8)
 
 
@@ -60,13 +68,15 @@ def make(
     kinds: Sequence[str],
     client: StatsClient,
     state: State,
-    zone_name: str,
+    settings: Settings,
     now: datetime,
     deadline: float | None,
+    money: Mapping[str, Money] | None = None,
 ) -> Notice:
     """The digest of `day`; UpstreamError when a day total cannot be had (the digest is then
     made by a later run, whole, rather than now with holes). `late`: made after the day it was
     due (the contract's fields are the same; chat messages say it)."""
+    zone_name = settings.timezone
     label = day.local_date.isoformat()
     apps: list[dict[str, Any]] = []
     for app_id in app_ids:
@@ -75,7 +85,10 @@ def make(
             sends = api("send").fetch(client, app_id, day, zone_name, now, deadline)
         if "callback" in kinds:
             callbacks = api("callback").fetch(client, app_id, day, zone_name, now, deadline)
-        apps.append(_app(app_id, sends, callbacks, state, label))
+        entry = _app(app_id, sends, callbacks, state, label)
+        worked = (money or {}).get(app_id)
+        entry.update(_month(app_id, day, sends, client, settings, worked, deadline))
+        apps.append(entry)
     return Notice(
         id=f"digest_{label}",
         type="digest.daily",
@@ -83,6 +96,38 @@ def make(
         data={"date": label, "apps": apps, "late": late(day, now)},
         timezone=zone_name,
     )
+
+
+def _month(
+    app_id: str,
+    day: Window,
+    sends: Any,
+    client: StatsClient,
+    settings: Settings,
+    money: Money | None,
+    deadline: float | None,
+) -> dict[str, Any]:
+    """The digest's money fields of one app: month to date through the day (None without
+    sends), the run's forecast for the month, the budget, and with a price the cost."""
+    to_date: int | None = None
+    if isinstance(sends, Record):
+        first = day.start.replace(day=1)
+        if first == day.start:
+            to_date = sends.counts.fee_count  # the 1st: the month so far is the day
+        else:
+            to_date = client.fetch(app_id, Window(first, day.end), deadline).fee_count
+    worked = money.month if money is not None else None
+    same_month = worked is not None and worked.month == day.start.strftime("%Y-%m")
+    fields: dict[str, Any] = {
+        "month_to_date_fee_count": to_date,
+        "month_forecast_fee_count": worked.forecast if worked is not None and same_month else None,
+        "monthly_budget_fee_count": settings.budget_of(app_id),
+    }
+    if settings.price_per_part is not None:
+        cost = None if to_date is None else settings.price_per_part * to_date
+        fields["month_to_date_cost"] = None if cost is None else float(cost.quantize(CENT))
+        fields["currency"] = settings.currency
+    return fields
 
 
 def _app(app_id: str, sends: Any, callbacks: Any, state: State, day: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ brings what receivers were told of each alert to the judgement that won.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +21,7 @@ from sms_stats.core.notices import Notice
 from sms_stats.core.records import AnyRecord, BalanceRecord, Record
 from sms_stats.core.rules import Rule
 from sms_stats.core.windows import Window, isoformat, last_full, zone
+from sms_stats.money.update import Money
 
 
 def newest(records: Iterable[AnyRecord]) -> dict[tuple[str, str], AnyRecord]:
@@ -56,9 +57,14 @@ def note_usage(state: State, records: Iterable[AnyRecord]) -> None:
 
 
 def judge(
-    rules: Sequence[Rule], records: Iterable[AnyRecord], state: State, zone_name: str
+    rules: Sequence[Rule],
+    records: Iterable[AnyRecord],
+    state: State,
+    zone_name: str,
+    money: Mapping[str, Money] | None = None,
 ) -> list[Notice]:
-    """Update `state` with the newest hour of each app for each rule; the notices to send."""
+    """Update `state` with the newest hour of each app for each rule; the notices to send.
+    `money`: each app's month and hour history, for the money and surge metrics."""
     records = list(records)
     note_usage(state, records)
     notices: list[Notice] = []
@@ -67,7 +73,8 @@ def judge(
             if rule.source != kind or not rule.applies_to(app_id):
                 continue
             usage = state.usage.get(app_id, {})
-            notice = _step(rule, record, figure(rule, record, usage), state, zone_name)
+            judged = figure(rule, record, usage, (money or {}).get(app_id))
+            notice = _step(rule, record, judged, state, zone_name)
             if notice is not None:
                 notices.append(notice)
     return notices

@@ -12,6 +12,8 @@ from typing import Any, NamedTuple
 
 from sms_stats.core.records import AnyRecord, BalanceRecord, CallbackRecord, Record
 from sms_stats.core.rules import METRICS, Rule
+from sms_stats.money.forecast import volume_ratio
+from sms_stats.money.update import Money
 
 HOURS_OF_USAGE = 24 * 7  # package_runway_days: remaining / average daily fee over 7 days
 MIN_USAGE_HOURS = 24  # fewer hours of usage known: the runway is not judged yet
@@ -34,11 +36,17 @@ _SHARES = {
 }
 
 
-def figure(rule: Rule, record: AnyRecord, usage: dict[str, int] | None = None) -> Judged | None:
+def figure(
+    rule: Rule,
+    record: AnyRecord,
+    usage: dict[str, int] | None = None,
+    money: Money | None = None,
+) -> Judged | None:
     """The rule's figure in `record` (of the rule's source), or None when not judged.
-    `usage`: fee_count by hour label over the last 7 days (for the runway)."""
+    `usage`: fee_count by hour label over the last 7 days (the runway, unused packages);
+    `money`: the app's month and hour history (money and surge metrics)."""
     metric = rule.metric
-    found = _value(metric, record, usage or {})
+    found = _value(metric, record, usage or {}, money)
     if found is None:
         return None
     volume_name = METRICS[metric].volume
@@ -48,7 +56,11 @@ def figure(rule: Rule, record: AnyRecord, usage: dict[str, int] | None = None) -
     return found
 
 
-def _value(metric: str, record: AnyRecord, usage: dict[str, int]) -> Judged | None:
+def _value(
+    metric: str, record: AnyRecord, usage: dict[str, int], money: Money | None
+) -> Judged | None:
+    if isinstance(record, Record) and metric in _MONEY:
+        return _money(metric, record, money)
     if isinstance(record, Record):
         counts = record.counts
         values: dict[str, float | None] = {
@@ -68,6 +80,29 @@ def _value(metric: str, record: AnyRecord, usage: dict[str, int]) -> Judged | No
     return _balance(metric, record, usage)
 
 
+_MONEY = frozenset(
+    {"volume_ratio", "month_to_date_fee_count", "month_forecast_fee_count", "budget_forecast_ratio"}
+)
+
+
+def _money(metric: str, record: Record, money: Money | None) -> Judged | None:
+    """Not judged without the app's money (a store that did not answer, a month the API
+    could not give), nor without a budget for the budget's ratio."""
+    if money is None:
+        return None
+    requests = record.counts.request_count
+    if metric == "volume_ratio":
+        return _judged(volume_ratio(money.hours, record.window.begin_time, requests), requests)
+    worked = money.month
+    if worked is None:
+        return None
+    if metric == "month_to_date_fee_count":
+        return Judged(float(worked.to_date), None)
+    if metric == "month_forecast_fee_count":
+        return Judged(float(worked.forecast), None)
+    return _judged(worked.budget_ratio, requests)
+
+
 def _judged(value: Any, volume: int) -> Judged | None:
     return None if value is None else Judged(float(value), volume)
 
@@ -83,7 +118,21 @@ def _balance(metric: str, record: BalanceRecord, usage: dict[str, int]) -> Judge
     daily = daily_usage(usage)
     if daily is None:
         return None
+    if metric == "package_unused_at_expiry":
+        return _unused(record, daily)
     return Judged(None if daily == 0 else round(record.remaining / daily, 2), None)
+
+
+def _unused(record: BalanceRecord, daily: float) -> Judged | None:
+    """Messages the soonest-expiring packages will still hold when they expire, at the pace of
+    the last 7 days, all of it taken from them (the kindest order: if even then messages are
+    left, they are lost whatever order the platform uses)."""
+    expiry = record.next_expiry
+    if expiry is None:
+        return Judged(0.0, None)  # nothing left to expire unused
+    when, holding = expiry
+    days = max(0.0, (when - record.as_of).total_seconds() / 86400)
+    return Judged(float(max(0, round(holding - daily * days))), None)
 
 
 def daily_usage(usage: dict[str, int]) -> float | None:

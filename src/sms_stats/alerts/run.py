@@ -18,11 +18,12 @@ from sms_stats.collect.client import StatsClient
 from sms_stats.core.errors import UpstreamError
 from sms_stats.core.log import logger
 from sms_stats.core.notices import Notice
-from sms_stats.core.records import AnyRecord
+from sms_stats.core.records import AnyRecord, Record
 from sms_stats.core.rules import rules_in_force
 from sms_stats.core.settings import Settings
 from sms_stats.deliver.notify import notify_all, topics_of
 from sms_stats.deliver.sinks import Delivery, Sink
+from sms_stats.money.update import Money, update
 from sms_stats.store.base import SinkError, Store, find_store
 
 RECENT = timedelta(hours=3)  # a timer's newest hour ended at most an hour before its `Time`
@@ -54,7 +55,7 @@ def after_run(
     deadline: float | None,
     with_digest: bool,
 ) -> list[Delivery]:
-    rules = rules_in_force(settings.alerts)
+    rules = rules_in_force(settings.alerts, settings.budgets)
     store = state_store(sinks)
     try:
         state = load(store, deadline)
@@ -65,11 +66,12 @@ def after_run(
     # backfill by hand) must not fire alerts for it; its billed parts still count as usage.
     recent = [r for r in records if r.window.end >= now - RECENT]
     note_usage(state, [r for r in records if r.window.end < now - RECENT])
-    notices = judge(rules, recent, state, settings.timezone) if rules else []
+    money = _money(records, recent, settings, store, client, now, deadline)
+    notices = judge(rules, recent, state, settings.timezone, money) if rules else []
     if not rules:
         note_usage(state, recent)
     if with_digest:
-        notices += _digest(state, settings, client, now, app_ids, kinds, deadline)
+        notices += _digest(state, settings, client, now, app_ids, kinds, deadline, money)
     for notice in notices:
         _owe(state, notice, sinks)
     corrections: list[str] = []
@@ -94,6 +96,25 @@ def after_run(
             break
         only = set(corrections)
     return deliveries
+
+
+def _money(
+    records: Sequence[AnyRecord],
+    recent: Sequence[AnyRecord],
+    settings: Settings,
+    store: Store,
+    client: StatsClient,
+    now: datetime,
+    deadline: float | None,
+) -> dict[str, Money]:
+    """Each app's hour history takes the run's send hours; the apps with a recent hour get
+    their month worked out through it (and the summary `/metrics` and the dashboard read)."""
+    newest = {
+        record.sms_sdk_app_id: record.window.start
+        for record in sorted(recent, key=lambda r: r.window.start)
+        if isinstance(record, Record) and record.window.grain == "hour"
+    }
+    return update(records, newest, settings, store, client, now, deadline)
 
 
 def _owe(state: State, notice: Notice, sinks: Sequence[Sink]) -> None:
@@ -128,6 +149,7 @@ def _digest(
     app_ids: Sequence[str],
     kinds: Sequence[str],
     deadline: float | None,
+    money: dict[str, Money],
 ) -> list[Notice]:
     """Every digest due and not made yet, oldest first; the first that cannot be made stops
     the rest (a later run makes them, in order, so `state.digest` says how far it got)."""
@@ -136,9 +158,7 @@ def _digest(
     notices: list[Notice] = []
     for day in digest.due(state, now, settings.timezone, settings.digest_hour):
         try:
-            notice = digest.make(
-                day, app_ids, kinds, client, state, settings.timezone, now, deadline
-            )
+            notice = digest.make(day, app_ids, kinds, client, state, settings, now, deadline, money)
         except UpstreamError as exc:
             logger.warning(
                 "digest.not_made",

@@ -44,7 +44,19 @@ METRICS: dict[str, Metric] = {
     "package_remaining": Metric("packages", 0.0, None, None),
     "package_runway_days": Metric("packages", 0.0, None, None),
     "package_expiry_days": Metric("packages", 0.0, None, None),
+    # Money and fraud: judged with each app's newest hour of sends, from its hour history.
+    "month_to_date_fee_count": Metric("send", 0.0, None, None),
+    "month_forecast_fee_count": Metric("send", 0.0, None, None),
+    "budget_forecast_ratio": Metric("send", 0.0, None, None),
+    "volume_ratio": Metric("send", 0.0, None, "request_count"),
+    "package_unused_at_expiry": Metric("packages", 0.0, None, None),
 }
+# The default surge rule: the ordinary daily and weekly rhythm stays within ~1.3x of the same
+# hour's usual volume (tests/test_money.py, 28 days of an office rhythm); SMS pumping is a
+# multiple. Hours under SURGE_MIN_VOLUME requests are not judged (a quiet night's 40 against
+# a usual 8 is no incident).
+SURGE_RATIO = 4.0
+SURGE_MIN_VOLUME = 200
 
 
 class Rule(BaseModel):
@@ -128,13 +140,27 @@ class Rule(BaseModel):
         return value < self.threshold if self.below is not None else value > self.threshold
 
 
-def default_rules() -> tuple[Rule, ...]:
-    """The contract's rules when none are configured."""
-    return (
+def default_rules(budgets: tuple[tuple[str, int], ...] = ()) -> tuple[Rule, ...]:
+    """The contract's rules when none are configured; the budget rule for the apps that have a
+    budget (every app, with a `"*"` one)."""
+    rules = [
         Rule(name="delivery rate low", metric="delivery_rate", below=0.90, min_volume=50),
         Rule(name="success rate low", metric="success_rate", below=0.95, min_volume=50),
         Rule(name="package runs out soon", metric="package_runway_days", below=7),
-    )
+        Rule(
+            name="volume surge",
+            metric="volume_ratio",
+            above=SURGE_RATIO,
+            min_volume=SURGE_MIN_VOLUME,
+        ),
+        Rule(name="package expires unused", metric="package_unused_at_expiry", above=0),
+    ]
+    if budgets:
+        apps = None if any(app == "*" for app, _ in budgets) else tuple(a for a, _ in budgets)
+        rules.append(
+            Rule(name="month over budget", metric="budget_forecast_ratio", above=1.0, app_ids=apps)
+        )
+    return tuple(rules)
 
 
 def parse_rules(value: Any) -> tuple[Rule, ...] | None:
@@ -197,5 +223,7 @@ def _overlap(one: Rule, two: Rule) -> bool:
     return bool(set(one.app_ids) & set(two.app_ids))
 
 
-def rules_in_force(configured: tuple[Rule, ...] | None) -> tuple[Rule, ...]:
-    return default_rules() if configured is None else configured
+def rules_in_force(
+    configured: tuple[Rule, ...] | None, budgets: tuple[tuple[str, int], ...] = ()
+) -> tuple[Rule, ...]:
+    return default_rules(budgets) if configured is None else configured

@@ -8,10 +8,12 @@ nothing quietly.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
 from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,11 +24,15 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from sms_stats.core import redact
 from sms_stats.core.errors import ConfigError
 from sms_stats.core.records import KINDS
+from sms_stats.core.redact import short
 from sms_stats.core.values import APP_ID_RE, split_list
 from sms_stats.core.windows import api_zone, zone
 
 REGION_RE = re.compile(r"[a-z]+(-[a-z]+)+(-[0-9]+)?")
 MIN_TOKEN_LENGTH = 16  # SMS_STATS_API_TOKEN: shorter ones are refused
+MAX_PRICE = Decimal(100)  # a part costs cents: more is a unit slip (a price per thousand)
+MAX_BUDGET = 10**12  # billed parts a month; more is no budget an account has
+CURRENCY_RE = re.compile(r"[A-Z]{3}")
 
 # Environment variable -> field. The same names are the keys of the bundled TOML file.
 ENV_FIELDS: dict[str, str] = {
@@ -56,10 +62,13 @@ ENV_FIELDS: dict[str, str] = {
     "SMS_STATS_SETTLE_HOURS": "settle_hours",
     "SMS_STATS_ALERTS": "alerts",
     "SMS_STATS_DIGEST_HOUR": "digest_hour",
+    "SMS_STATS_BUDGETS": "budgets",
+    "SMS_STATS_PRICE_PER_PART": "price_per_part",
+    "SMS_STATS_CURRENCY": "currency",
 }
 # Keys of the settings file besides the variable names: `[[alerts]]` reads better than
 # `[[SMS_STATS_ALERTS]]`.
-FILE_KEYS = {"alerts": "SMS_STATS_ALERTS"}
+FILE_KEYS = {"alerts": "SMS_STATS_ALERTS", "budgets": "SMS_STATS_BUDGETS"}
 FIELD_ENV = {field: env for env, field in ENV_FIELDS.items()}
 _LIST_FIELDS = {"app_ids", "sinks", "api_tokens", "http_app_ids", "collect"}
 _SECRET_FIELDS = {"secret_id", "secret_key", "session_token", "webhook_secret", "api_tokens"}
@@ -104,6 +113,47 @@ class Settings(BaseModel):
     # alerts package, imported only when rules are given, so an HTTP query never loads it.
     alerts: tuple[Any, ...] | None = None
     digest_hour: int = Field(default=9, ge=0, le=23)
+    # Monthly budgets in billed parts: (app id or "*", parts), sorted; a tuple so the settings
+    # stay hashable (they key the per-container caches).
+    budgets: tuple[tuple[str, int], ...] = ()
+    price_per_part: Decimal | None = None  # per billed part, in `currency`; None: counts only
+    currency: str = "CNY"
+
+    @field_validator("budgets", mode="before")
+    @classmethod
+    def _budgets(cls, value: Any) -> Any:
+        return parse_budgets(value)
+
+    @field_validator("price_per_part", mode="before")
+    @classmethod
+    def _price(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ValueError(f"must be a decimal number like 0.045; got a {type(value).__name__}")
+        try:
+            price = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise ValueError(
+                f"must be a decimal number like 0.045 (got {short(str(value))})"
+            ) from None
+        if not price.is_finite() or not Decimal(0) < price <= MAX_PRICE:
+            raise ValueError(
+                f"must be above 0 and at most {MAX_PRICE} a part (got {short(str(value))})"
+            )
+        return price
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if not CURRENCY_RE.fullmatch(value):
+            raise ValueError(f"must be a three-letter code like CNY or USD (got {short(value)})")
+        return value
+
+    def budget_of(self, app_id: str) -> int | None:
+        """The app's monthly budget in billed parts: its own, else the `"*"` one, else None."""
+        found = dict(self.budgets)
+        return found.get(app_id, found.get("*"))
 
     @field_validator("alerts", mode="before")
     @classmethod
@@ -323,6 +373,46 @@ def _more_problems(valid: dict[str, Any], checks: Callable[[Settings], list[str]
     except ValidationError:  # pragma: no cover - every failing field was left out
         return []
     return checks(partial)
+
+
+def parse_budgets(value: Any) -> tuple[tuple[str, int], ...]:
+    """`{"1400006874": 200000, "*": 50000}` (JSON text from the environment, or a TOML table)
+    as sorted pairs; ValueError naming each bad entry."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return ()
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"is not JSON ({exc.msg} at character {exc.pos}); give an object like "
+                '{"1400006874": 200000, "*": 50000} (billed parts a month)'
+            ) from None
+    if isinstance(value, (tuple, list)) and all(isinstance(p, (tuple, list)) for p in value):
+        value = dict(value)  # the settings' own form, read back
+    if not isinstance(value, dict):
+        raise ValueError(
+            f'must be an object of app id (or "*") to billed parts a month; got a '
+            f"{type(value).__name__}"
+        )
+    problems = []
+    pairs = []
+    for app_id, parts in value.items():
+        if not isinstance(app_id, str) or (app_id != "*" and not APP_ID_RE.fullmatch(app_id)):
+            problems.append(f'{short(str(app_id))} is not an SmsSdkAppId like 1400006874 or "*"')
+        elif isinstance(parts, bool) or not isinstance(parts, int) or not 0 < parts <= MAX_BUDGET:
+            problems.append(
+                f"{app_id}: a budget is a whole number of billed parts from 1 to {MAX_BUDGET} "
+                f"(got {short(str(parts))})"
+            )
+        else:
+            pairs.append((app_id, parts))
+    if problems:
+        raise ValueError("; ".join(problems))
+    return tuple(sorted(pairs))
 
 
 def bundled_config_file() -> Path:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -19,6 +21,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from types import FrameType
 
+from sms_stats.emulator.counts import Surge, parse_hour
 from sms_stats.emulator.server import ACTIONS, DEFAULT_CREDENTIALS, KINDS, Emulator, Fault
 
 _FaultKey = str | None | tuple[str | None, str]
@@ -133,6 +136,36 @@ def _parse_packages(spec: str) -> tuple[str, int]:
     return app_id, int(count)
 
 
+def _parse_surge(spec: str) -> Surge:
+    """``APP:BEGIN:HOURS:FACTOR``: APP sends FACTOR times its usual figures for HOURS hours
+    from BEGIN (``yyyymmddhh``, Beijing). Refused here, before anything listens, so a typo
+    reads as a usage error and not as a surge that never shows."""
+    parts = spec.split(":")
+    if len(parts) != 4:
+        raise argparse.ArgumentTypeError(
+            f"expected APP:BEGIN:HOURS:FACTOR (e.g. 1400009000:2024010809:2:20), got {spec!r}"
+        )
+    app_id, begin, hours, factor = parts
+    try:
+        if not re.fullmatch(r"1400[0-9]{6}", app_id):
+            raise ValueError(f"APP must be an app id 1400xxxxxx, got {app_id!r}")
+        try:
+            parse_hour(begin)
+        except ValueError:
+            raise ValueError(f"BEGIN must be a real hour yyyymmddhh, got {begin!r}") from None
+        if not (hours.isascii() and hours.isdigit() and int(hours) >= 1):
+            raise ValueError(f"HOURS must be an integer >= 1, got {hours!r}")
+        try:
+            number = float(factor)
+        except ValueError:
+            number = math.nan
+        if not (math.isfinite(number) and number >= 0):
+            raise ValueError(f"FACTOR must be a finite number >= 0, got {factor!r}")
+        return Surge(app_id, begin, int(hours), number)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{spec!r}: {exc}") from None
+
+
 def _parse_now(text: str) -> datetime:
     """An ISO-8601 instant; without an offset it is UTC."""
     try:
@@ -199,6 +232,18 @@ def _build_parser() -> argparse.ArgumentParser:
         "default six (repeatable)",
     )
     parser.add_argument(
+        "--surge",
+        action="append",
+        default=[],
+        type=_parse_surge,
+        metavar="APP:BEGIN:HOURS:FACTOR",
+        help="APP sends FACTOR times its usual figures (requests, successes, billed parts; "
+        "receipts follow) for HOURS hours from BEGIN (yyyymmddhh, Beijing), e.g. "
+        "1400009000:2024010809:2:20; overlapping surges multiply (repeatable). Apps "
+        "1400009000-1400009099 send with an office rhythm (weekday peaks, quiet nights, "
+        "weekends at a third)",
+    )
+    parser.add_argument(
         "--now",
         type=_parse_now,
         default=None,
@@ -260,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for key, fault in _merged(args.fault_app).items():
         emulator.set_fault(fault, key[0] if isinstance(key, tuple) else key)
+    for surge in args.surge:
+        emulator.add_surge(surge.app_id, surge.begin, surge.hours, surge.factor)
 
     stop = threading.Event()
 

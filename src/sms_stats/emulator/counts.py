@@ -1,14 +1,32 @@
 """Deterministic traffic figures for the emulator.
 
-Every answer is a pure function of ``(app_id, hour)`` so a test can predict the numbers the
-emulator will send without sharing state with it, and so that re-running a job against the
-emulator yields byte-identical records (the idempotency the real pipeline must prove).
+Every answer is a pure function of ``(app_id, hour)`` (and of the surges passed in, see
+`Surge`) so a test can predict the numbers the emulator will send without sharing state with
+it, and so that re-running a job against the emulator yields byte-identical records (the
+idempotency the real pipeline must prove).
+
+Two shapes of traffic:
+
+- **Uniform apps** (every app id but the reserved range below): each hour's requests are a
+  hash-drawn 1..2000, about one hour in twelve silent. No rhythm, so nothing in a test depends
+  on the time of day.
+- **Rhythm apps**: app ids ``1400009000`` to ``1400009099`` are RESERVED for traffic with an
+  office rhythm (`RHYTHM_FIRST`..`RHYTHM_LAST`): busy weekday mornings and afternoons, a lunch
+  dip, quiet nights, weekends at a third, never a silent hour. They exist so alerts, charts and
+  anomaly rules can be tested against a week that looks like a real one (Monday 09:00 is ten
+  times 08:00 and three times Sunday 09:00). Do not use ids in this range for tests that need
+  the uniform figures.
+
+A `Surge` multiplies one app's sends over some hours (a campaign, a runaway loop): the
+emulator passes the surges registered on it, tests pass the same ones to predict its answers.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 HOUR_DIGITS = 10
@@ -59,13 +77,122 @@ def range_hours(begin: str, end: str) -> int:
     return int(span.total_seconds() // 3600) + 1
 
 
-def hour_counts(app_id: str, hour: str) -> dict[str, int]:
+RHYTHM_FIRST = 1400009000
+RHYTHM_LAST = 1400009099
+"""The reserved range of rhythm apps, both ends included (see the module docstring)."""
+
+WEEKDAY_WEIGHTS: tuple[float, ...] = (
+    *(0.04,) * 7,  # 00-06: night, a trickle of verification codes
+    0.06,  # 07
+    0.10,  # 08
+    *(1.0,) * 3,  # 09-11: the morning peak
+    *(0.7,) * 2,  # 12-13: lunch
+    *(0.95,) * 4,  # 14-17: the afternoon
+    0.5,  # 18
+    *(0.3,) * 2,  # 19-20
+    *(0.1,) * 3,  # 21-23
+)
+"""A rhythm app's share of its base rate in each hour (00..23) of a weekday, Monday to Friday."""
+
+WEEKEND_SHARE = 1 / 3
+"""Saturday and Sunday send this share of the same weekday hour."""
+
+RHYTHM_BASE = 2000
+RHYTHM_BASE_STEP = 37
+"""A rhythm app's base rate: RHYTHM_BASE + RHYTHM_BASE_STEP x its id's last two digits, so the
+apps of the range differ (2000 to 5663 requests in a peak hour)."""
+
+RHYTHM_NOISE = 0.08
+"""Each hour's requests are base x weight x (1 +- up to this), drawn from the hash."""
+
+_NOISE_STEPS = 65535
+_RATIO_SCALE = 10_000
+
+
+def is_rhythm_app(app_id: str) -> bool:
+    """Whether ``app_id`` is in the reserved range that sends with an office rhythm."""
+    return app_id.isascii() and app_id.isdigit() and RHYTHM_FIRST <= int(app_id) <= RHYTHM_LAST
+
+
+def rhythm_weight(hour: str) -> float:
+    """The weight of a ``yyyymmddhh`` hour: it is a Beijing hour already (the API's hours are
+    Asia/Shanghai), so the weekday and hour of the day come straight from the string."""
+    moment = parse_hour(hour)
+    weight = WEEKDAY_WEIGHTS[moment.hour]
+    return weight * WEEKEND_SHARE if moment.weekday() >= 5 else weight
+
+
+def rhythm_base(app_id: str) -> int:
+    return RHYTHM_BASE + RHYTHM_BASE_STEP * (int(app_id) % 100)
+
+
+@dataclass(frozen=True)
+class Surge:
+    """One app's sends times ``factor`` for ``hours`` hours from ``begin`` (``yyyymmddhh``,
+    Beijing): a campaign or a runaway loop, which alerts must notice.
+
+    Requests, successes and billed parts are each multiplied and rounded, so the invariants of
+    `hour_counts` hold (rounding never reverses an order); a silent hour stays silent. A factor
+    below 1 makes a dip; surges that overlap multiply. ``end`` is the first hour after it.
+    """
+
+    app_id: str
+    begin: str
+    hours: int
+    factor: float
+    end: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not (len(self.app_id) == 10 and self.app_id.isascii() and self.app_id.isdigit()):
+            raise ValueError(f"app id must be 10 digits (1400xxxxxx), got {self.app_id!r}")
+        first = parse_hour(self.begin)
+        if type(self.hours) is not int or self.hours < 1:
+            raise ValueError(f"hours must be an integer >= 1, got {self.hours!r}")
+        factor = float(self.factor)
+        if not (math.isfinite(factor) and factor >= 0):
+            raise ValueError(f"factor must be a finite number >= 0, got {self.factor!r}")
+        try:
+            end = format_hour(first + self.hours * _ONE_HOUR)
+        except OverflowError:
+            message = f"{self.hours} hours from {self.begin} run past the year 9999"
+            raise ValueError(message) from None
+        object.__setattr__(self, "factor", factor)
+        object.__setattr__(self, "end", end)
+
+    def covers(self, app_id: str, hour: str) -> bool:
+        # same-width digit strings order like the hours they name
+        return app_id == self.app_id and self.begin <= hour < self.end
+
+
+def surge_factor(app_id: str, hour: str, surges: Sequence[Surge] = ()) -> float:
+    """What the surges make of this app's hour: 1.0 when none covers it."""
+    factor = 1.0
+    for surge in surges:
+        if surge.covers(app_id, hour):
+            factor *= surge.factor
+    return factor
+
+
+def hour_counts(app_id: str, hour: str, surges: Sequence[Surge] = ()) -> dict[str, int]:
     """Counts for one hour, shaped like real traffic so edge cases show up in tests.
 
-    About one hour in twelve is silent (zero requests: a client must not divide by it); a few
-    percent of submissions fail; long messages bill extra parts, so FeeCount >= successes.
+    Uniform apps: about one hour in twelve is silent (zero requests: a client must not divide
+    by it); a few percent of submissions fail; long messages bill extra parts, so FeeCount >=
+    successes. Rhythm apps (`is_rhythm_app`): see `_rhythm_counts`. Then ``surges`` scale it.
     """
     parse_hour(hour)
+    if is_rhythm_app(app_id):
+        figures = _rhythm_counts(app_id, hour)
+    else:
+        figures = _uniform_counts(app_id, hour)
+    factor = surge_factor(app_id, hour, surges)
+    if factor == 1.0:
+        return figures
+    return {name: round(value * factor) for name, value in figures.items()}
+
+
+def _uniform_counts(app_id: str, hour: str) -> dict[str, int]:
+    """Unchanged since the first emulator: many tests pin these exact figures."""
     digest = hashlib.sha256(f"{app_id}:{hour}".encode()).digest()
     if digest[0] % _ZERO_TRAFFIC_ONE_IN == 0:
         return {"RequestCount": 0, "RequestSuccessCount": 0, "FeeCount": 0}
@@ -80,11 +207,28 @@ def hour_counts(app_id: str, hour: str) -> dict[str, int]:
     }
 
 
-def range_counts(app_id: str, begin: str, end: str) -> dict[str, int]:
+def _rhythm_counts(app_id: str, hour: str) -> dict[str, int]:
+    """round(base x weight x noise) requests, noise within +-8 %; 97-99 % of them accepted;
+    5-15 % extra billed parts. The quietest hour (a weekend night) still has ~24 requests."""
+    digest = hashlib.sha256(f"rhythm:{app_id}:{hour}".encode()).digest()
+    unit = int.from_bytes(digest[0:2], "big") / _NOISE_STEPS  # 0..1
+    noise = 1 + RHYTHM_NOISE * (2 * unit - 1)
+    requests = round(rhythm_base(app_id) * rhythm_weight(hour) * noise)
+    accepted = 9700 + int.from_bytes(digest[2:4], "big") % 201  # 97.00..99.00 %
+    success = requests * accepted // _RATIO_SCALE
+    extra = 500 + int.from_bytes(digest[4:6], "big") % 1001  # 5.00..15.00 %
+    return {
+        "RequestCount": requests,
+        "RequestSuccessCount": success,
+        "FeeCount": success + success * extra // _RATIO_SCALE,
+    }
+
+
+def range_counts(app_id: str, begin: str, end: str, surges: Sequence[Surge] = ()) -> dict[str, int]:
     """A range is the plain sum of its hours, so any split of a range adds back up."""
     total = {"RequestCount": 0, "RequestSuccessCount": 0, "FeeCount": 0}
     for hour in hours_between(begin, end):
-        for key, value in hour_counts(app_id, hour).items():
+        for key, value in hour_counts(app_id, hour, surges).items():
             total[key] += value
     return total
 
@@ -142,13 +286,15 @@ def settled_share(
     return at_once * span + (whole - at_once) * elapsed, whole * span
 
 
-def final_callback_counts(app_id: str, hour: str) -> dict[str, int]:
+def final_callback_counts(app_id: str, hour: str, surges: Sequence[Surge] = ()) -> dict[str, int]:
     """The receipts an hour ends up with once all have arrived.
 
     A few receipts never come back (CallbackCount <= RequestSuccessCount even when settled);
-    a few percent of those that come are failures, split over the five reasons.
+    a few percent of those that come are failures, split over the five reasons. Derived from
+    the hour's accepted submissions, so receipts follow the sends of every kind of app and of
+    a surge.
     """
-    success_submits = hour_counts(app_id, hour)["RequestSuccessCount"]
+    success_submits = hour_counts(app_id, hour, surges)["RequestSuccessCount"]
     digest = hashlib.sha256(f"callback:{app_id}:{hour}".encode()).digest()
     never = int.from_bytes(digest[0:2], "big") % (success_submits // 50 + 1)
     callbacks = success_submits - never
@@ -169,6 +315,7 @@ def hour_callback_counts(
     now: datetime,
     settle_after: timedelta = SETTLE_AFTER,
     late: int = 0,
+    surges: Sequence[Surge] = (),
 ) -> dict[str, int]:
     """One hour's receipts as the API answers them at ``now``, in the SDK model's field order.
 
@@ -178,14 +325,14 @@ def hour_callback_counts(
     arrived after the hour had settled: what a test sets to change one stored hour.
     """
     numerator, denominator = settled_share(hour, now, settle_after)
-    final = final_callback_counts(app_id, hour)
+    final = final_callback_counts(app_id, hour, surges)
     settled = {name: value * numerator // denominator for name, value in final.items()}
     settled["CallbackSuccessCount"] += late
     fail = sum(settled[name] for name in CALLBACK_REASONS)
     success = settled["CallbackSuccessCount"]
     return {
         "CallbackCount": success + fail,
-        "RequestSuccessCount": hour_counts(app_id, hour)["RequestSuccessCount"],
+        "RequestSuccessCount": hour_counts(app_id, hour, surges)["RequestSuccessCount"],
         "CallbackFailCount": fail,
         "CallbackSuccessCount": success,
         **{name: settled[name] for name in CALLBACK_REASONS},
@@ -199,12 +346,15 @@ def range_callback_counts(
     now: datetime,
     settle_after: timedelta = SETTLE_AFTER,
     late: Mapping[tuple[str, str], int] | None = None,
+    surges: Sequence[Surge] = (),
 ) -> dict[str, int]:
     """A range is the plain sum of its hours, each settled as far as ``now`` allows."""
     total: dict[str, int] = {}
     extra = late or {}
     for hour in hours_between(begin, end):
-        counts = hour_callback_counts(app_id, hour, now, settle_after, extra.get((app_id, hour), 0))
+        counts = hour_callback_counts(
+            app_id, hour, now, settle_after, extra.get((app_id, hour), 0), surges
+        )
         for key, value in counts.items():
             total[key] = total.get(key, 0) + value
     return total

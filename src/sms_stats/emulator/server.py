@@ -29,6 +29,7 @@ from urllib.parse import SplitResult, parse_qsl, urlsplit
 from sms_stats.emulator import counts as _counts
 from sms_stats.emulator import packages as _packages
 from sms_stats.emulator import tc3
+from sms_stats.emulator.counts import Surge
 from sms_stats.emulator.loopback import LoopbackHandler, LoopbackService, reason
 
 SERVICE = "sms"
@@ -226,6 +227,8 @@ class Emulator(LoopbackService):
     ``clock`` is read for what depends on the time of the request (how far receipts have
     settled, which packages exist, whether SmsPackagesStatistics' EndTime is in the future);
     ``packages`` gives apps other packages than the default handful (see `set_packages`).
+    Surges (`add_surge`) scale an app's sends, and the receipts that follow them, for some
+    hours; they stay until `clear_surges`, whatever `clear_faults` does.
     """
 
     def __init__(
@@ -258,6 +261,7 @@ class Emulator(LoopbackService):
             raise ValueError("settle_after must be >= 0")
         self.settle_after = settle_after
         self._late: dict[tuple[str, str], int] = {}
+        self._surges: tuple[Surge, ...] = ()  # replaced whole under the lock, read as a snapshot
         for app_id, spec in (packages or {}).items():
             self.set_packages(app_id, spec)
 
@@ -299,8 +303,31 @@ class Emulator(LoopbackService):
             self._faults[(app_id, fault.action)] = _Armed(fault, fault.times, fault.after)
 
     def clear_faults(self) -> None:
+        """Remove every injected fault. Surges are traffic, not faults, and stay: tests clear
+        faults between steps of one scenario whose surge must last (see `clear_surges`)."""
         with self._lock:
             self._faults.clear()
+
+    def add_surge(self, app_id: str, begin_hour: str, hours: int, factor: float) -> Surge:
+        """From now on, ``app_id`` sends ``factor`` times its usual figures for ``hours`` hours
+        from ``begin_hour`` (``yyyymmddhh``): requests, successes and billed parts alike, and
+        receipts follow. Returns the `Surge`, which a test passes to `expected(...,
+        surges=...)`; surges that overlap multiply. Raises ValueError for a bad argument."""
+        surge = Surge(app_id, begin_hour, hours, factor)
+        with self._lock:
+            self._surges = (*self._surges, surge)
+        return surge
+
+    def clear_surges(self) -> None:
+        """Every app back to its usual figures (`clear_faults` leaves surges alone)."""
+        with self._lock:
+            self._surges = ()
+
+    @property
+    def surges(self) -> tuple[Surge, ...]:
+        """The surges in effect, in the order they were added."""
+        with self._lock:
+            return self._surges
 
     def add_receipts(self, app_id: str, hour: str, count: int) -> None:
         """``count`` more delivered receipts for ``app_id``'s ``hour``, arriving now: what
@@ -311,7 +338,12 @@ class Emulator(LoopbackService):
         with self._lock:
             late = self._late.get((app_id, hour), 0) + count
         final = _counts.hour_callback_counts(
-            app_id, hour, _counts.hour_start(hour) + timedelta(days=365), self.settle_after, late
+            app_id,
+            hour,
+            _counts.hour_start(hour) + timedelta(days=365),
+            self.settle_after,
+            late,
+            self.surges,
         )
         if final["CallbackCount"] > final["RequestSuccessCount"]:
             room = final["RequestSuccessCount"] - final["CallbackCount"] + late
@@ -337,32 +369,51 @@ class Emulator(LoopbackService):
             return self._rejected
 
     @staticmethod
-    def counts(app_id: str, hour: str) -> dict[str, int]:
-        return _counts.hour_counts(app_id, hour)
+    def counts(app_id: str, hour: str, surges: Sequence[Surge] = ()) -> dict[str, int]:
+        """One hour's SendStatusStatistics; pass ``surges`` (e.g. ``emu.surges``) to predict
+        an emulator that has them."""
+        return _counts.hour_counts(app_id, hour, surges)
 
     @staticmethod
-    def expected(app_id: str, begin: str, end: str) -> dict[str, int]:
-        return _counts.range_counts(app_id, begin, end)
+    def expected(app_id: str, begin: str, end: str, surges: Sequence[Surge] = ()) -> dict[str, int]:
+        """A range's SendStatusStatistics, the sum of its hours, under ``surges``."""
+        return _counts.range_counts(app_id, begin, end, surges)
 
     @staticmethod
-    def callback_counts(app_id: str, hour: str, now: datetime | None = None) -> dict[str, int]:
+    def callback_counts(
+        app_id: str, hour: str, now: datetime | None = None, surges: Sequence[Surge] = ()
+    ) -> dict[str, int]:
         """One hour's CallbackStatusStatistics as answered at ``now`` (default: now, UTC)."""
-        return _counts.hour_callback_counts(app_id, hour, now or _utc_now())
+        return _counts.hour_callback_counts(
+            app_id, hour, now or _utc_now(), _counts.SETTLE_AFTER, 0, surges
+        )
 
     @staticmethod
     def expected_callback(
-        app_id: str, begin: str, end: str, now: datetime | None = None
+        app_id: str,
+        begin: str,
+        end: str,
+        now: datetime | None = None,
+        surges: Sequence[Surge] = (),
     ) -> dict[str, int]:
         """A range's CallbackStatusStatistics as answered at ``now`` (default: now, UTC)."""
-        return _counts.range_callback_counts(app_id, begin, end, now or _utc_now())
+        return _counts.range_callback_counts(
+            app_id, begin, end, now or _utc_now(), _counts.SETTLE_AFTER, None, surges
+        )
 
     def receipts_of(
         self, app_id: str, begin: str, end: str, now: datetime | None = None
     ) -> dict[str, int]:
         """What this stand-in answers CallbackStatusStatistics for the range at ``now``
-        (default: its clock): its own `settle_after` and the receipts added since."""
+        (default: its clock): its own `settle_after`, surges and the receipts added since."""
         return _counts.range_callback_counts(
-            app_id, begin, end, now or self._clock(), self.settle_after, self.late_receipts()
+            app_id,
+            begin,
+            end,
+            now or self._clock(),
+            self.settle_after,
+            self.late_receipts(),
+            self.surges,
         )
 
     @staticmethod
@@ -511,7 +562,7 @@ class Emulator(LoopbackService):
             app_id, begin, end = _validate(params, callback=True)
             now = self._clock()
             figures = _counts.range_callback_counts(
-                app_id, begin, end, now, self.settle_after, self.late_receipts()
+                app_id, begin, end, now, self.settle_after, self.late_receipts(), self.surges
             )
             if fault is not None and fault.overcount:
                 extra = figures["RequestSuccessCount"] - figures["CallbackCount"] + 1
@@ -534,7 +585,7 @@ class Emulator(LoopbackService):
                 page[0]["CurrentUsage"] = page[0]["PackageAmount"] + 1 + page[0]["PackageId"] % 97
             return "SmsPackagesStatisticsSet", page
         app_id, begin, end = _validate(params)
-        figures = _counts.range_counts(app_id, begin, end)
+        figures = _counts.range_counts(app_id, begin, end, self.surges)
         statistics = {
             "FeeCount": figures["FeeCount"],
             "RequestCount": figures["RequestCount"],

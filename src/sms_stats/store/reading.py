@@ -138,7 +138,7 @@ def _newest_kind(
     name = _BALANCE_NAME if kind == "packages" else _HOUR_NAME
     for back in range(days):
         folder = day_folder(kind, app_id, today - timedelta(days=back))
-        listed = _call(store, functools.partial(store.keys, folder, deadline))
+        listed = store_call(store, functools.partial(store.keys, folder, deadline))
         tails = [k[len(folder) :] for k in listed if k.startswith(folder)]
         for tail in sorted((t for t in tails if name.fullmatch(t)), reverse=True):
             key = folder + tail
@@ -161,7 +161,7 @@ def record_at(store: Store, key: str, deadline: float | None) -> AnyRecord | Non
     """The record under `key`; None when the object is absent or not a record of ours (a
     corrupt one, or one the store refuses to give: a link, a huge object), so one bad object
     is skipped, not taken for a store that does not answer."""
-    return read_back(_call(store, lambda: _get(store, key, deadline)))
+    return read_back(store_call(store, lambda: _get(store, key, deadline)))
 
 
 def _get(store: Store, key: str, deadline: float | None) -> bytes | None:
@@ -225,7 +225,9 @@ def held_keys(
     return {item[0] for item, ok in zip(wanted, found, strict=True) if ok}
 
 
-def _call(store: Store, read: Callable[[], T]) -> T:
+def store_call(store: Store, read: Callable[[], T]) -> T:
+    """`read()`, with a store that does not answer said as StoreUnavailable (503), its detail
+    in the log only."""
     try:
         return read()
     except SinkError as exc:

@@ -22,9 +22,11 @@ from typing import Any
 from sms_stats.core.errors import ConfigError
 from sms_stats.core.settings import Settings
 from sms_stats.events.jobs import check_app_ids
+from sms_stats.money import summary
+from sms_stats.money.summary import AppMonth
 from sms_stats.store.base import Sink
 from sms_stats.store.layout import ensure_zone
-from sms_stats.store.reading import Newest, Reading, newest, the_store
+from sms_stats.store.reading import Newest, Reading, newest, store_call, the_store
 from sms_stats.web.http import check_allowed
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -73,6 +75,19 @@ GAUGES = (
         "sms_store_unreadable_objects",
         "Objects in the folders read that are not the record their key names (skipped).",
     ),
+    Gauge(
+        "sms_month_to_date_fee_count",
+        "Billed parts from the local month's first hour through the newest run's, exactly.",
+    ),
+    Gauge(
+        "sms_month_forecast_fee_count",
+        "Billed parts the month will end with at this pace (the app's hour-of-week rhythm).",
+    ),
+    Gauge("sms_monthly_budget_fee_count", "The app's monthly budget (SMS_STATS_BUDGETS)."),
+    Gauge(
+        "sms_month_to_date_cost",
+        "Month to date times SMS_STATS_PRICE_PER_PART, in the `currency` label's money.",
+    ),
 )
 
 
@@ -104,12 +119,41 @@ def samples(app: Newest) -> list[tuple[str, dict[str, str], float | int]]:
     return [(name, labels_, value) for name, labels_, value in found if value is not None]
 
 
-def render(reading: Reading) -> str:
+def money_samples(
+    months: Mapping[str, AppMonth], app_ids: Sequence[str], settings: Settings
+) -> list[tuple[str, dict[str, str], float | int]]:
+    """Each app's month as the newest timer run left it (`month` labels which month), its
+    budget as configured now, and the cost when a price is set."""
+    found: list[tuple[str, dict[str, str], float | int]] = []
+    for app_id in app_ids:
+        budget = settings.budget_of(app_id)
+        if budget is not None:
+            found.append(("sms_monthly_budget_fee_count", {"app_id": app_id}, budget))
+        month = months.get(app_id)
+        if month is None:
+            continue
+        labels = {"app_id": app_id, "month": month.month}
+        found.append(("sms_month_to_date_fee_count", labels, month.to_date))
+        found.append(("sms_month_forecast_fee_count", labels, month.forecast))
+        if settings.price_per_part is not None:
+            cost = float(settings.price_per_part * month.to_date)
+            found.append(
+                ("sms_month_to_date_cost", {**labels, "currency": settings.currency}, cost)
+            )
+    return found
+
+
+def render(
+    reading: Reading,
+    money: Sequence[tuple[str, dict[str, str], float | int]] = (),
+) -> str:
     """The exposition text: every gauge's HELP and TYPE, then its samples, app by app."""
     by_metric: dict[str, list[str]] = {gauge.name: [] for gauge in GAUGES}
     for app in reading.apps:
         for name, labels, value in samples(app):
             by_metric[name].append(f"{name}{_labels(labels)} {_number(value)}")
+    for name, labels, value in money:
+        by_metric[name].append(f"{name}{_labels(labels)} {_number(value)}")
     by_metric["sms_store_unreadable_objects"].append(
         f"sms_store_unreadable_objects {len(reading.unreadable)}"
     )
@@ -177,9 +221,10 @@ def answer(
     ensure_zone(store, settings.timezone, deadline, write=False)
     today = now.astimezone(settings.zone).date()
     reading = newest(store, app_ids, today, deadline=deadline)
+    months = store_call(store, lambda: summary.read(store, deadline))  # one read for all apps
     return {
         "isBase64Encoded": False,
         "statusCode": 200,
         "headers": {"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"},
-        "body": render(reading),
+        "body": render(reading, money_samples(months, app_ids, settings)),
     }

@@ -1,0 +1,100 @@
+"""The money of every app in one object (`money/summary.json`), written by each timer run and
+read by `/metrics` and the dashboard: one read a scrape or a page, whatever the number of apps.
+
+Counts only: money is counts times `SMS_STATS_PRICE_PER_PART`, applied by the reader, so a
+new price shows at once without a run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sms_stats.core.log import logger
+from sms_stats.core.records import MAX_COUNT
+from sms_stats.core.windows import isoformat
+from sms_stats.store.base import SinkError, Store
+
+KEY = "money/summary.json"
+SCHEMA = "sms-stats-money/v1"
+
+
+@dataclass(frozen=True)
+class AppMonth:
+    app_id: str
+    month: str  # yyyy-mm
+    through: str  # yyyymmddhh
+    to_date: int
+    forecast: int
+    budget: int | None
+
+
+def _count(value: Any, name: str) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_COUNT:
+        raise ValueError(f"{name}: not a count ({str(value)[:20]})")
+    return value
+
+
+def read(store: Store, deadline: float | None) -> dict[str, AppMonth]:
+    """Each app's month as the newest run left it; {} when none was written. SinkError when
+    the store does not answer; an unreadable object is logged and read as none."""
+    data = store.get(KEY, deadline)
+    if data is None:
+        return {}
+    try:
+        body = json.loads(data)
+        if not isinstance(body, dict) or body.get("schema") != SCHEMA:
+            raise ValueError("not a money summary of this version")
+        apps = body["apps"]
+        if not isinstance(apps, dict):
+            raise ValueError("apps: not an object")
+        found = {}
+        for app_id, item in apps.items():
+            budget = item.get("monthly_budget_fee_count")
+            found[str(app_id)] = AppMonth(
+                str(app_id),
+                str(item["month"])[:7],
+                str(item["through"])[:10],
+                _count(item["month_to_date_fee_count"], "month_to_date_fee_count"),
+                _count(item["month_forecast_fee_count"], "month_forecast_fee_count"),
+                None if budget is None else _count(budget, "monthly_budget_fee_count"),
+            )
+        return found
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        logger.warning("money.summary_unreadable", key=KEY, error=str(exc)[:200])
+        return {}
+
+
+def write(
+    store: Store, months: list[AppMonth], timezone: str, now: datetime, deadline: float | None
+) -> None:
+    """This run's apps over what the summary held (another run's apps stay; an app's older
+    month or hour never replaces a newer one)."""
+    if not months:
+        return
+    try:
+        held = read(store, deadline)
+    except SinkError:
+        held = {}
+    for item in months:
+        there = held.get(item.app_id)
+        if there is None or (there.month, there.through) <= (item.month, item.through):
+            held[item.app_id] = item
+    body = {
+        "schema": SCHEMA,
+        "timezone": timezone,
+        "updated_at": isoformat(now),
+        "apps": {
+            app_id: {
+                "month": m.month,
+                "through": m.through,
+                "month_to_date_fee_count": m.to_date,
+                "month_forecast_fee_count": m.forecast,
+                "monthly_budget_fee_count": m.budget,
+            }
+            for app_id, m in sorted(held.items())
+        },
+    }
+    store.put(KEY, json.dumps(body, indent=1).encode() + b"\n", deadline)

@@ -1,0 +1,103 @@
+"""After a timer run: each app's hour history takes the run's send hours, its month is worked
+out (month to date, exactly; the forecast), and the summary is written. What the money and
+surge rules judge comes out, read once per app and run whatever the number of rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import NamedTuple
+
+from sms_stats.collect.client import StatsClient
+from sms_stats.core.errors import UpstreamError
+from sms_stats.core.log import logger
+from sms_stats.core.records import AnyRecord, Record
+from sms_stats.core.settings import Settings
+from sms_stats.money import history, month, summary
+from sms_stats.money.forecast import Hours
+from sms_stats.store.base import SinkError, Store
+
+
+class Money(NamedTuple):
+    """What the rules read of one app: its month (None when it could not be worked out) and
+    its hour history (for the hour's usual volume)."""
+
+    month: month.Month | None
+    hours: Hours
+
+
+def _hours(records: Iterable[AnyRecord]) -> dict[str, list[Record]]:
+    by_app: dict[str, list[Record]] = {}
+    for record in records:
+        if isinstance(record, Record) and record.window.grain == "hour":
+            by_app.setdefault(record.sms_sdk_app_id, []).append(record)
+    return by_app
+
+
+def update(
+    records: Iterable[AnyRecord],
+    newest: Mapping[str, datetime],
+    settings: Settings,
+    store: Store,
+    client: StatsClient,
+    now: datetime,
+    deadline: float | None,
+) -> dict[str, Money]:
+    """`records`: the run's (healed ones too); `newest`: each app's newest full hour to work
+    its month out through (the run's own hour). Apps not in `newest` only keep their hours."""
+    by_app = _hours(records)
+    apps = sorted(set(by_app) | set(newest))
+
+    def one(app_id: str) -> tuple[str, Money | None]:
+        return app_id, _one(
+            app_id, by_app.get(app_id, []), newest.get(app_id), settings, store, client, deadline
+        )
+
+    if len(apps) > 1:
+        with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
+            done = list(pool.map(one, apps))
+    else:
+        done = [one(app_id) for app_id in apps]
+    found = {app_id: money for app_id, money in done if money is not None}
+    months = [
+        summary.AppMonth(m.app_id, m.month, m.through, m.to_date, m.forecast, m.budget)
+        for m in (money.month for money in found.values())
+        if m is not None
+    ]
+    try:
+        summary.write(store, months, settings.timezone, now, deadline)
+    except SinkError as exc:
+        logger.warning("money.summary_not_written", store=store.name, error=str(exc))
+    return found
+
+
+def _one(
+    app_id: str,
+    hours: list[Record],
+    through: datetime | None,
+    settings: Settings,
+    store: Store,
+    client: StatsClient,
+    deadline: float | None,
+) -> Money | None:
+    try:
+        held = history.load(store, app_id, deadline)
+    except SinkError as exc:
+        logger.warning("money.history_unavailable", app_id=app_id, error=str(exc))
+        return None
+    for record in hours:
+        counts = record.counts
+        held.note(record.window.begin_time, counts.request_count, counts.fee_count)
+    worked: month.Month | None = None
+    if through is not None:
+        try:
+            worked = month.of_app(held, through, client, settings.budget_of(app_id), deadline)
+        except UpstreamError as exc:
+            logger.warning("money.month_unknown", app_id=app_id, code=exc.code, message=exc.message)
+    try:
+        history.save(store, held, deadline)
+    except SinkError as exc:
+        logger.warning("money.history_not_written", app_id=app_id, error=str(exc))
+    return Money(worked, dict(held.hours))

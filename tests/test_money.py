@@ -1,0 +1,309 @@
+"""Money and fraud: the month to date exactly, a forecast that follows the app's own week, and a
+surge rule the ordinary rhythm never fires. The figures are the local stand-in's: app
+1400009042 sends with an office rhythm (business hours tenfold the night, weekends a third).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_mock import MockerFixture
+
+from sms_stats.alerts.engine import judge
+from sms_stats.alerts.state import State
+from sms_stats.core.records import Counts, Record
+from sms_stats.core.rules import SURGE_MIN_VOLUME, rules_in_force
+from sms_stats.core.windows import Window, zone
+from sms_stats.emulator import Emulator
+from sms_stats.handler import main_handler
+from sms_stats.money import history, summary
+from sms_stats.money.forecast import label_of, month_forecast, usual, volume_ratio
+from sms_stats.money.update import Money
+from sms_stats.store.file import FileSink
+
+from .conftest import API_TOKEN, SECRET_ID, SECRET_KEY
+
+SHANGHAI = zone("Asia/Shanghai")
+APP = "1400009042"  # a rhythm app of the stand-in
+FETCHED = datetime(2026, 4, 2, tzinfo=timezone.utc)
+
+
+def hour_counts(hour: datetime, surges: Any = ()) -> tuple[int, int]:
+    counts = Emulator.counts(APP, label_of(hour), surges)
+    return counts["RequestCount"], counts["FeeCount"]
+
+
+def hours_of(first: datetime, last: datetime) -> Iterator[datetime]:
+    hour = first
+    while hour <= last:
+        yield hour
+        hour += timedelta(hours=1)
+
+
+class TestForecast:
+    """The forecast against the month's real total, at every hour from the 8th day on."""
+
+    @pytest.mark.parametrize(
+        ("month", "history_weeks"),
+        [((2026, 3), 4), ((2026, 2), 4), ((2026, 3), 0)],
+        ids=["31 days, 4 weeks known", "28 days, 4 weeks known", "31 days, deployed on the 1st"],
+    )
+    def test_given_an_office_rhythm_when_forecast_from_the_8th_day_then_within_5_percent(
+        self, month: tuple[int, int], history_weeks: int
+    ) -> None:
+        first = datetime(month[0], month[1], 1)
+        last = (first + timedelta(days=32)).replace(day=1) - timedelta(hours=1)
+        known = {
+            label_of(h): hour_counts(h)
+            for h in hours_of(first - timedelta(weeks=history_weeks), last)
+        }
+        total = sum(known[label_of(h)][1] for h in hours_of(first, last))
+        worst, naive_worst, to_date = 0.0, 0.0, 0
+        hours = {k: v for k, v in known.items() if k < label_of(first)}
+        for hour in hours_of(first, last):
+            label = label_of(hour)
+            hours[label] = known[label]
+            to_date += known[label][1]
+            if hour < first + timedelta(days=7):
+                continue
+            forecast = month_forecast(hours, label, to_date, label_of(last))
+            worst = max(worst, abs(forecast - total) / total)
+            elapsed = (hour - first) / timedelta(hours=1) + 1
+            naive = to_date / elapsed * ((last - first) / timedelta(hours=1) + 1)
+            naive_worst = max(naive_worst, abs(naive - total) / total)
+        assert worst <= 0.05, f"worst error {worst:.2%}"
+        assert naive_worst > worst  # the month's average, extrapolated, misses more
+
+    def test_given_the_months_last_hour_then_the_forecast_is_the_month_to_date(self) -> None:
+        assert month_forecast({}, "2026033123", 1234, "2026033123") == 1234
+
+
+class TestVolumeRatio:
+    def test_given_fewer_than_two_weeks_known_then_no_usual_volume(self) -> None:
+        hour = datetime(2026, 3, 16, 9)
+        one_week = {label_of(hour - timedelta(weeks=1)): (1000, 1100)}
+        assert usual(one_week, label_of(hour)) is None
+        assert volume_ratio(one_week, label_of(hour), 20_000) is None
+
+    def test_given_four_weeks_with_one_surge_then_the_median_ignores_it(self) -> None:
+        hour = datetime(2026, 3, 30, 3)
+        weeks = {
+            label_of(hour - timedelta(weeks=w)): (v, v)
+            for w, v in enumerate((100, 2000, 110, 90), 1)
+        }
+        assert usual(weeks, label_of(hour)) == 105
+        assert volume_ratio(weeks, label_of(hour), 210) == 2.0
+
+    def test_given_a_silent_slot_then_a_surge_into_it_is_still_a_multiple(self) -> None:
+        hour = datetime(2026, 3, 30, 3)
+        weeks = {label_of(hour - timedelta(weeks=w)): (0, 0) for w in (1, 2, 3)}
+        assert volume_ratio(weeks, label_of(hour), 500) == 500.0
+
+
+def send_record(hour: datetime, counts: tuple[int, int]) -> Record:
+    start = hour.replace(tzinfo=SHANGHAI)
+    requests, fee = counts
+    return Record(
+        APP,
+        Window(start, start + timedelta(hours=1)),
+        "Asia/Shanghai",
+        Counts(requests, requests, max(fee, requests), "req"),
+        FETCHED,
+    )
+
+
+class TestSurgeRule:
+    """The default surge rule, judged hour by hour as the timer does, on 28 days of the office
+    rhythm (a Monday 09:00 ramp tenfold over 08:00, three-fold over Sunday 09:00) and then a
+    20-fold surge of two night hours."""
+
+    def test_given_28_days_of_rhythm_then_a_20_fold_surge_fires_once_and_resolves_once(
+        self,
+    ) -> None:
+        rules = [r for r in rules_in_force(None) if r.metric == "volume_ratio"]
+        state = State()
+        hours: dict[str, tuple[int, int]] = {}
+        start = datetime(2026, 3, 2)  # a Monday
+        surge_from = start + timedelta(days=30, hours=3)  # Wednesday 1 April, 03:00
+        told: list[tuple[str, str]] = []
+        for hour in hours_of(start, start + timedelta(days=31)):
+            surged = surge_from <= hour < surge_from + timedelta(hours=2)
+            counts = hour_counts(hour)
+            if surged:
+                counts = (counts[0] * 20, counts[1] * 20)
+            label = label_of(hour)
+            money = {APP: Money(None, dict(hours))}
+            for notice in judge(rules, [send_record(hour, counts)], state, "Asia/Shanghai", money):
+                told.append((label, notice.type))
+            hours[label] = counts
+            if hour < surge_from:
+                assert not told, f"the ordinary rhythm fired at {label}"
+        # Resolved at the first hour after it that is judged: the night's quiet hours (under
+        # the rule's min_volume) change nothing, as for every rule.
+        after = surge_from + timedelta(hours=2)
+        while hour_counts(after)[0] < SURGE_MIN_VOLUME:
+            after += timedelta(hours=1)
+        assert told == [(label_of(surge_from), "alert.firing"), (label_of(after), "alert.resolved")]
+
+    def test_given_the_rhythm_then_the_ordinary_ratio_stays_far_below_the_threshold(self) -> None:
+        start = datetime(2026, 3, 2)
+        known = {label_of(h): hour_counts(h) for h in hours_of(start, start + timedelta(days=56))}
+        ratios = [
+            ratio
+            for h in hours_of(start + timedelta(days=14), start + timedelta(days=56))
+            if (ratio := volume_ratio(known, label_of(h), known[label_of(h)][0])) is not None
+        ]
+        assert len(ratios) == 42 * 24 + 1
+        assert max(ratios) < 1.5 < 4.0  # the default threshold: SURGE_RATIO
+
+
+class TestHistory:
+    def test_given_a_history_with_a_string_count_then_it_is_refused(self) -> None:
+        bad = {"schema": history.SCHEMA, "sms_sdk_app_id": APP, "hours": {"2026030109": ["1", 2]}}
+        with pytest.raises(ValueError, match="not a count"):
+            history.parse(APP, json.dumps(bad).encode())
+
+    def test_given_another_apps_history_then_it_is_refused(self) -> None:
+        other = history.History("1400009001", {"2026030109": (1, 1)}).to_bytes()
+        with pytest.raises(ValueError, match="another app"):
+            history.parse(APP, other)
+
+
+# -- through the handler, against the stand-in ----------------------------------------------
+
+
+@pytest.fixture
+def standin() -> Iterator[Emulator]:
+    with Emulator(credentials={SECRET_ID: SECRET_KEY}) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def env(
+    scf_env: dict[str, str], standin: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    monkeypatch.setenv("SMS_STATS_ENDPOINT", standin.endpoint)
+    monkeypatch.setenv("SMS_STATS_APP_IDS", APP)
+    monkeypatch.delenv("SMS_STATS_ALERTS")  # the defaults: the money step runs with them
+    monkeypatch.setenv("SMS_STATS_BUDGETS", json.dumps({APP: 900_000}))
+    monkeypatch.setenv("SMS_STATS_PRICE_PER_PART", "0.045")
+    monkeypatch.setenv("SMS_STATS_RATE_LIMIT", "1000")
+    return scf_env
+
+
+def timer(at: datetime, mocker: MockerFixture, context: dict[str, Any]) -> dict[str, Any]:
+    mocker.patch("sms_stats.handler.utcnow", return_value=at)
+    utc = at.astimezone(timezone.utc)
+    event = {"Type": "Timer", "TriggerName": "t", "Time": utc.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    answer: dict[str, Any] = main_handler({**event, "Message": ""}, context)
+    return answer
+
+
+def month_calls(emulator: Emulator, since: int = 0) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in emulator.requests[since:]
+        if r["action"] == "SendStatusStatistics" and r.get("begin", "").endswith("010100")
+    ]
+
+
+def read_summary(store: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((store / summary.KEY).read_text(encoding="utf-8"))
+    return data
+
+
+class TestThroughTheHandler:
+    def test_given_timer_runs_then_month_to_date_is_the_sum_of_the_months_hours_exactly(
+        self,
+        env: dict[str, str],
+        standin: Emulator,
+        store: Path,
+        mocker: MockerFixture,
+        context: dict[str, Any],
+    ) -> None:
+        at = datetime(2026, 3, 18, 10, 5, tzinfo=SHANGHAI)  # the 10:00 run: 09:00 is its hour
+        timer(at, mocker, context)
+        entry = read_summary(store)["apps"][APP]
+        exact = Emulator.expected(APP, "2026030100", "2026031809")["FeeCount"]
+        assert (entry["month"], entry["through"]) == ("2026-03", "2026031809")
+        assert entry["month_to_date_fee_count"] == exact
+        assert entry["monthly_budget_fee_count"] == 900_000
+        assert entry["month_forecast_fee_count"] > exact
+        before = len(standin.requests)
+        timer(at + timedelta(hours=1), mocker, context)  # the next hour: no range call again
+        assert month_calls(standin, before) == []
+        entry = read_summary(store)["apps"][APP]
+        assert (
+            entry["month_to_date_fee_count"]
+            == exact + Emulator.counts(APP, "2026031810")["FeeCount"]
+        )
+
+    def test_given_a_summary_then_metrics_show_the_month_the_budget_and_the_cost(
+        self,
+        env: dict[str, str],
+        standin: Emulator,
+        store: Path,
+        mocker: MockerFixture,
+        context: dict[str, Any],
+    ) -> None:
+        timer(datetime(2026, 3, 18, 10, 5, tzinfo=SHANGHAI), mocker, context)
+        entry = read_summary(store)["apps"][APP]
+        answer = main_handler(
+            {
+                "httpMethod": "GET",
+                "path": "/metrics",
+                "headers": {"authorization": f"Bearer {API_TOKEN}"},
+                "queryString": {},
+            },
+            context,
+        )
+        body = answer["body"]
+        labels = f'app_id="{APP}",month="2026-03"'
+        assert (
+            f"sms_month_to_date_fee_count{{{labels}}} {entry['month_to_date_fee_count']}\n" in body
+        )
+        assert (
+            f"sms_month_forecast_fee_count{{{labels}}} {entry['month_forecast_fee_count']}\n"
+            in body
+        )
+        assert f'sms_monthly_budget_fee_count{{app_id="{APP}"}} 900000\n' in body
+        cost = float(entry["month_to_date_fee_count"]) * 0.045
+        line = next(x for x in body.splitlines() if x.startswith("sms_month_to_date_cost{"))
+        assert 'currency="CNY"' in line
+        assert float(line.rsplit(" ", 1)[1]) == pytest.approx(cost)
+
+    def test_given_a_20_fold_night_surge_then_one_firing_then_its_resolve(
+        self,
+        env: dict[str, str],
+        standin: Emulator,
+        store: Path,
+        mocker: MockerFixture,
+        context: dict[str, Any],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        surge = datetime(2026, 4, 1, 3)  # Wednesday, 03:00
+        weeks = hours_of(surge - timedelta(weeks=4), surge - timedelta(hours=1))
+        known = history.History(APP, {label_of(h): hour_counts(h) for h in weeks}, changed=True)
+        history.save(FileSink(store, name="file:test"), known, None)
+        standin.add_surge(APP, label_of(surge), 2, 20)
+        (rule,) = [r for r in rules_in_force(None) if r.metric == "volume_ratio"]
+        told = []
+        after = 2  # the first hour after the surge that is judged (not a quiet night hour)
+        while hour_counts(surge + timedelta(hours=after))[0] < SURGE_MIN_VOLUME:
+            after += 1
+        for step in range(after + 2):  # the run at 04:05 judges 03:00, and so on
+            capsys.readouterr()
+            at = (surge + timedelta(hours=step + 1, minutes=5)).replace(tzinfo=SHANGHAI)
+            timer(at, mocker, context)
+            lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x[:1] == "{"]
+            told += [
+                (step, x["type"])
+                for x in lines
+                if x.get("event") == "alert.notice" and x["id"].startswith(f"alert_{rule.ident}_")
+            ]
+        assert told == [(0, "alert.firing"), (after, "alert.resolved")]
