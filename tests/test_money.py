@@ -307,3 +307,112 @@ class TestThroughTheHandler:
                 if x.get("event") == "alert.notice" and x["id"].startswith(f"alert_{rule.ident}_")
             ]
         assert told == [(0, "alert.firing"), (after, "alert.resolved")]
+
+
+class TestUnusedAtExpiry:
+    def test_given_a_package_that_expires_before_its_messages_are_used_then_the_rest_is_said(
+        self,
+    ) -> None:
+        from sms_stats.core.records import BalanceRecord, Package
+        from sms_stats.core.rules import Rule
+
+        day = datetime(2026, 3, 1, tzinfo=SHANGHAI)
+        state = State()
+        for h in range(24):  # 1,200 billed parts a day
+            judge([], [send_record(datetime(2026, 3, 1, h), (50, 50))], state, "Asia/Shanghai")
+        as_of = day + timedelta(hours=24, minutes=5)
+        soon = Package(1, True, 10_000, 4_000, day, day, as_of + timedelta(days=2))
+        later = Package(2, True, 50_000, 0, day, day, as_of + timedelta(days=300))
+        balance = BalanceRecord(APP, as_of, (soon, later), "rid", as_of)
+        rule = Rule(metric="package_unused_at_expiry", above=0)
+        (notice,) = judge([rule], [balance], state, "Asia/Shanghai")
+        assert notice.data["value"] == 6_000 - 2 * 1_200  # what two days at this pace leave
+        assert notice.type == "alert.firing"
+
+
+class TestSettings:
+    @pytest.mark.parametrize(
+        ("name", "value", "says"),
+        [
+            ("SMS_STATS_BUDGETS", '{"14000": 100}', "'14000' is not an SmsSdkAppId"),
+            ("SMS_STATS_BUDGETS", '{"1400006874": -5}', "whole number of billed parts"),
+            ("SMS_STATS_BUDGETS", '{"1400006874": 1.5}', "whole number of billed parts"),
+            ("SMS_STATS_BUDGETS", "[1, 2]", "must be an object of app id"),
+            ("SMS_STATS_BUDGETS", "{", "is not JSON"),
+            ("SMS_STATS_PRICE_PER_PART", "4.5 yuan", "must be a decimal number like 0.045"),
+            ("SMS_STATS_PRICE_PER_PART", "450", "at most 100 a part"),
+            ("SMS_STATS_PRICE_PER_PART", "NaN", "above 0"),
+            ("SMS_STATS_CURRENCY", "yuan", "three-letter code"),
+        ],
+    )
+    def test_given_a_bad_money_setting_then_it_is_named_with_the_rule(
+        self, name: str, value: str, says: str
+    ) -> None:
+        from sms_stats.core.errors import ConfigError
+        from sms_stats.core.settings import load_settings
+
+        with pytest.raises(ConfigError) as caught:
+            load_settings({name: value})
+        assert f"{name}: " in caught.value.message
+        assert says in caught.value.message
+
+    def test_given_budgets_then_an_apps_own_wins_over_the_star(self) -> None:
+        from sms_stats.core.settings import load_settings
+
+        settings = load_settings(
+            {
+                "SMS_STATS_BUDGETS": '{"*": 1000, "1400006874": 5}',
+                "SMS_STATS_PRICE_PER_PART": "0.045",
+            }
+        )
+        assert (settings.budget_of("1400006874"), settings.budget_of("1400006875")) == (5, 1000)
+        assert str(settings.price_per_part) == "0.045"
+        assert hash(settings)  # still a cache key
+
+
+class TestDigest:
+    def test_given_the_digest_then_the_month_so_far_forecast_budget_and_cost(
+        self,
+        env: dict[str, str],
+        standin: Emulator,
+        store: Path,
+        mocker: MockerFixture,
+        context: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        from .standins.webhook import WebhookReceiver
+
+        with WebhookReceiver(secret="whsec_" + "A" * 32) as hook:
+            monkeypatch.setenv("SMS_STATS_SINKS", f"file://{store},{hook.url}")
+            monkeypatch.setenv("SMS_STATS_WEBHOOK_SECRET", "whsec_" + "A" * 32)
+            timer(datetime(2026, 3, 18, 9, 5, tzinfo=SHANGHAI), mocker, context)
+            (digest,) = [
+                json.loads(r.body)
+                for r in hook.received
+                if json.loads(r.body).get("type") == "digest.daily"
+            ]
+        (app,) = digest["data"]["apps"]
+        to_date = Emulator.expected(APP, "2026030100", "2026031723")["FeeCount"]
+        assert app["month_to_date_fee_count"] == to_date
+        assert app["monthly_budget_fee_count"] == 900_000
+        assert app["month_forecast_fee_count"] >= to_date
+        assert app["month_to_date_cost"] == round(to_date * 0.045, 2)
+        assert app["currency"] == "CNY"
+
+    def test_given_a_digest_with_money_then_the_chat_message_says_it(self) -> None:
+        from sms_stats.deliver.chat.notices import digest
+
+        app = {
+            "app_id": APP,
+            "request_count": 10,
+            "month_to_date_fee_count": 123_456,
+            "month_to_date_cost": 5555.52,
+            "currency": "CNY",
+            "month_forecast_fee_count": 400_000,
+            "monthly_budget_fee_count": 350_000,
+        }
+        said = digest({"date": "2026-03-17", "apps": [app]}, "Asia/Shanghai")
+        cells = said.rows[0].cells
+        assert "month so far 123,456 (CNY 5,555.52)" in cells
+        assert "month forecast 400,000" in cells
+        assert "budget 350,000" in cells

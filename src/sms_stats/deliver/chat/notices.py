@@ -42,6 +42,14 @@ COUNTS = {
     "request_count": "requests",
     "fee_count": "billed parts",
     "package_remaining": "balance left",
+    "month_to_date_fee_count": "billed this month",
+    "month_forecast_fee_count": "month forecast",
+    "package_unused_at_expiry": "left unused at expiry",
+}
+# Multiples: the hour's volume against its usual, the forecast against the budget.
+RATIOS = {
+    "volume_ratio": "volume vs the usual for this hour",
+    "budget_forecast_ratio": "month forecast vs budget",
 }
 DAYS = {
     "package_runway_days": "balance runway",
@@ -120,7 +128,29 @@ def _digest_cells(app: Mapping[str, Any]) -> tuple[str, ...]:
         f"delivery rate {percent(_float(app.get('delivery_rate')))}",
         f"balance left {remaining}",
         f"alerts fired {_count(app.get('alerts_fired'))}",
+        *_month_cells(app),
     )
+
+
+def _month_cells(app: Mapping[str, Any]) -> tuple[str, ...]:
+    """The month so far (with its cost when a price is set), the forecast and the budget; none
+    of it for a digest from before these fields (or an app whose month is unknown)."""
+    to_date = _int(app.get("month_to_date_fee_count"))
+    if to_date is None:
+        return ()
+    cost = _float(app.get("month_to_date_cost"))
+    currency = str(app.get("currency") or "")[:3]
+    cells = [
+        f"month so far {number(to_date)}"
+        + (f" ({currency} {cost:,.2f})" if cost is not None and currency else "")
+    ]
+    forecast = _int(app.get("month_forecast_fee_count"))
+    if forecast is not None:
+        cells.append(f"month forecast {number(forecast)}")
+    budget = _int(app.get("monthly_budget_fee_count"))
+    if budget is not None:
+        cells.append(f"budget {number(budget)}")
+    return tuple(cells)
 
 
 def _digest_total(apps: Sequence[Mapping[str, Any]]) -> Row:
@@ -150,7 +180,7 @@ def _digest_total(apps: Sequence[Mapping[str, Any]]) -> Row:
 def metric_name(metric: str) -> str:
     """The metric as an operator says it; an unknown one by its own name, in plain words
     (the row's figures are not escaped, so nothing of it may read as markup)."""
-    for names in (RATES, COUNTS, DAYS):
+    for names in (RATES, COUNTS, DAYS, RATIOS):
         if metric in names:
             return names[metric]
     return _NOT_A_WORD.sub(" ", metric.lower()).strip()[:40] or "value"
@@ -166,6 +196,8 @@ def figure(metric: str, value: Any) -> str:
         return DASH
     if metric in DAYS:
         return f"{number_:.1f} days"
+    if metric in RATIOS:
+        return f"{number_:.2f}x" if number_ < 10 else f"{number_:.0f}x"
     return _count(number_)
 
 
