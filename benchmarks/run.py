@@ -758,6 +758,19 @@ def main() -> int:
             KINDS_TARGET,
             f"{k['three']:.1f} s vs {k['send']:.1f} s: the APIs' budgets run side by side",
         )
+    import money_bench
+
+    report.start("money: the month's forecast against its real total (rhythm app, March 2026)")
+    known, fresh = money_bench.worst_from(8)
+    report.add(
+        Figure(
+            "forecast error, any hour from the 8th day, 4 weeks known",
+            f"{known:.1%}",
+            "<= 5%",
+            f"deployed on the 1st: {fresh:.1%}; README's table: benchmarks/money_bench.py",
+            known <= 0.05 and fresh <= 0.05,
+        )
+    )
     if not args.skip_heal:
         import heal_bench
 
