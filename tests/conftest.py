@@ -52,6 +52,23 @@ def seed_record(app_id: str = APP_A, begin: str = "2021050112", end: str = "2021
     )
 
 
+class Clock:
+    """The handler's clock, pinned at `now`: a test moves it on to run the next hour."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def pin_clock(mocker: Any, now: datetime) -> Clock:
+    """`sms_stats.handler.utcnow`, pinned (the one clock the function reads)."""
+    pinned = Clock(now)
+    mocker.patch("sms_stats.handler.utcnow", side_effect=pinned)
+    return pinned
+
+
 class FakeClock:
     """A monotonic clock and its sleep, for limiters and retries: sleeping moves time on."""
 

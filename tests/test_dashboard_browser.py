@@ -3,10 +3,13 @@ Playwright's Python package) against `sms-stats serve`, whose store holds what t
 backfills collected from the SMS API stand-in. Every chart must have the points the data gives,
 no chart text may be cut by its chart's edge or overlap another, at a desktop's and a phone's
 width and for a day, a week and a month; the console must stay quiet, and no request may leave
-127.0.0.1. Screenshots are kept under `artifacts/` (git-ignored) to look at."""
+127.0.0.1. The month panel above each app's charts (a money summary written into the store, with
+a price and budgets) is measured as its charts are. Screenshots are kept under `artifacts/`
+(git-ignored) to look at."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,10 +19,13 @@ from urllib.parse import urlsplit
 import pytest
 
 from sms_stats.handler import main_handler
+from sms_stats.money import summary
+from sms_stats.money.summary import AppMonth
+from sms_stats.store.file import FileSink
 from sms_stats.web import serve
 
 from .conftest import API_TOKEN, APP_A, APP_B
-from .test_dashboard import day_store, filled, month, month_store, pinned
+from .test_dashboard import MONTH_NOW, day_store, filled, month, month_store, pinned
 
 __all__ = ["day_store", "filled", "month", "month_store", "pinned"]  # fixtures used here
 
@@ -71,6 +77,31 @@ def origin() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def summarized(month: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The month's store with a money summary for June through 12:00 (the hour before
+    MONTH_NOW's), a price and budgets: APP_A's forecast above its budget, APP_B's far below
+    (its labels crowd the bar's left end). What the store's timer runs left is put back."""
+    monkeypatch.setenv("SMS_STATS_PRICE_PER_PART", "0.045")
+    monkeypatch.setenv("SMS_STATS_CURRENCY", "CNY")
+    monkeypatch.setenv("SMS_STATS_BUDGETS", json.dumps({APP_A: 333_000, APP_B: 2_000_000}))
+    key = month / summary.KEY
+    held = key.read_bytes() if key.exists() else None
+    key.unlink(missing_ok=True)
+    months = [
+        AppMonth(APP_A, "2021-06", "2021061012", 123_456, 380_000, 333_000),
+        AppMonth(APP_B, "2021-06", "2021061012", 45_678, 140_000, 2_000_000),
+    ]
+    summary.write(FileSink(month, "file:month"), months, "Asia/Shanghai", MONTH_NOW, None)
+    try:
+        yield month
+    finally:
+        if held is None:
+            key.unlink(missing_ok=True)
+        else:
+            key.write_bytes(held)
 
 
 def watched(page: Any) -> tuple[list[str], list[str]]:
@@ -129,7 +160,7 @@ def test_given_a_day_of_timer_runs_when_a_person_logs_in_then_every_chart_shows_
 
 @pytest.mark.parametrize(("width", "variant"), [(1280, "wide"), (390, "narrow")])
 def test_given_a_month_when_seen_for_a_day_a_week_and_a_month_then_no_chart_text_is_cut_or_overlaps(
-    month: Path, chromium: Any, origin: str, width: int, variant: str
+    summarized: Path, chromium: Any, origin: str, width: int, variant: str
 ) -> None:
     context = chromium.new_context(
         viewport={"width": width, "height": 900},
@@ -144,7 +175,7 @@ def test_given_a_month_when_seen_for_a_day_a_week_and_a_month_then_no_chart_text
         page.screenshot(path=str(ARTIFACTS / f"dashboard-{width}-{days}d.png"), full_page=True)
         assert page.evaluate("document.documentElement.scrollWidth") <= width  # no side-scroll
         drawn = page.evaluate(MEASURE)
-        assert len(drawn) == 2 * 4  # each app: volume, rates, reasons, balance, once each
+        assert len(drawn) == 2 * 5  # each app: month, volume, rates, reasons, balance, once each
         for chart in drawn:
             where = f"{days}d {chart['chart']} ({chart['variant']})"
             assert chart["variant"] == variant, where
@@ -152,8 +183,23 @@ def test_given_a_month_when_seen_for_a_day_a_week_and_a_month_then_no_chart_text
             problems += _cut_or_overlapping(chart, where)
             if chart["chart"].endswith("-rates"):
                 assert chart["thresholds"] == 2, where  # the default rules' 95% and 90%
-        volume = {c["chart"]: c for c in drawn}[f"{APP_A}-volume"]
+        by_id = {c["chart"]: c for c in drawn}
+        volume = by_id[f"{APP_A}-volume"]
         assert volume["points"] == {1: 2 * 13, 7: 2 * 152, 31: 2 * 30}[days]
+        for app in (APP_A, APP_B):
+            bar = by_id[f"{app}-month"]
+            assert bar["points"] == 2, days  # to date, and the forecast beyond it
+            assert bar["texts"], days  # labelled
+            assert bar["box"][3] < by_id[f"{app}-volume"]["box"][1], days  # above the charts
+        if days == 7:  # the panels alone, at the size a person sees them
+            for app in (APP_A, APP_B):
+                shot = ARTIFACTS / f"dashboard-{width}-month-{app}.png"
+                page.locator(f'section[data-app="{app}"] figure.month').screenshot(path=str(shot))
+        panel = page.locator(f'section[data-app="{APP_A}"] figure.month').inner_text()
+        assert "to date 123,456 billed parts (CNY 5,555.52)" in panel
+        assert "forecast 114% of budget" in panel
+        over = page.locator(f'section[data-app="{APP_A}"] .over')
+        assert over.evaluate("e => getComputedStyle(e).color") == "rgb(185, 28, 28)"  # red
     context.close()
     assert problems == []
     assert errors == []

@@ -22,26 +22,16 @@ from sms_stats.cli import main as cli
 from sms_stats.core.errors import SmsStatsError
 from sms_stats.emulator import Emulator, Fault
 
-from .conftest import APP_A, APP_B, SECRET_ID, SECRET_KEY, record_files
+from .conftest import APP_A, APP_B, SECRET_ID, SECRET_KEY, Clock, pin_clock, record_files
 from .standins.webhook import WebhookReceiver
 
 START = datetime(2021, 5, 10, 5, 5, tzinfo=timezone.utc)  # 13:05 in Shanghai
 SHANGHAI = timezone(timedelta(hours=8))
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock(mocker: MockerFixture) -> Clock:
-    pinned = Clock()
-    mocker.patch("sms_stats.handler.utcnow", side_effect=pinned)
-    return pinned
+    return pin_clock(mocker, START)
 
 
 @pytest.fixture

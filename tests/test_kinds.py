@@ -27,7 +27,17 @@ from sms_stats.deliver.webhook import message_id
 from sms_stats.emulator import Emulator, Fault
 from sms_stats.run.pipeline import Courier
 
-from .conftest import API_TOKEN, APP_A, APP_B, SECRET_ID, SECRET_KEY, load_event, record_files
+from .conftest import (
+    API_TOKEN,
+    APP_A,
+    APP_B,
+    SECRET_ID,
+    SECRET_KEY,
+    Clock,
+    load_event,
+    pin_clock,
+    record_files,
+)
 from .standins.bots import BotFault, BotReceiver
 from .standins.webhook import Fault as HookFault
 from .standins.webhook import WebhookReceiver
@@ -36,19 +46,9 @@ NOW = datetime(2021, 5, 1, 5, 5, tzinfo=timezone.utc)  # 13:05 in Shanghai
 TIMER = {"Type": "Timer", "TriggerName": "hourly", "Time": "2021-05-01T05:05:00Z", "Message": ""}
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock(mocker: MockerFixture) -> Clock:
-    pinned = Clock()
-    mocker.patch("sms_stats.handler.utcnow", side_effect=pinned)
-    return pinned
+    return pin_clock(mocker, NOW)
 
 
 @pytest.fixture

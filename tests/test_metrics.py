@@ -27,7 +27,16 @@ from sms_stats.emulator import Emulator
 from sms_stats.store.reading import Newest, Reading
 from sms_stats.web.exposition import GAUGES, render
 
-from .conftest import API_TOKEN, APP_A, APP_B, SECRET_ID, SECRET_KEY, SESSION_TOKEN
+from .conftest import (
+    API_TOKEN,
+    APP_A,
+    APP_B,
+    SECRET_ID,
+    SECRET_KEY,
+    SESSION_TOKEN,
+    Clock,
+    pin_clock,
+)
 from .probe import run_fresh
 from .serving import serving
 from .standins.cos import CosFault, CosStandIn
@@ -37,19 +46,9 @@ BUCKET = "sms-stats-1250000000"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock(mocker: MockerFixture) -> Clock:
-    pinned = Clock()
-    mocker.patch("sms_stats.handler.utcnow", side_effect=pinned)
-    return pinned
+    return pin_clock(mocker, NOW)
 
 
 @pytest.fixture

@@ -29,9 +29,9 @@ from sms_stats.core.records import store_key
 from sms_stats.core.windows import last_full, zone
 from sms_stats.emulator import Emulator
 
-from .conftest import API_TOKEN, APP_A, APP_B, SECRET_ID, SECRET_KEY
+from .conftest import API_TOKEN, APP_A, APP_B, SECRET_ID, SECRET_KEY, Clock, pin_clock
 from .serving import serving
-from .test_metrics import Clock, collect
+from .test_metrics import NOW, collect
 
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = pytest.mark.skipif(
@@ -59,9 +59,7 @@ def query(base: str, promql: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def clock(mocker: MockerFixture) -> Clock:
-    pinned = Clock()
-    mocker.patch("sms_stats.handler.utcnow", side_effect=pinned)
-    return pinned
+    return pin_clock(mocker, NOW)
 
 
 @pytest.fixture

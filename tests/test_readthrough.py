@@ -20,17 +20,15 @@ from pytest_mock import MockerFixture
 
 from sms_stats.emulator import Emulator
 
-from .conftest import API_TOKEN, APP_A, APP_B, SECRET_ID, SECRET_KEY
-from .test_metrics import NOW, Clock, collect
+from .conftest import API_TOKEN, APP_A, APP_B, SECRET_ID, SECRET_KEY, Clock, pin_clock
+from .test_metrics import NOW, collect
 
 VOLATILE = {"request_id", "fetched_at"}
 
 
 @pytest.fixture
 def clock(mocker: MockerFixture) -> Clock:
-    pinned = Clock()
-    mocker.patch("sms_stats.handler.utcnow", side_effect=pinned)
-    return pinned
+    return pin_clock(mocker, NOW)
 
 
 @pytest.fixture

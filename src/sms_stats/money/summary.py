@@ -37,21 +37,23 @@ def _count(value: Any, name: str) -> int:
     return value
 
 
-def read(store: Store, deadline: float | None) -> dict[str, AppMonth]:
-    """Each app's month as the newest run left it; {} when none was written. SinkError when
-    the store does not answer; an unreadable object is logged and read as none."""
-    data = store.get(KEY, deadline)
-    if data is None:
-        return {}
+def parse(data: bytes) -> dict[str, AppMonth]:
+    """Each app's month in a summary's bytes; ValueError saying what is wrong (checked as
+    strictly as a record: a count is a whole number from 0 to 2^63-1)."""
     try:
         body = json.loads(data)
-        if not isinstance(body, dict) or body.get("schema") != SCHEMA:
-            raise ValueError("not a money summary of this version")
-        apps = body["apps"]
-        if not isinstance(apps, dict):
-            raise ValueError("apps: not an object")
-        found = {}
-        for app_id, item in apps.items():
+    except (ValueError, RecursionError):
+        raise ValueError(f"{KEY} is not JSON") from None
+    if not isinstance(body, dict) or body.get("schema") != SCHEMA:
+        raise ValueError(f"{KEY} is not a money summary this version reads ({SCHEMA})")
+    apps = body.get("apps")
+    if not isinstance(apps, dict):
+        raise ValueError(f"{KEY}: apps is not an object")
+    found = {}
+    for app_id, item in apps.items():
+        if not isinstance(item, dict):
+            raise ValueError(f"{KEY}: app {str(app_id)[:20]} is not an object")
+        try:
             budget = item.get("monthly_budget_fee_count")
             found[str(app_id)] = AppMonth(
                 str(app_id),
@@ -61,8 +63,22 @@ def read(store: Store, deadline: float | None) -> dict[str, AppMonth]:
                 _count(item["month_forecast_fee_count"], "month_forecast_fee_count"),
                 None if budget is None else _count(budget, "monthly_budget_fee_count"),
             )
-        return found
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        except KeyError as exc:
+            raise ValueError(f"{KEY}: app {str(app_id)[:20]} lacks {exc}") from None
+        except ValueError as exc:
+            raise ValueError(f"{KEY}: app {str(app_id)[:20]}: {exc}") from None
+    return found
+
+
+def read(store: Store, deadline: float | None) -> dict[str, AppMonth]:
+    """Each app's month as the newest run left it; {} when none was written. SinkError when
+    the store does not answer; an unreadable object is logged and read as none."""
+    data = store.get(KEY, deadline)
+    if data is None:
+        return {}
+    try:
+        return parse(data)
+    except ValueError as exc:
         logger.warning("money.summary_unreadable", key=KEY, error=str(exc)[:200])
         return {}
 

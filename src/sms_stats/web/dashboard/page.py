@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from sms_stats.core.rules import Rule
-from sms_stats.web.dashboard import charts, daily, thresholds
+from sms_stats.web.dashboard import charts, daily, money, thresholds
 from sms_stats.web.dashboard.data import AppSeries, BalancePoint, day_end, reasons_total
 from sms_stats.web.dashboard.ticks import when
 
@@ -45,6 +45,9 @@ table{border-collapse:collapse;width:100%;margin-top:12px}caption{text-align:lef
 td,th{text-align:left;padding:2px 6px;border-bottom:1px solid #e2e8f0}
 .firing{color:#b91c1c;font-weight:600}form.inline{display:inline}
 input,button{font:inherit;padding:6px 10px}
+figure.month{margin:0 0 12px;max-width:760px}figure.month .meta{margin:2px 0}
+figure.month .legend{margin:2px 0 4px}.fig{white-space:nowrap}svg.month{max-width:600px}
+.over{color:#b91c1c;font-weight:600}
 """
 RANGES = (1, 2, 7, 14, 31)
 
@@ -66,6 +69,7 @@ class View:
     fired: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     rules: Sequence[Rule] = ()
+    months: money.Months | None = None  # the month panel's; None: no panel (no store)
 
     @property
     def daily(self) -> bool:
@@ -197,6 +201,7 @@ def _app(view: View, s: AppSeries, axis: charts.TimeAxis) -> str:
         f'<section class="app" data-app="{escape(app)}"><h2>App {escape(app)}</h2>'
         f"{_summary(view, s)}"
         + "".join(f'<p class="problem">Not shown: {escape(p)}</p>' for p in s.problems)
+        + (money.panel(view.months, app, view.tz, view.now) if view.months is not None else "")
         + f'<div class="grid">{volume}{rates}{reasons}{balance_chart}</div>'
         f"{_alerts(view, app)}</section>"
     )

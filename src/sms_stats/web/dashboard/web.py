@@ -23,7 +23,7 @@ from sms_stats.events.http_event import HttpRequest
 from sms_stats.events.jobs import check_app_ids
 from sms_stats.store.base import Sink, SinkError, Store, find_store
 from sms_stats.web import http
-from sms_stats.web.dashboard import page, session
+from sms_stats.web.dashboard import money, page, session
 
 # The sinks of the settings in force, built once per container; ConfigError if any is wrong.
 SinksOf = Callable[[], Sequence[Sink]]
@@ -41,6 +41,7 @@ HTML_HEADERS = {
 }
 DEFAULT_DAYS, MAX_DAYS = 7, 31
 READ_BUDGET_S = 20.0  # the page gives up on the store after this, and says what it lacks
+MONEY_BUDGET_S = 5.0  # of which the money summary (one object) may take this much
 
 
 def html(status: int, body: str, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -319,7 +320,7 @@ def _dashboard(
         timezone=settings.timezone,
         base=settings.http_base_path,
         now=now,
-        rules=rules_in_force(settings.alerts),
+        rules=rules_in_force(settings.alerts, settings.budgets),
     )
     if store is None:
         view.notes.append(
@@ -332,6 +333,7 @@ def _dashboard(
     deadline = time.monotonic() + READ_BUDGET_S
     if invocation.deadline is not None:
         deadline = min(deadline, invocation.deadline)
+    view.months = _months(store, settings, app_ids, deadline)
     stats = data.Stats()
     view.series = data.read(
         store,
@@ -347,6 +349,17 @@ def _dashboard(
         view.notes.append(note)
     logger.info("dashboard.read", apps=len(app_ids), days=days, **stats.__dict__)
     return html(200, page.render(view))
+
+
+def _months(
+    store: Store, settings: Settings, app_ids: Sequence[str], deadline: float
+) -> money.Months:
+    """The month panel's figures: the money summary, read once for every app (before the hours,
+    and within a few seconds, so a slow store leaves the charts their time), with the price and
+    budgets in force."""
+    apps, problem = money.read(store, min(deadline, time.monotonic() + MONEY_BUDGET_S))
+    budgets = {a: b for a in app_ids if (b := settings.budget_of(a)) is not None}
+    return money.Months(apps, problem, settings.price_per_part, settings.currency, budgets)
 
 
 def _alerts(store: Store, deadline: float) -> tuple[list[dict[str, Any]], str | None]:
