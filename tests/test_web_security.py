@@ -562,8 +562,10 @@ def test_given_2000_stray_files_in_the_newest_folder_when_scraped_then_a_handful
         reads = [r for r in cos.requests[before:] if r.method == "GET" and r.key]
     assert answer["statusCode"] == 200
     assert f'sms_request_count{{app_id="{APP_A}"}}' in answer["body"]
-    # one object per app and kind (and listings); no stray file read
-    assert len(reads) <= 6, [r.key for r in reads]
+    # one object per app and kind (and listings), and the money summary once for every app;
+    # no stray file read
+    assert len(reads) <= 7, [r.key for r in reads]
+    assert sum(r.key.endswith("money/summary.json") for r in reads) == 1
     assert not [r for r in reads if "junk" in (r.key or "") or (r.key or "")[-5:] != ".json"]
 
 

@@ -39,6 +39,9 @@ class Checkpoint:
 
 @dataclass
 class History:
+    """One app's hours as the store holds them, changed in place by a run; `changed` says
+    whether it must be written back (most runs add an hour, some re-read ones add nothing)."""
+
     app_id: str
     hours: dict[str, tuple[int, int]] = field(default_factory=dict)  # label -> (requests, fee)
     checkpoint: Checkpoint | None = None

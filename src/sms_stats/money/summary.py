@@ -23,6 +23,8 @@ SCHEMA = "sms-stats-money/v1"
 
 @dataclass(frozen=True)
 class AppMonth:
+    """One app's month as a timer run worked it out: what the dashboard and /metrics show."""
+
     app_id: str
     month: str  # yyyy-mm
     through: str  # yyyymmddhh

@@ -196,6 +196,9 @@ def _legend(budget: bool) -> str:
 
 @dataclass(frozen=True)
 class _Label:
+    """A label of the bar, and where it may stand: it moves to the next row rather than
+    overlap another or leave the drawing."""
+
     text: str
     at: float  # the mark it names
     rows: tuple[float, ...]  # baselines it may stand on, preferred first
