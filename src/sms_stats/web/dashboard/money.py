@@ -260,6 +260,9 @@ def bar(variant: Variant, app_id: str, to_date: int, forecast: int, budget: int 
     )
 
 
+EDGE_SNAP = 0.5
+
+
 def _labels(labels: Sequence[_Label], width: int) -> list[str]:
     gap = GAP_EM * FONT
     taken: dict[float, list[tuple[float, float]]] = {}
@@ -268,10 +271,12 @@ def _labels(labels: Sequence[_Label], width: int) -> list[str]:
         size = text_width(label.text, FONT)
         left = min(max(label.at - size / 2, 0.0), width - size)
         anchor, at = "middle", label.at
-        if left == 0.0:
-            anchor, at = "start", 0.0
-        elif left == width - size:
-            anchor, at = "end", float(width)
+        # Within half a pixel of an edge: anchored to it, since the x written (to a tenth)
+        # could otherwise put a centred label a few hundredths past it.
+        if left < EDGE_SNAP:
+            anchor, at, left = "start", 0.0, 0.0
+        elif left > width - size - EDGE_SNAP:
+            anchor, at, left = "end", float(width), width - size
         for row in label.rows:
             held = taken.setdefault(row, [])
             if all(left + size + gap <= a or b + gap <= left for a, b in held):
