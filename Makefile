@@ -23,7 +23,7 @@ demo: venv
 
 test: venv
 	$(MAKE) --no-print-directory lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 lint: venv
 	$(PY) -m ruff check .

@@ -626,10 +626,15 @@ class TestStoresAndFailures:
         first = main_handler(timer(START), short)
         assert first["heal"]["hours_left"] > 0
         cursor = json.loads((store / "_heal" / "cursor.json").read_bytes())["next"]
+        # Healing's hours only: the run's own hour is fetched before healing starts, and a
+        # fetch of it that failed (a 1 s timeout on a loaded machine) is no healing left.
+        healing = set(hours_before(START, 72))
         unfinished = [
             app
             for app in apps
-            if len(stored(store, "send", app)) < 73 or len(stored(store, "callback", app)) < 73
+            if any(
+                len(healing & set(stored(store, kind, app))) < 72 for kind in ("send", "callback")
+            )
         ]
         # This run's order began at the app that turns with the hour (the window's last hour).
         last_hour = datetime.strptime(hours_before(START, 1)[0], "%Y%m%d%H").replace(
