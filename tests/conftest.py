@@ -140,6 +140,10 @@ def scf_env(
         # verified): over an empty store that is 144 calls an app, at 10 a second. Most tests
         # are about the run's own hour; tests/test_heal.py turns healing on.
         "SMS_STATS_SETTLE_HOURS": "0",
+        # The stand-in sets no pace of its own unless a test asks it to: the client's limit of
+        # 10 a second per API only made runs wait (20 s of the suite). Tests of the pace set
+        # their own (tests/test_pacing.py, test_client.py, test_faults.py).
+        "SMS_STATS_RATE_LIMIT": "1000",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
