@@ -416,3 +416,26 @@ class TestDigest:
         assert "month so far 123,456 (CNY 5,555.52)" in cells
         assert "month forecast 400,000" in cells
         assert "budget 350,000" in cells
+
+
+class TestSeeding:
+    def test_given_a_backfilled_month_when_the_first_timer_runs_then_its_history_holds_it(
+        self,
+        env: dict[str, str],
+        standin: Emulator,
+        store: Path,
+        mocker: MockerFixture,
+        context: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A deployment that backfilled its last weeks judges surges by its week at once."""
+        monkeypatch.setenv("SMS_STATS_ALERTS", "[]")  # a backfill by hand: no money step
+        at = datetime(2026, 3, 18, 10, 0, tzinfo=SHANGHAI)
+        mocker.patch("sms_stats.handler.utcnow", return_value=at)
+        assert main_handler({"window": "hour", "lookback": 9 * 24}, context)["ok"]
+        monkeypatch.delenv("SMS_STATS_ALERTS")
+        timer(datetime(2026, 3, 18, 10, 5, tzinfo=SHANGHAI), mocker, context)
+        held = history.parse(APP, (store / history.key(APP)).read_bytes())
+        assert held.seeded
+        assert len(held.hours) >= 9 * 24  # the backfilled hours, and the run's own
+        assert held.hours["2026031109"] == hour_counts(datetime(2026, 3, 11, 9))

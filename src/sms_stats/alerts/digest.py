@@ -123,8 +123,9 @@ def _month(
         "month_forecast_fee_count": worked.forecast if worked is not None and same_month else None,
         "monthly_budget_fee_count": settings.budget_of(app_id),
     }
-    if settings.price_per_part is not None:
-        cost = None if to_date is None else settings.price_per_part * to_date
+    price = settings.price()
+    if price is not None:
+        cost = None if to_date is None else price * to_date
         fields["month_to_date_cost"] = None if cost is None else float(cost.quantize(CENT))
         fields["currency"] = settings.currency
     return fields

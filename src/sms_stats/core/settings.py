@@ -13,9 +13,8 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -28,9 +27,12 @@ from sms_stats.core.redact import short
 from sms_stats.core.values import APP_ID_RE, split_list
 from sms_stats.core.windows import api_zone, zone
 
+if TYPE_CHECKING:
+    from decimal import Decimal
+
 REGION_RE = re.compile(r"[a-z]+(-[a-z]+)+(-[0-9]+)?")
 MIN_TOKEN_LENGTH = 16  # SMS_STATS_API_TOKEN: shorter ones are refused
-MAX_PRICE = Decimal(100)  # a part costs cents: more is a unit slip (a price per thousand)
+MAX_PRICE = 100  # a part costs cents: more is a unit slip (a price per thousand)
 MAX_BUDGET = 10**12  # billed parts a month; more is no budget an account has
 CURRENCY_RE = re.compile(r"[A-Z]{3}")
 
@@ -116,7 +118,9 @@ class Settings(BaseModel):
     # Monthly budgets in billed parts: (app id or "*", parts), sorted; a tuple so the settings
     # stay hashable (they key the per-container caches).
     budgets: tuple[tuple[str, int], ...] = ()
-    price_per_part: Decimal | None = None  # per billed part, in `currency`; None: counts only
+    # Per billed part, in `currency`; None: counts only. Kept as the decimal's text: `decimal`
+    # is imported only where money is worked out (`price()`), not by every cold start.
+    price_per_part: str | None = None
     currency: str = "CNY"
 
     @field_validator("budgets", mode="before")
@@ -131,17 +135,19 @@ class Settings(BaseModel):
             return None
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise ValueError(f"must be a decimal number like 0.045; got a {type(value).__name__}")
+        from decimal import Decimal, InvalidOperation  # noqa: PLC0415 - only with a price set
+
         try:
             price = Decimal(str(value).strip())
         except InvalidOperation:
             raise ValueError(
                 f"must be a decimal number like 0.045 (got {short(str(value))})"
             ) from None
-        if not price.is_finite() or not Decimal(0) < price <= MAX_PRICE:
+        if not price.is_finite() or not 0 < price <= MAX_PRICE:
             raise ValueError(
                 f"must be above 0 and at most {MAX_PRICE} a part (got {short(str(value))})"
             )
-        return price
+        return str(price)
 
     @field_validator("currency")
     @classmethod
@@ -149,6 +155,14 @@ class Settings(BaseModel):
         if not CURRENCY_RE.fullmatch(value):
             raise ValueError(f"must be a three-letter code like CNY or USD (got {short(value)})")
         return value
+
+    def price(self) -> Decimal | None:
+        """The price of one billed part, for money worked out exactly (never a float)."""
+        if self.price_per_part is None:
+            return None
+        from decimal import Decimal  # noqa: PLC0415
+
+        return Decimal(self.price_per_part)
 
     def budget_of(self, app_id: str) -> int | None:
         """The app's monthly budget in billed parts: its own, else the `"*"` one, else None."""

@@ -15,7 +15,6 @@ asking for codes to premium numbers, often at night) shows as a multiple.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 
@@ -34,7 +33,17 @@ def moment(label: str) -> datetime:
 
 
 def label_of(hour: datetime) -> str:
-    return hour.strftime("%Y%m%d%H")
+    return f"{hour.year:04d}{hour.month:02d}{hour.day:02d}{hour.hour:02d}"
+
+
+def median(values: list[int]) -> float:
+    """The middle value (the mean of the two middle ones): `statistics` would cost every cold
+    start its imports (fractions, decimal) for this."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return float(ordered[middle])
+    return (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def _weeks_before(hours: Hours, hour: datetime, field: int) -> list[int]:
@@ -50,7 +59,7 @@ def usual(hours: Hours, label: str, field: int = REQUESTS) -> float | None:
     """The median of the same hour of the week in the `WEEKS` before `label`; None with fewer
     than `MIN_WEEKS` of them known."""
     found = _weeks_before(hours, moment(label), field)
-    return statistics.median(found) if len(found) >= MIN_WEEKS else None
+    return median(found) if len(found) >= MIN_WEEKS else None
 
 
 def volume_ratio(hours: Hours, label: str, requests: int) -> float | None:
@@ -72,16 +81,19 @@ def _slot_means(hours: Hours, through: datetime) -> dict[tuple[int, int], float]
             h[FEE] for w in range(WEEKS) if (h := hours.get(label_of(hour - timedelta(days=7 * w))))
         ]
         if found:
-            cap = CLIP * statistics.median(found)
+            cap = CLIP * median(found)
             means[(hour.weekday(), hour.hour)] = sum(min(f, cap) for f in found) / len(found)
     return means
 
 
-def _after(first: datetime, last: datetime) -> Iterator[datetime]:
-    hour = first
-    while hour <= last:
-        yield hour
-        hour += timedelta(hours=1)
+def _slots_after(first: datetime, last: datetime) -> Iterator[tuple[int, int]]:
+    """(weekday, hour) of each hour from `first` through `last`, counted, not computed."""
+    day, hour = first.weekday(), first.hour
+    for _ in range(int((last - first) / timedelta(hours=1)) + 1):
+        yield day, hour
+        hour += 1
+        if hour == 24:
+            day, hour = (day + 1) % 7, 0
 
 
 def month_forecast(hours: Hours, through: str, month_to_date: int, month_last: str) -> int:
@@ -95,7 +107,6 @@ def month_forecast(hours: Hours, through: str, month_to_date: int, month_last: s
     known = [h[FEE] for h in hours.values()]
     fallback = sum(known) / len(known) if known else 0.0
     ahead = sum(
-        means.get((hour.weekday(), hour.hour), fallback)
-        for hour in _after(last_known + timedelta(hours=1), end)
+        means.get(slot, fallback) for slot in _slots_after(last_known + timedelta(hours=1), end)
     )
     return month_to_date + round(ahead)

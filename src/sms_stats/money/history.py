@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sms_stats.core.log import logger
 from sms_stats.core.records import MAX_COUNT
@@ -28,8 +28,7 @@ def key(app_id: str) -> str:
     return f"{PREFIX}app={app_id}/history.json"
 
 
-@dataclass
-class Checkpoint:
+class Checkpoint(NamedTuple):
     """Billed parts from the month's first hour through the hour `through`, exactly."""
 
     month: str  # yyyy-mm
@@ -46,6 +45,7 @@ class History:
     hours: dict[str, tuple[int, int]] = field(default_factory=dict)  # label -> (requests, fee)
     checkpoint: Checkpoint | None = None
     changed: bool = False
+    seeded: bool = False  # its first hours were read from the store's hour records, once
 
     def note(self, label: str, requests: int, fee: int) -> None:
         if self.hours.get(label) != (requests, fee):
@@ -62,6 +62,7 @@ class History:
             "schema": SCHEMA,
             "sms_sdk_app_id": self.app_id,
             "hours": {label: list(v) for label, v in sorted(self.hours.items())},
+            "seeded": self.seeded,
             "month_to_date": None
             if self.checkpoint is None
             else {
@@ -108,7 +109,7 @@ def parse(app_id: str, data: bytes) -> History:
         checkpoint = Checkpoint(
             str(mark["month"])[:7], _label(mark.get("through")), _count(mark.get("fee_count"))
         )
-    return History(app_id, held, checkpoint)
+    return History(app_id, held, checkpoint, seeded=body.get("seeded") is True)
 
 
 def load(store: Store, app_id: str, deadline: float | None) -> History:
@@ -135,6 +136,7 @@ def save(store: Store, history: History, deadline: float | None) -> None:
         there = History(history.app_id)
     for label, pair in there.hours.items():
         history.hours.setdefault(label, pair)
+    history.seeded = history.seeded or there.seeded
     mark, theirs = history.checkpoint, there.checkpoint
     if theirs is not None and (
         mark is None or (theirs.month, theirs.through) > (mark.month, mark.through)

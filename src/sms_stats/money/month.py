@@ -9,8 +9,8 @@ a month per app (and again after an hour it missed).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sms_stats.collect.client import StatsClient
 from sms_stats.core.windows import Window, format_hour
@@ -18,8 +18,7 @@ from sms_stats.money.forecast import FEE, label_of, moment, month_forecast
 from sms_stats.money.history import Checkpoint, History
 
 
-@dataclass(frozen=True)
-class Month:
+class Month(NamedTuple):
     """What one app's month came to at the end of the hour `through`."""
 
     app_id: str

@@ -8,9 +8,8 @@ new price shows at once without a run.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sms_stats.core.log import logger
 from sms_stats.core.records import MAX_COUNT
@@ -21,8 +20,7 @@ KEY = "money/summary.json"
 SCHEMA = "sms-stats-money/v1"
 
 
-@dataclass(frozen=True)
-class AppMonth:
+class AppMonth(NamedTuple):
     """One app's month as a timer run worked it out: what the dashboard and /metrics show."""
 
     app_id: str
@@ -96,10 +94,13 @@ def write(
         held = read(store, deadline)
     except SinkError:
         held = {}
+    before = dict(held)
     for item in months:
         there = held.get(item.app_id)
         if there is None or (there.month, there.through) <= (item.month, item.through):
             held[item.app_id] = item
+    if held == before:
+        return  # a retry of the same hour: nothing new to write
     body = {
         "schema": SCHEMA,
         "timezone": timezone,

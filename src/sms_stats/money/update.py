@@ -7,17 +7,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from sms_stats.collect.client import StatsClient
-from sms_stats.core.errors import UpstreamError
+from sms_stats.core.errors import SmsStatsError, UpstreamError
 from sms_stats.core.log import logger
 from sms_stats.core.records import AnyRecord, Record
 from sms_stats.core.settings import Settings
+from sms_stats.core.windows import Window
 from sms_stats.money import history, month, summary
 from sms_stats.money.forecast import Hours
 from sms_stats.store.base import SinkError, Store
+from sms_stats.store.reading import stored_hours
 
 
 class Money(NamedTuple):
@@ -87,6 +89,8 @@ def _one(
     except SinkError as exc:
         logger.warning("money.history_unavailable", app_id=app_id, error=str(exc))
         return None
+    if through is not None and not held.seeded:
+        _seed(held, through, store, deadline)
     for record in hours:
         counts = record.counts
         held.note(record.window.begin_time, counts.request_count, counts.fee_count)
@@ -101,3 +105,23 @@ def _one(
     except SinkError as exc:
         logger.warning("money.history_not_written", app_id=app_id, error=str(exc))
     return Money(worked, dict(held.hours))
+
+
+def _seed(held: history.History, through: datetime, store: Store, deadline: float | None) -> None:
+    """A history's first run reads the weeks before from the store's hour records, once: a
+    deployment that backfilled its last month judges surges and forecasts by its week at
+    once, not weeks later. What the store lacks is left to the runs to come."""
+    first = through - timedelta(hours=history.KEEP_HOURS - 1)
+    window = Window.through(first, through - timedelta(hours=1))
+    try:
+        found = stored_hours(store, "send", held.app_id, window, deadline)
+    except SmsStatsError as exc:  # the store did not answer: seeded by a later run
+        logger.warning("money.history_unseeded", app_id=held.app_id, error=exc.message)
+        return
+    for record in found.records:
+        if isinstance(record, Record):
+            counts = record.counts
+            held.hours.setdefault(
+                record.window.begin_time, (counts.request_count, counts.fee_count)
+            )
+    held.seeded = held.changed = True

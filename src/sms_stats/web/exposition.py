@@ -135,8 +135,9 @@ def money_samples(
         labels = {"app_id": app_id, "month": month.month}
         found.append(("sms_month_to_date_fee_count", labels, month.to_date))
         found.append(("sms_month_forecast_fee_count", labels, month.forecast))
-        if settings.price_per_part is not None:
-            cost = float(settings.price_per_part * month.to_date)
+        price = settings.price()
+        if price is not None:
+            cost = float(price * month.to_date)
             found.append(
                 ("sms_month_to_date_cost", {**labels, "currency": settings.currency}, cost)
             )

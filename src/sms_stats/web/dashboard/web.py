@@ -359,7 +359,7 @@ def _months(
     budgets in force."""
     apps, problem = money.read(store, min(deadline, time.monotonic() + MONEY_BUDGET_S))
     budgets = {a: b for a in app_ids if (b := settings.budget_of(a)) is not None}
-    return money.Months(apps, problem, settings.price_per_part, settings.currency, budgets)
+    return money.Months(apps, problem, settings.price(), settings.currency, budgets)
 
 
 def _alerts(store: Store, deadline: float) -> tuple[list[dict[str, Any]], str | None]:
