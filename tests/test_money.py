@@ -439,3 +439,26 @@ class TestSeeding:
         assert held.seeded
         assert len(held.hours) >= 9 * 24  # the backfilled hours, and the run's own
         assert held.hours["2026031109"] == hour_counts(datetime(2026, 3, 11, 9))
+
+    def test_given_more_apps_than_a_run_seeds_then_the_next_runs_seed_the_rest(
+        self,
+        env: dict[str, str],
+        standin: Emulator,
+        store: Path,
+        mocker: MockerFixture,
+        context: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        other = "1400009043"
+        monkeypatch.setenv("SMS_STATS_APP_IDS", f"{APP},{other}")
+        monkeypatch.setattr("sms_stats.money.update.SEEDS_PER_RUN", 1)
+        at = datetime(2026, 3, 18, 10, 5, tzinfo=SHANGHAI)
+        timer(at, mocker, context)
+        seeded = [
+            history.parse(a, (store / history.key(a)).read_bytes()).seeded for a in (APP, other)
+        ]
+        assert sorted(seeded) == [False, True]
+        timer(at + timedelta(hours=1), mocker, context)
+        assert all(
+            history.parse(a, (store / history.key(a)).read_bytes()).seeded for a in (APP, other)
+        )

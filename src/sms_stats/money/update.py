@@ -5,6 +5,7 @@ surge rules judge comes out, read once per app and run whatever the number of ru
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -19,7 +20,7 @@ from sms_stats.core.windows import Window
 from sms_stats.money import history, month, summary
 from sms_stats.money.forecast import Hours
 from sms_stats.store.base import SinkError, Store
-from sms_stats.store.reading import stored_hours
+from sms_stats.store.reading import listed_hours
 
 
 class Money(NamedTuple):
@@ -28,6 +29,9 @@ class Money(NamedTuple):
 
     month: month.Month | None
     hours: Hours
+
+
+SEEDS_PER_RUN = 20  # histories seeded from the store's hour records by one run, at most
 
 
 def _hours(records: Iterable[AnyRecord]) -> dict[str, list[Record]]:
@@ -51,11 +55,11 @@ def update(
     its month out through (the run's own hour). Apps not in `newest` only keep their hours."""
     by_app = _hours(records)
     apps = sorted(set(by_app) | set(newest))
+    seeds = _Seeds(SEEDS_PER_RUN)
 
     def one(app_id: str) -> tuple[str, Money | None]:
-        return app_id, _one(
-            app_id, by_app.get(app_id, []), newest.get(app_id), settings, store, client, deadline
-        )
+        hours, through = by_app.get(app_id, []), newest.get(app_id)
+        return app_id, _one(app_id, hours, through, settings, store, client, seeds, deadline)
 
     if len(apps) > 1:
         with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
@@ -82,6 +86,7 @@ def _one(
     settings: Settings,
     store: Store,
     client: StatsClient,
+    seeds: _Seeds,
     deadline: float | None,
 ) -> Money | None:
     try:
@@ -90,7 +95,7 @@ def _one(
         logger.warning("money.history_unavailable", app_id=app_id, error=str(exc))
         return None
     if through is not None and not held.seeded:
-        _seed(held, through, store, deadline)
+        _seed(held, through, store, seeds, deadline)
     for record in hours:
         counts = record.counts
         held.note(record.window.begin_time, counts.request_count, counts.fee_count)
@@ -107,21 +112,39 @@ def _one(
     return Money(worked, dict(held.hours))
 
 
-def _seed(held: history.History, through: datetime, store: Store, deadline: float | None) -> None:
+class _Seeds:
+    """How many more histories this run may seed: each reads up to 5 weeks of one app's hour
+    records (a listing a day, then what is there), so a deployment of 1,000 apps that
+    backfilled seeds them over many runs, not in one that would outlast its invocation."""
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.left <= 0:
+                return False
+            self.left -= 1
+            return True
+
+
+def _seed(
+    held: history.History, through: datetime, store: Store, seeds: _Seeds, deadline: float | None
+) -> None:
     """A history's first run reads the weeks before from the store's hour records, once: a
     deployment that backfilled its last month judges surges and forecasts by its week at
     once, not weeks later. What the store lacks is left to the runs to come."""
+    if not seeds.take():
+        return  # a later run seeds it
     first = through - timedelta(hours=history.KEEP_HOURS - 1)
     window = Window.through(first, through - timedelta(hours=1))
     try:
-        found = stored_hours(store, "send", held.app_id, window, deadline)
+        found = listed_hours(store, held.app_id, window, deadline)
     except SmsStatsError as exc:  # the store did not answer: seeded by a later run
         logger.warning("money.history_unseeded", app_id=held.app_id, error=exc.message)
         return
-    for record in found.records:
-        if isinstance(record, Record):
-            counts = record.counts
-            held.hours.setdefault(
-                record.window.begin_time, (counts.request_count, counts.fee_count)
-            )
+    for record in found:
+        counts = record.counts
+        held.hours.setdefault(record.window.begin_time, (counts.request_count, counts.fee_count))
     held.seeded = held.changed = True
