@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sms_stats.alerts.state import State
 from sms_stats.collect.apis import api
@@ -26,7 +26,9 @@ from sms_stats.core.notices import Notice
 from sms_stats.core.records import CallbackRecord, Record
 from sms_stats.core.settings import Settings
 from sms_stats.core.windows import Window, last_full, zone
-from sms_stats.money.update import Money
+
+if TYPE_CHECKING:
+    from sms_stats.money.update import Money
 
 CENT = Decimal("0.01")
 BACKLOG_DAYS = 7  # the oldest digest still sent late: a week back (fired alerts are kept 8)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sms_stats.alerts.metrics import HOURS_OF_USAGE, Judged, figure
 from sms_stats.alerts.state import FIRED_DAYS, Alert, State, Told, latest
@@ -21,7 +21,9 @@ from sms_stats.core.notices import Notice
 from sms_stats.core.records import AnyRecord, BalanceRecord, Record
 from sms_stats.core.rules import Rule
 from sms_stats.core.windows import Window, isoformat, last_full, zone
-from sms_stats.money.update import Money
+
+if TYPE_CHECKING:
+    from sms_stats.money.update import Money
 
 
 def newest(records: Iterable[AnyRecord]) -> dict[tuple[str, str], AnyRecord]:

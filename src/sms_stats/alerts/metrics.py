@@ -8,12 +8,14 @@ stays as it is until an hour is judged again.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sms_stats.core.records import AnyRecord, BalanceRecord, CallbackRecord, Record
 from sms_stats.core.rules import METRICS, Rule
 from sms_stats.money.forecast import volume_ratio
-from sms_stats.money.update import Money
+
+if TYPE_CHECKING:
+    from sms_stats.money.update import Money
 
 HOURS_OF_USAGE = 24 * 7  # package_runway_days: remaining / average daily fee over 7 days
 MIN_USAGE_HOURS = 24  # fewer hours of usage known: the runway is not judged yet

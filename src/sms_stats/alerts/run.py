@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sms_stats.alerts import digest
 from sms_stats.alerts.engine import judge, note_usage, reconcile
 from sms_stats.alerts.state import Pending, State, load, owed_now, save
 from sms_stats.collect.client import StatsClient
@@ -21,6 +20,7 @@ from sms_stats.core.notices import Notice
 from sms_stats.core.records import AnyRecord, Record
 from sms_stats.core.rules import rules_in_force
 from sms_stats.core.settings import Settings
+from sms_stats.core.windows import zone
 from sms_stats.deliver.notify import notify_all, topics_of
 from sms_stats.deliver.sinks import Delivery, Sink
 from sms_stats.money.update import Money, update
@@ -156,6 +156,11 @@ def _digest(
     if not app_ids:
         return []
     notices: list[Notice] = []
+    yesterday = now.astimezone(zone(settings.timezone)).date() - timedelta(days=1)
+    if state.digest == yesterday.isoformat():
+        return []  # made already: nothing is due before tomorrow (23 runs of 24)
+    from sms_stats.alerts import digest  # noqa: PLC0415 - loaded when one may be due
+
     for day in digest.due(state, now, settings.timezone, settings.digest_hour):
         try:
             notice = digest.make(day, app_ids, kinds, client, state, settings, now, deadline, money)

@@ -25,7 +25,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from sms_stats.core.log import logger
 from sms_stats.core.notices import Notice
@@ -59,8 +59,7 @@ class Alert:
         return dict(self.__dict__)
 
 
-@dataclass(frozen=True)
-class Told:
+class Told(NamedTuple):
     """A transition receivers have been, or will be, told of one alert: its notice's id, type,
     `timestamp` (UTC ISO: a receiver orders by it, so the newest one is what it shows) and the
     `since` of the episode it speaks of (a resolve that corrects it names the same)."""
@@ -84,7 +83,7 @@ class Told:
         return datetime.fromisoformat(self.at)
 
     def to_dict(self) -> dict[str, str]:
-        return dict(self.__dict__)
+        return dict(self._asdict())
 
 
 def latest(told: list[Told]) -> Told | None:

@@ -16,11 +16,12 @@ asking for codes to premium numbers, often at night) shows as a multiple.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 WEEKS = 4  # how many past weeks of a slot are read
 MIN_WEEKS = 2  # fewer known: no usual volume, so no ratio is judged
 CLIP = 3.0  # a week's figure counts at most this many times the slot's median
+SLOTS = 7 * 24  # the hours of a week
 
 Hours = Mapping[str, tuple[int, int]]  # yyyymmddhh (the store's zone) -> (requests, fee)
 REQUESTS, FEE = 0, 1
@@ -71,29 +72,37 @@ def volume_ratio(hours: Hours, label: str, requests: int) -> float | None:
     return round(requests / max(base, 1.0), 3)
 
 
-def _slot_means(hours: Hours, through: datetime) -> dict[tuple[int, int], float]:
-    """(weekday, hour) -> the expected billed parts of that slot, from the `WEEKS` weeks up to
-    `through` (clipped means)."""
-    means: dict[tuple[int, int], float] = {}
-    for back in range(7 * 24):
-        hour = through - timedelta(hours=back)
-        found = [
-            h[FEE] for w in range(WEEKS) if (h := hours.get(label_of(hour - timedelta(days=7 * w))))
-        ]
-        if found:
-            cap = CLIP * median(found)
-            means[(hour.weekday(), hour.hour)] = sum(min(f, cap) for f in found) / len(found)
+def _slot_means(hours: Hours, through: datetime) -> dict[int, float]:
+    """Slot of the week (weekday x 24 + hour) -> the expected billed parts of that slot, from
+    the `WEEKS` weeks up to `through` (clipped means). One pass over the hours held: labels
+    compare as text, and a day's weekday is worked out once."""
+    first = label_of(through - timedelta(weeks=WEEKS) + timedelta(hours=1))
+    last = label_of(through)
+    weekday: dict[str, int] = {}
+    by_slot: dict[int, list[int]] = {}
+    for label, held in hours.items():
+        if first <= label <= last:
+            day = label[:8]
+            found = weekday.get(day)
+            if found is None:
+                found = weekday[day] = date(int(day[:4]), int(day[4:6]), int(day[6:])).weekday()
+            by_slot.setdefault(found * 24 + int(label[8:]), []).append(held[FEE])
+    means: dict[int, float] = {}
+    for slot, figures in by_slot.items():
+        cap = CLIP * median(figures)
+        means[slot] = sum(min(f, cap) for f in figures) / len(figures)
     return means
 
 
-def _slots_after(first: datetime, last: datetime) -> Iterator[tuple[int, int]]:
-    """(weekday, hour) of each hour from `first` through `last`, counted, not computed."""
-    day, hour = first.weekday(), first.hour
-    for _ in range(int((last - first) / timedelta(hours=1)) + 1):
-        yield day, hour
-        hour += 1
-        if hour == 24:
-            day, hour = (day + 1) % 7, 0
+def _slot_counts(first: datetime, hours: int) -> Iterator[tuple[int, int]]:
+    """(slot, how many of the `hours` from `first` fall in it): a month ahead is at most five
+    of each slot, counted rather than walked hour by hour."""
+    start = first.weekday() * 24 + first.hour
+    weeks, rest = divmod(hours, SLOTS)
+    for slot in range(SLOTS):
+        times = weeks + (1 if (slot - start) % SLOTS < rest else 0)
+        if times:
+            yield slot, times
 
 
 def month_forecast(hours: Hours, through: str, month_to_date: int, month_last: str) -> int:
@@ -106,7 +115,7 @@ def month_forecast(hours: Hours, through: str, month_to_date: int, month_last: s
     means = _slot_means(hours, last_known)
     known = [h[FEE] for h in hours.values()]
     fallback = sum(known) / len(known) if known else 0.0
-    ahead = sum(
-        means.get(slot, fallback) for slot in _slots_after(last_known + timedelta(hours=1), end)
-    )
+    left = int((end - last_known) / timedelta(hours=1))
+    slots = _slot_counts(last_known + timedelta(hours=1), left)
+    ahead = sum(times * means.get(slot, fallback) for slot, times in slots)
     return month_to_date + round(ahead)

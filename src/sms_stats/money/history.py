@@ -11,8 +11,7 @@ each write the union of the hours they saw (the newer figure of an hour wins).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from sms_stats.core.log import logger
 from sms_stats.core.records import MAX_COUNT
@@ -28,24 +27,50 @@ def key(app_id: str) -> str:
     return f"{PREFIX}app={app_id}/history.json"
 
 
-class Checkpoint(NamedTuple):
+class Checkpoint:
     """Billed parts from the month's first hour through the hour `through`, exactly."""
 
-    month: str  # yyyy-mm
-    through: str  # yyyymmddhh
-    fee: int
+    __slots__ = ("fee", "month", "through")
+
+    def __init__(self, month: str, through: str, fee: int) -> None:
+        self.month = month  # yyyy-mm
+        self.through = through  # yyyymmddhh
+        self.fee = fee
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Checkpoint) and (self.month, self.through, self.fee) == (
+            other.month,
+            other.through,
+            other.fee,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.month, self.through, self.fee))
+
+    def __repr__(self) -> str:
+        return f"Checkpoint({self.month!r}, {self.through!r}, {self.fee})"
 
 
-@dataclass
 class History:
     """One app's hours as the store holds them, changed in place by a run; `changed` says
-    whether it must be written back (most runs add an hour, some re-read ones add nothing)."""
+    whether it must be written back (most runs add an hour, some re-read ones add nothing).
+    A plain class: a dataclass's generated methods are compiled at every cold start."""
 
-    app_id: str
-    hours: dict[str, tuple[int, int]] = field(default_factory=dict)  # label -> (requests, fee)
-    checkpoint: Checkpoint | None = None
-    changed: bool = False
-    seeded: bool = False  # its first hours were read from the store's hour records, once
+    __slots__ = ("app_id", "changed", "checkpoint", "hours", "seeded")
+
+    def __init__(
+        self,
+        app_id: str,
+        hours: dict[str, tuple[int, int]] | None = None,  # label -> (requests, fee)
+        checkpoint: Checkpoint | None = None,
+        changed: bool = False,
+        seeded: bool = False,  # its first hours were read from the store's hour records, once
+    ) -> None:
+        self.app_id = app_id
+        self.hours = {} if hours is None else hours
+        self.checkpoint = checkpoint
+        self.changed = changed
+        self.seeded = seeded
 
     def note(self, label: str, requests: int, fee: int) -> None:
         if self.hours.get(label) != (requests, fee):

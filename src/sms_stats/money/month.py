@@ -10,27 +10,15 @@ a month per app (and again after an hour it missed).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import TYPE_CHECKING
 
-from sms_stats.collect.client import StatsClient
 from sms_stats.core.windows import Window, format_hour
 from sms_stats.money.forecast import FEE, label_of, moment, month_forecast
 from sms_stats.money.history import Checkpoint, History
+from sms_stats.money.summary import AppMonth
 
-
-class Month(NamedTuple):
-    """What one app's month came to at the end of the hour `through`."""
-
-    app_id: str
-    month: str  # yyyy-mm
-    through: str  # yyyymmddhh, the newest full hour
-    to_date: int  # billed parts, exactly
-    forecast: int  # billed parts at the month's end, at this pace
-    budget: int | None
-
-    @property
-    def budget_ratio(self) -> float | None:
-        return None if not self.budget else round(self.forecast / self.budget, 4)
+if TYPE_CHECKING:
+    from sms_stats.collect.client import StatsClient
 
 
 def bounds(through: datetime) -> tuple[datetime, datetime]:
@@ -60,7 +48,7 @@ def of_app(
     client: StatsClient,
     budget: int | None,
     deadline: float | None,
-) -> Month:
+) -> AppMonth:
     """The app's month through the full hour starting at `through` (aware, the store's zone).
     UpstreamError when the range call is needed and fails (the caller judges without it)."""
     first, last = bounds(through)
@@ -73,4 +61,4 @@ def of_app(
         history.checkpoint = Checkpoint(month, label, to_date)
         history.changed = True
     forecast = month_forecast(history.hours, label, to_date, format_hour(last))
-    return Month(history.app_id, month, label, to_date, forecast, budget)
+    return AppMonth(history.app_id, month, label, to_date, forecast, budget)

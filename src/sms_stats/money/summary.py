@@ -26,9 +26,13 @@ class AppMonth(NamedTuple):
     app_id: str
     month: str  # yyyy-mm
     through: str  # yyyymmddhh
-    to_date: int
-    forecast: int
+    to_date: int  # billed parts from the month's first hour through `through`, exactly
+    forecast: int  # billed parts at the month's end, at this pace
     budget: int | None
+
+    @property
+    def budget_ratio(self) -> float | None:
+        return None if not self.budget else round(self.forecast / self.budget, 4)
 
 
 def _count(value: Any, name: str) -> int:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import NamedTuple
 
 from sms_stats.collect.client import StatsClient
 from sms_stats.core.errors import SmsStatsError, UpstreamError
@@ -20,15 +18,18 @@ from sms_stats.core.windows import Window
 from sms_stats.money import history, month, summary
 from sms_stats.money.forecast import Hours
 from sms_stats.store.base import SinkError, Store
-from sms_stats.store.reading import listed_hours
 
 
-class Money(NamedTuple):
+class Money:
     """What the rules read of one app: its month (None when it could not be worked out) and
-    its hour history (for the hour's usual volume)."""
+    its hour history (for the hour's usual volume). A plain class: a NamedTuple's is compiled
+    at every cold start."""
 
-    month: month.Month | None
-    hours: Hours
+    __slots__ = ("hours", "month")
+
+    def __init__(self, month: summary.AppMonth | None, hours: Hours) -> None:
+        self.month = month
+        self.hours = hours
 
 
 SEEDS_PER_RUN = 20  # histories seeded from the store's hour records by one run, at most
@@ -62,16 +63,14 @@ def update(
         return app_id, _one(app_id, hours, through, settings, store, client, seeds, deadline)
 
     if len(apps) > 1:
+        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - one app needs none
+
         with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
             done = list(pool.map(one, apps))
     else:
         done = [one(app_id) for app_id in apps]
     found = {app_id: money for app_id, money in done if money is not None}
-    months = [
-        summary.AppMonth(m.app_id, m.month, m.through, m.to_date, m.forecast, m.budget)
-        for m in (money.month for money in found.values())
-        if m is not None
-    ]
+    months = [money.month for money in found.values() if money.month is not None]
     try:
         summary.write(store, months, settings.timezone, now, deadline)
     except SinkError as exc:
@@ -99,7 +98,7 @@ def _one(
     for record in hours:
         counts = record.counts
         held.note(record.window.begin_time, counts.request_count, counts.fee_count)
-    worked: month.Month | None = None
+    worked: summary.AppMonth | None = None
     if through is not None:
         try:
             worked = month.of_app(held, through, client, settings.budget_of(app_id), deadline)
@@ -137,6 +136,8 @@ def _seed(
     once, not weeks later. What the store lacks is left to the runs to come."""
     if not seeds.take():
         return  # a later run seeds it
+    from sms_stats.store.reading import listed_hours  # noqa: PLC0415 - once per history
+
     first = through - timedelta(hours=history.KEEP_HOURS - 1)
     window = Window.through(first, through - timedelta(hours=1))
     try:
