@@ -17,7 +17,7 @@ from pytest_mock import MockerFixture
 from sms_stats.alerts.engine import judge
 from sms_stats.alerts.state import State
 from sms_stats.core.records import Counts, Record
-from sms_stats.core.rules import SURGE_MIN_VOLUME, rules_in_force
+from sms_stats.core.rules import SURGE_MIN_VOLUME, SURGE_RATIO, rules_in_force
 from sms_stats.core.windows import Window, zone
 from sms_stats.emulator import Emulator
 from sms_stats.handler import main_handler
@@ -90,14 +90,15 @@ class TestVolumeRatio:
         assert usual(one_week, label_of(hour)) is None
         assert volume_ratio(one_week, label_of(hour), 20_000) is None
 
-    def test_given_four_weeks_with_one_surge_then_the_median_ignores_it(self) -> None:
+    def test_given_four_weeks_with_one_surge_then_the_usual_range_ignores_it(self) -> None:
         hour = datetime(2026, 3, 30, 3)
         weeks = {
             label_of(hour - timedelta(weeks=w)): (v, v)
             for w, v in enumerate((100, 2000, 110, 90), 1)
         }
-        assert usual(weeks, label_of(hour)) == 105
-        assert volume_ratio(weeks, label_of(hour), 210) == 2.0
+        # median 105, deviations 5, 1895, 5, 15 (their median 10): the top of the range 135
+        assert usual(weeks, label_of(hour)) == 135
+        assert volume_ratio(weeks, label_of(hour), 270) == 2.0
 
     def test_given_a_silent_slot_then_a_surge_into_it_is_still_a_multiple(self) -> None:
         hour = datetime(2026, 3, 30, 3)
@@ -160,6 +161,23 @@ class TestSurgeRule:
         ]
         assert len(ratios) == 42 * 24 + 1
         assert max(ratios) < 1.5 < 4.0  # the default threshold: SURGE_RATIO
+
+    def test_given_an_app_whose_hours_swing_widely_then_its_swings_are_no_surge(self) -> None:
+        """The stand-in's uniform apps: 1 to 2,000 requests an hour at random, one hour in
+        twelve silent. Against the median alone they "surged" 5 times a month."""
+        app = "1400006874"
+        start = datetime(2026, 3, 2)
+        known = {}
+        for h in hours_of(start, start + timedelta(days=56)):
+            counts = Emulator.counts(app, label_of(h))
+            known[label_of(h)] = (counts["RequestCount"], counts["FeeCount"])
+        fired = [
+            label
+            for h in hours_of(start + timedelta(days=14), start + timedelta(days=56))
+            if known[label := label_of(h)][0] >= SURGE_MIN_VOLUME
+            and (volume_ratio(known, label, known[label][0]) or 0) > SURGE_RATIO
+        ]
+        assert fired == []
 
 
 class TestHistory:

@@ -8,9 +8,14 @@ left in the month are each expected at their own slot of the week (Monday 09:00,
 slot's median so one surge does not raise a whole month. A slot the history does not hold yet
 (a new deployment) is expected at the average hour known.
 
-An hour's `volume_ratio` is its requests against the median of the same slot in the weeks
-before (at least two of the last four): the ordinary rhythm stays near 1, SMS pumping (bots
-asking for codes to premium numbers, often at night) shows as a multiple.
+An hour's `volume_ratio` is its requests against what is usual for it: the top of the same
+slot's usual range in the weeks before (at least two of the last four: their median plus three
+times their median absolute deviation), and never less than the app's median hour of the week
+before. A steady rhythm's range is narrow, so its ordinary hours stay near 1 and SMS pumping
+(bots asking for codes to premium numbers, often at night) shows as a multiple; an app whose
+hours swing widely has a wide range, and a quiet hour rising to an ordinary one's volume is no
+surge (against the slot's median alone, the stand-in's uniformly random apps "surged" five
+times a month).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from datetime import date, datetime, timedelta
 
 WEEKS = 4  # how many past weeks of a slot are read
 MIN_WEEKS = 2  # fewer known: no usual volume, so no ratio is judged
+SPREAD = 3.0  # the usual range's top: the median plus this many median absolute deviations
 CLIP = 3.0  # a week's figure counts at most this many times the slot's median
 SLOTS = 7 * 24  # the hours of a week
 
@@ -37,7 +43,7 @@ def label_of(hour: datetime) -> str:
     return f"{hour.year:04d}{hour.month:02d}{hour.day:02d}{hour.hour:02d}"
 
 
-def median(values: list[int]) -> float:
+def median(values: list[float] | list[int]) -> float:
     """The middle value (the mean of the two middle ones): `statistics` would cost every cold
     start its imports (fractions, decimal) for this."""
     ordered = sorted(values)
@@ -57,19 +63,31 @@ def _weeks_before(hours: Hours, hour: datetime, field: int) -> list[int]:
 
 
 def usual(hours: Hours, label: str, field: int = REQUESTS) -> float | None:
-    """The median of the same hour of the week in the `WEEKS` before `label`; None with fewer
-    than `MIN_WEEKS` of them known."""
+    """The top of the usual range of the same hour of the week in the `WEEKS` before `label`
+    (median + `SPREAD` median absolute deviations); None with fewer than `MIN_WEEKS` known."""
     found = _weeks_before(hours, moment(label), field)
-    return median(found) if len(found) >= MIN_WEEKS else None
+    if len(found) < MIN_WEEKS:
+        return None
+    middle = median(found)
+    return middle + SPREAD * median([abs(f - middle) for f in found])
+
+
+def typical_hour(hours: Hours, label: str) -> float:
+    """The median requests of the hours held in the week before `label` (0 with none)."""
+    hour = moment(label)
+    week = (hours.get(label_of(hour - timedelta(hours=back))) for back in range(1, SLOTS + 1))
+    found = [held[REQUESTS] for held in week if held is not None]
+    return median(found) if found else 0.0
 
 
 def volume_ratio(hours: Hours, label: str, requests: int) -> float | None:
-    """`requests` against the hour's usual volume; None when no usual is known. A slot that
-    was silent counts as one request, so a surge into silence still shows as a multiple."""
+    """`requests` against what is usual for the hour (see the module docstring); None when the
+    slot's usual range is not known. At least one request: a surge into a silent app still
+    shows as a multiple."""
     base = usual(hours, label)
     if base is None:
         return None
-    return round(requests / max(base, 1.0), 3)
+    return round(requests / max(base, typical_hour(hours, label), 1.0), 3)
 
 
 def _slot_means(hours: Hours, through: datetime) -> dict[int, float]:
