@@ -480,3 +480,25 @@ class TestSeeding:
         assert all(
             history.parse(a, (store / history.key(a)).read_bytes()).seeded for a in (APP, other)
         )
+
+
+class TestDryRun:
+    def test_given_stored_weeks_and_a_surge_when_replayed_then_the_surge_rule_fires_once(
+        self,
+    ) -> None:
+        """`sms-stats alerts dry-run` judges the surge rule as the timer does: the weeks before
+        the range are its history."""
+        from sms_stats.alerts.replay import HISTORY_DAYS, replay
+
+        start = datetime(2026, 4, 1)
+        surge = start + timedelta(hours=3)
+        records = []
+        for hour in hours_of(start - timedelta(days=HISTORY_DAYS), start + timedelta(hours=23)):
+            counts = hour_counts(hour)
+            if surge <= hour < surge + timedelta(hours=2):
+                counts = (counts[0] * 20, counts[1] * 20)
+            records.append(send_record(hour, counts))
+        rules = [r for r in rules_in_force(None) if r.metric == "volume_ratio"]
+        notices = replay(rules, records, start.replace(tzinfo=SHANGHAI), "Asia/Shanghai")
+        assert [n.type for n in notices] == ["alert.firing", "alert.resolved"]
+        assert notices[0].data["window_start"].startswith("2026-04-01T03:00")

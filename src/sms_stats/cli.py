@@ -358,7 +358,7 @@ def _print_state(store: Any) -> int:
 def _dry_run(
     args: argparse.Namespace, rules: Sequence[Any], store: Any, app_ids: list[str], zone: str
 ) -> int:
-    from sms_stats.alerts.replay import USAGE_DAYS, read_days, replay  # noqa: PLC0415
+    from sms_stats.alerts.replay import HISTORY_DAYS, read_days, replay  # noqa: PLC0415
     from sms_stats.core.windows import parse_hour  # noqa: PLC0415
     from sms_stats.core.windows import zone as tz  # noqa: PLC0415
 
@@ -370,7 +370,7 @@ def _dry_run(
     if end < start:
         raise InputError(f"--to {args.end} is before --from {args.begin}")
     records, bad = read_days(
-        store, app_ids, (start - timedelta(days=USAGE_DAYS)).date(), end.date()
+        store, app_ids, (start - timedelta(days=HISTORY_DAYS)).date(), end.date()
     )
     records = [r for r in records if r.window.start <= end]
     for key in bad:
