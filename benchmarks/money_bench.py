@@ -18,8 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src")]
 
+from sms_stats.core.windows import format_hour as label_of
 from sms_stats.emulator import Emulator
-from sms_stats.money.forecast import label_of, month_forecast
+from sms_stats.money.forecast import month_forecast
 
 APP = "1400009042"
 

@@ -19,10 +19,11 @@ from sms_stats.alerts.state import State
 from sms_stats.core.records import Counts, Record
 from sms_stats.core.rules import SURGE_MIN_VOLUME, SURGE_RATIO, rules_in_force
 from sms_stats.core.windows import Window, zone
+from sms_stats.core.windows import format_hour as label_of
 from sms_stats.emulator import Emulator
 from sms_stats.handler import main_handler
 from sms_stats.money import history, summary
-from sms_stats.money.forecast import label_of, month_forecast, usual, volume_ratio
+from sms_stats.money.forecast import month_forecast, usual, volume_ratio
 from sms_stats.money.update import Money
 from sms_stats.store.file import FileSink
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from sms_stats.alerts.state import State
@@ -26,11 +25,11 @@ from sms_stats.core.notices import Notice
 from sms_stats.core.records import CallbackRecord, Record
 from sms_stats.core.settings import Settings
 from sms_stats.core.windows import Window, last_full, zone
+from sms_stats.money.summary import cost
 
 if TYPE_CHECKING:
     from sms_stats.money.update import Money
 
-CENT = Decimal("0.01")
 BACKLOG_DAYS = 7  # the oldest digest still sent late: a week back (fired alerts are kept 8)
 
 
@@ -127,8 +126,7 @@ def _month(
     }
     price = settings.price()
     if price is not None:
-        cost = None if to_date is None else price * to_date
-        fields["month_to_date_cost"] = None if cost is None else float(cost.quantize(CENT))
+        fields["month_to_date_cost"] = None if to_date is None else float(cost(to_date, price))
         fields["currency"] = settings.currency
     return fields
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime, timedelta
 
+from sms_stats.core.windows import format_hour
+
 WEEKS = 4  # how many past weeks of a slot are read
 MIN_WEEKS = 2  # fewer known: no usual volume, so no ratio is judged
 SPREAD = 3.0  # the usual range's top: the median plus this many median absolute deviations
@@ -39,10 +41,6 @@ def moment(label: str) -> datetime:
     return datetime(int(label[:4]), int(label[4:6]), int(label[6:8]), int(label[8:10]))
 
 
-def label_of(hour: datetime) -> str:
-    return f"{hour.year:04d}{hour.month:02d}{hour.day:02d}{hour.hour:02d}"
-
-
 def median(values: list[float] | list[int]) -> float:
     """The middle value (the mean of the two middle ones): `statistics` would cost every cold
     start its imports (fractions, decimal) for this."""
@@ -56,7 +54,7 @@ def median(values: list[float] | list[int]) -> float:
 def _weeks_before(hours: Hours, hour: datetime, field: int) -> list[int]:
     found = []
     for week in range(1, WEEKS + 1):
-        held = hours.get(label_of(hour - timedelta(days=7 * week)))
+        held = hours.get(format_hour(hour - timedelta(days=7 * week)))
         if held is not None:
             found.append(held[field])
     return found
@@ -75,7 +73,7 @@ def usual(hours: Hours, label: str, field: int = REQUESTS) -> float | None:
 def typical_hour(hours: Hours, label: str) -> float:
     """The median requests of the hours held in the week before `label` (0 with none)."""
     hour = moment(label)
-    week = (hours.get(label_of(hour - timedelta(hours=back))) for back in range(1, SLOTS + 1))
+    week = (hours.get(format_hour(hour - timedelta(hours=back))) for back in range(1, SLOTS + 1))
     found = [held[REQUESTS] for held in week if held is not None]
     return median(found) if found else 0.0
 
@@ -94,8 +92,8 @@ def _slot_means(hours: Hours, through: datetime) -> dict[int, float]:
     """Slot of the week (weekday x 24 + hour) -> the expected billed parts of that slot, from
     the `WEEKS` weeks up to `through` (clipped means). One pass over the hours held: labels
     compare as text, and a day's weekday is worked out once."""
-    first = label_of(through - timedelta(weeks=WEEKS) + timedelta(hours=1))
-    last = label_of(through)
+    first = format_hour(through - timedelta(weeks=WEEKS) + timedelta(hours=1))
+    last = format_hour(through)
     weekday: dict[str, int] = {}
     by_slot: dict[int, list[int]] = {}
     for label, held in hours.items():

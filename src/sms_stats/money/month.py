@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sms_stats.core.windows import Window, format_hour
-from sms_stats.money.forecast import FEE, label_of, moment, month_forecast
+from sms_stats.money.forecast import FEE, moment, month_forecast
 from sms_stats.money.history import Checkpoint, History
 from sms_stats.money.summary import AppMonth
 
@@ -34,7 +34,7 @@ def _from_history(history: History, month: str, through: str) -> int | None:
         return None
     total, hour = mark.fee, moment(mark.through) + timedelta(hours=1)
     while hour <= moment(through):
-        held = history.hours.get(label_of(hour))
+        held = history.hours.get(format_hour(hour))
         if held is None:
             return None
         total += held[FEE]

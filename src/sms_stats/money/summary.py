@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
 
 from sms_stats.core.log import logger
@@ -17,6 +18,7 @@ from sms_stats.core.windows import isoformat
 from sms_stats.store.base import SinkError, Store
 
 KEY = "money/summary.json"
+CENT = Decimal("0.01")
 SCHEMA = "sms-stats-money/v1"
 
 
@@ -33,6 +35,12 @@ class AppMonth(NamedTuple):
     @property
     def budget_ratio(self) -> float | None:
         return None if not self.budget else round(self.forecast / self.budget, 4)
+
+
+def cost(parts: int, price: Decimal) -> Decimal:
+    """`parts` at `price`, exactly, to the cent (half up): the one rounding of money, for the
+    digest and the dashboard alike."""
+    return (price * parts).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 def _count(value: Any, name: str) -> int:

@@ -108,7 +108,7 @@ def _one(
         history.save(store, held, deadline)
     except SinkError as exc:
         logger.warning("money.history_not_written", app_id=app_id, error=str(exc))
-    return Money(worked, dict(held.hours))
+    return Money(worked, held.hours)  # this run's own: the rules only read it
 
 
 class _Seeds:

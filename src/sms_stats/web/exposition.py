@@ -125,6 +125,7 @@ def money_samples(
     """Each app's month as the newest timer run left it (`month` labels which month), its
     budget as configured now, and the cost when a price is set."""
     found: list[tuple[str, dict[str, str], float | int]] = []
+    price = settings.price()
     for app_id in app_ids:
         budget = settings.budget_of(app_id)
         if budget is not None:
@@ -135,7 +136,6 @@ def money_samples(
         labels = {"app_id": app_id, "month": month.month}
         found.append(("sms_month_to_date_fee_count", labels, month.to_date))
         found.append(("sms_month_forecast_fee_count", labels, month.forecast))
-        price = settings.price()
         if price is not None:
             cost = float(price * month.to_date)
             found.append(

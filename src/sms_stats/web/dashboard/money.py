@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from html import escape
 
 from sms_stats.money import summary
-from sms_stats.money.summary import AppMonth
+from sms_stats.money.summary import AppMonth, cost
 from sms_stats.store.base import SinkError, Store
 from sms_stats.web.dashboard.charts import FONT, VARIANTS, Variant
 from sms_stats.web.dashboard.ticks import GAP_EM, MONTHS, text_width, when
@@ -29,7 +29,6 @@ TO_DATE = "#d97706"  # the billed parts' colour on the volume chart
 FORECAST = "#fcd9a8"  # the same, lighter: not yet billed
 BUDGET = "#334155"
 TRACK = "#f1f5f9"
-CENT = Decimal("0.01")
 # The bar's rows (SVG units at the size a variant is designed for): labels above, the bar,
 # labels below; the budget line stands out of the bar on both sides.
 ABOVE_Y, BAR_Y, BAR_H, BELOW_Y, HEIGHT = 13, 19, 16, 51, 56
@@ -68,8 +67,7 @@ def read(store: Store, deadline: float | None) -> tuple[dict[str, AppMonth], str
 
 def amount(parts: int, price: Decimal, currency: str) -> str:
     """`CNY 5,555.52`: parts times the price, exactly, to the cent (half up)."""
-    value = (price * parts).quantize(CENT, rounding=ROUND_HALF_UP)
-    return f"{currency} {value:,.2f}"
+    return f"{currency} {cost(parts, price):,.2f}"
 
 
 def month_name(month: str) -> str:
